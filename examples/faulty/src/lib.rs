@@ -1,0 +1,54 @@
+//! The faulty app: functions that misbehave, to show that each fault fails
+//! only its own call. `modal run faulty.wasm::spin` fails with a timeout
+//! after 2 s; `hog` hits the memory limit; `recurse` overflows the stack;
+//! `trap` panics; `echo` returns its input.
+
+#[modal_guest::app]
+mod faulty {
+    /// Panics.
+    #[function]
+    fn trap() {
+        panic!("the trap function panics on purpose");
+    }
+
+    /// Loops forever; stopped by its 2 s timeout.
+    #[function(timeout = "2s")]
+    fn spin() {
+        let mut i: u64 = 0;
+        loop {
+            i = std::hint::black_box(i.wrapping_add(1));
+        }
+    }
+
+    /// Allocates memory until the host's limit stops it.
+    #[function]
+    fn hog() -> usize {
+        let mut blocks: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let mut block = vec![0u8; 16 << 20];
+            block[0] = 1;
+            blocks.push(std::hint::black_box(block));
+            if blocks.len() > 1 << 20 {
+                return blocks.len();
+            }
+        }
+    }
+
+    /// Recurses without end.
+    #[function]
+    fn recurse(depth: u64) -> u64 {
+        fn go(n: u64) -> u64 {
+            if n == u64::MAX {
+                return n;
+            }
+            std::hint::black_box(go(std::hint::black_box(n + 1))) + 1
+        }
+        go(depth)
+    }
+
+    /// Returns its input.
+    #[function]
+    fn echo(input: modal_guest::json::Value) -> modal_guest::json::Value {
+        input
+    }
+}

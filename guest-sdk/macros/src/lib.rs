@@ -1,0 +1,611 @@
+//! The `#[app]` attribute macro behind `modal-guest`; use it through that
+//! crate, whose documentation describes the syntax.
+
+use proc_macro::TokenStream;
+use proc_macro2::TokenStream as TokenStream2;
+use quote::{ToTokens, format_ident, quote};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{
+    Attribute, Expr, ExprLit, FnArg, Ident, Item, ItemFn, ItemMod, Lit, Meta, Pat, ReturnType,
+    Token, Type,
+};
+
+/// Turns a module of `#[function]`s into a modal app: generates the
+/// component's `describe`, `call` dispatch, lifecycle hooks and, when there
+/// are web functions, the `wasi:http` handler.
+#[proc_macro_attribute]
+pub fn app(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let attr = TokenStream2::from(attr);
+    if !attr.is_empty() {
+        return syn::Error::new(attr.span(), "`#[app]` takes no arguments")
+            .to_compile_error()
+            .into();
+    }
+    let module = syn::parse_macro_input!(item as ItemMod);
+    match expand(module) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// What kind of function, as declared in `#[function(...)]`.
+enum Kind {
+    Plain,
+    Web { method: Option<String> },
+    Cron(String),
+    PeriodMs(u64),
+}
+
+/// One `#[function]` and its settings.
+struct Function {
+    ident: Ident,
+    kind: Kind,
+    description: Option<String>,
+    timeout_ms: Option<u64>,
+    retries: Option<u32>,
+    min_warm: Option<u32>,
+    max_instances: Option<u32>,
+    max_requests: Option<u32>,
+    params: Vec<(Ident, Type)>,
+    returns_result: bool,
+    signature: String,
+}
+
+fn expand(mut module: ItemMod) -> syn::Result<TokenStream2> {
+    let Some((_, items)) = module.content.as_mut() else {
+        return Err(syn::Error::new(
+            module.span(),
+            "`#[app]` needs an inline module: `mod app { ... }`",
+        ));
+    };
+    let mut functions = Vec::new();
+    let mut enter = None;
+    let mut exit = None;
+    for item in items.iter_mut() {
+        let Item::Fn(f) = item else { continue };
+        if let Some(attr) = take_attr(f, "function") {
+            functions.push(parse_function(f, &attr)?);
+        } else if let Some(attr) = take_attr(f, "enter") {
+            check_hook(f, &attr, "enter", &mut enter)?;
+        } else if let Some(attr) = take_attr(f, "exit") {
+            check_hook(f, &attr, "exit", &mut exit)?;
+        }
+    }
+    if functions.is_empty() {
+        return Err(syn::Error::new(
+            module.ident.span(),
+            "this app has no functions: mark at least one with `#[function]`",
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for f in &functions {
+        if !names.insert(f.ident.to_string()) {
+            return Err(syn::Error::new(f.ident.span(), "duplicate function name"));
+        }
+    }
+    let glue = glue(&functions, enter.as_ref(), exit.as_ref());
+    items.push(syn::parse2(glue)?);
+    Ok(module.into_token_stream())
+}
+
+/// Removes the attribute named `name` from `f` and returns it.
+fn take_attr(f: &mut ItemFn, name: &str) -> Option<Attribute> {
+    let pos = f.attrs.iter().position(|a| a.path().is_ident(name))?;
+    Some(f.attrs.remove(pos))
+}
+
+fn check_hook(
+    f: &ItemFn,
+    attr: &Attribute,
+    what: &str,
+    slot: &mut Option<Ident>,
+) -> syn::Result<()> {
+    if !matches!(attr.meta, Meta::Path(_)) {
+        return Err(syn::Error::new(
+            attr.span(),
+            format!("`#[{what}]` takes no arguments"),
+        ));
+    }
+    if !f.sig.inputs.is_empty() || f.sig.asyncness.is_some() || !f.sig.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            f.sig.span(),
+            format!("an `#[{what}]` hook is a plain `fn` without parameters"),
+        ));
+    }
+    if slot.is_some() {
+        return Err(syn::Error::new(
+            f.sig.ident.span(),
+            format!("only one `#[{what}]` hook is allowed"),
+        ));
+    }
+    *slot = Some(f.sig.ident.clone());
+    Ok(())
+}
+
+fn parse_function(f: &ItemFn, attr: &Attribute) -> syn::Result<Function> {
+    let sig = &f.sig;
+    if let Some(a) = &sig.asyncness {
+        return Err(syn::Error::new(
+            a.span(),
+            "modal functions are synchronous: remove `async`",
+        ));
+    }
+    if !sig.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            sig.generics.span(),
+            "modal functions cannot be generic",
+        ));
+    }
+    let mut params = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) => {
+                return Err(syn::Error::new(r.span(), "modal functions take no `self`"));
+            }
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(pi) => params.push((pi.ident.clone(), (*pt.ty).clone())),
+                other => {
+                    return Err(syn::Error::new(
+                        other.span(),
+                        "name each parameter with a plain identifier",
+                    ));
+                }
+            },
+        }
+    }
+    let mut function = Function {
+        ident: sig.ident.clone(),
+        kind: Kind::Plain,
+        description: doc_line(&f.attrs),
+        timeout_ms: None,
+        retries: None,
+        min_warm: None,
+        max_instances: None,
+        max_requests: None,
+        returns_result: returns_result(&sig.output),
+        signature: signature(sig, &params),
+        params,
+    };
+    if let Meta::List(list) = &attr.meta {
+        let settings = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)?;
+        for setting in settings {
+            apply_setting(&mut function, &setting)?;
+        }
+    } else if !matches!(attr.meta, Meta::Path(_)) {
+        return Err(syn::Error::new(
+            attr.span(),
+            "write `#[function]` or `#[function(...)]`",
+        ));
+    }
+    if let Kind::Web { .. } = function.kind
+        && function.params.len() > 1
+    {
+        return Err(syn::Error::new(
+            sig.inputs.span(),
+            "a web function takes one `modal_guest::Request` parameter, or none",
+        ));
+    }
+    Ok(function)
+}
+
+fn apply_setting(f: &mut Function, setting: &Meta) -> syn::Result<()> {
+    let name = setting
+        .path()
+        .get_ident()
+        .map(Ident::to_string)
+        .unwrap_or_default();
+    match (name.as_str(), setting) {
+        ("web", Meta::Path(_)) => set_kind(f, setting, Kind::Web { method: None }),
+        ("web", Meta::List(list)) => {
+            let mut method = None;
+            let inner = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)?;
+            for m in inner {
+                match &m {
+                    Meta::NameValue(nv) if nv.path.is_ident("method") => {
+                        let value = lit_str(&nv.value)?;
+                        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphabetic()) {
+                            return Err(syn::Error::new(
+                                nv.value.span(),
+                                "expected an HTTP method such as \"GET\"",
+                            ));
+                        }
+                        method = Some(value.to_ascii_uppercase());
+                    }
+                    _ => return Err(syn::Error::new(m.span(), "expected `method = \"GET\"`")),
+                }
+            }
+            set_kind(f, setting, Kind::Web { method })
+        }
+        ("schedule", Meta::NameValue(nv)) => {
+            let kind = parse_schedule(&nv.value)?;
+            set_kind(f, setting, kind)
+        }
+        ("timeout", Meta::NameValue(nv)) => {
+            f.timeout_ms = Some(duration_ms(&nv.value)?);
+            Ok(())
+        }
+        ("retries", Meta::NameValue(nv)) => {
+            f.retries = Some(lit_u32(&nv.value)?);
+            Ok(())
+        }
+        ("min_warm", Meta::NameValue(nv)) => {
+            f.min_warm = Some(lit_u32(&nv.value)?);
+            Ok(())
+        }
+        ("max_instances", Meta::NameValue(nv)) => {
+            f.max_instances = Some(lit_u32(&nv.value)?);
+            Ok(())
+        }
+        ("max_requests", Meta::NameValue(nv)) => {
+            f.max_requests = Some(lit_u32(&nv.value)?);
+            Ok(())
+        }
+        _ => Err(syn::Error::new(
+            setting.span(),
+            "unknown setting; expected `web`, `web(method = \"GET\")`, `schedule = cron(\"...\")`, \
+             `schedule = period(\"30s\")`, `timeout = \"2s\"`, `retries = N`, `min_warm = N`, \
+             `max_instances = N` or `max_requests = N`",
+        )),
+    }
+}
+
+fn set_kind(f: &mut Function, at: &Meta, kind: Kind) -> syn::Result<()> {
+    if !matches!(f.kind, Kind::Plain) {
+        return Err(syn::Error::new(
+            at.span(),
+            "a function is either web or scheduled, not both",
+        ));
+    }
+    f.kind = kind;
+    Ok(())
+}
+
+fn parse_schedule(expr: &Expr) -> syn::Result<Kind> {
+    let err = || {
+        syn::Error::new(
+            expr.span(),
+            "expected `cron(\"sec min hour day month weekday\")` or `period(\"30s\")`",
+        )
+    };
+    let Expr::Call(call) = expr else {
+        return Err(err());
+    };
+    let Expr::Path(func) = &*call.func else {
+        return Err(err());
+    };
+    if call.args.len() != 1 {
+        return Err(err());
+    }
+    let arg = &call.args[0];
+    if func.path.is_ident("cron") {
+        let expression = lit_str(arg)?;
+        let fields = expression.split_whitespace().count();
+        if !(6..=7).contains(&fields) {
+            return Err(syn::Error::new(
+                arg.span(),
+                format!(
+                    "a cron expression here has 6 or 7 fields (seconds first), \
+                     `sec min hour day month weekday [year]`; this one has {fields}"
+                ),
+            ));
+        }
+        Ok(Kind::Cron(expression))
+    } else if func.path.is_ident("period") {
+        let ms = duration_ms(arg)?;
+        if ms == 0 {
+            return Err(syn::Error::new(
+                arg.span(),
+                "a period must be longer than zero",
+            ));
+        }
+        Ok(Kind::PeriodMs(ms))
+    } else {
+        Err(err())
+    }
+}
+
+fn lit_str(expr: &Expr) -> syn::Result<String> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s.value()),
+        _ => Err(syn::Error::new(expr.span(), "expected a string literal")),
+    }
+}
+
+fn lit_u32(expr: &Expr) -> syn::Result<u32> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse(),
+        _ => Err(syn::Error::new(expr.span(), "expected a whole number")),
+    }
+}
+
+/// A duration: a number of seconds, or a string such as `"500ms"`, `"2s"`,
+/// `"5m"` or `"1h"`.
+fn duration_ms(expr: &Expr) -> syn::Result<u64> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => Ok(i.base10_parse::<u64>()?.saturating_mul(1000)),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => parse_duration_ms(&s.value()).ok_or_else(|| {
+            syn::Error::new(
+                s.span(),
+                "expected a duration such as \"500ms\", \"2s\", \"5m\" or \"1h\"",
+            )
+        }),
+        _ => Err(syn::Error::new(
+            expr.span(),
+            "expected a duration such as \"2s\" or a number of seconds",
+        )),
+    }
+}
+
+fn parse_duration_ms(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+/// The first paragraph of the doc comment, on one line.
+fn doc_line(attrs: &[Attribute]) -> Option<String> {
+    let lines = attrs.iter().filter_map(|a| match &a.meta {
+        Meta::NameValue(nv) if nv.path.is_ident("doc") => lit_str(&nv.value).ok(),
+        _ => None,
+    });
+    let mut paragraph = Vec::new();
+    for line in lines {
+        let line = line.trim().to_string();
+        if line.is_empty() {
+            if paragraph.is_empty() {
+                continue;
+            }
+            break;
+        }
+        paragraph.push(line);
+    }
+    (!paragraph.is_empty()).then(|| paragraph.join(" "))
+}
+
+fn returns_result(output: &ReturnType) -> bool {
+    match output {
+        ReturnType::Type(_, ty) => match &**ty {
+            Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Result"),
+            _ => false,
+        },
+        ReturnType::Default => false,
+    }
+}
+
+fn type_text(ty: &impl ToTokens) -> String {
+    let text = ty.to_token_stream().to_string();
+    text.replace(" :: ", "::")
+        .replace(":: ", "::")
+        .replace(" <", "<")
+        .replace("< ", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
+        .replace("& ", "&")
+}
+
+fn signature(sig: &syn::Signature, params: &[(Ident, Type)]) -> String {
+    let params: Vec<String> = params
+        .iter()
+        .map(|(name, ty)| format!("{name}: {}", type_text(ty)))
+        .collect();
+    let mut text = format!("{}({})", sig.ident, params.join(", "));
+    if let ReturnType::Type(_, ty) = &sig.output {
+        text.push_str(" -> ");
+        text.push_str(&type_text(ty));
+    }
+    text
+}
+
+fn opt<T: ToTokens>(value: &Option<T>) -> TokenStream2 {
+    match value {
+        Some(v) => quote!(::core::option::Option::Some(#v)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+fn opt_string(value: &Option<String>) -> TokenStream2 {
+    match value {
+        Some(v) => quote!(::core::option::Option::Some(::std::string::String::from(#v))),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+fn spec(f: &Function) -> TokenStream2 {
+    let p = quote!(::modal_guest::__private);
+    let name = f.ident.to_string();
+    let kind = match &f.kind {
+        Kind::Plain => quote!(#p::FunctionKind::Plain),
+        Kind::Web { method } => {
+            let method = opt_string(method);
+            quote!(#p::FunctionKind::Web(#p::WebRoute { method: #method }))
+        }
+        Kind::Cron(expr) => {
+            quote!(#p::FunctionKind::Scheduled(#p::Schedule::Cron(::std::string::String::from(#expr))))
+        }
+        Kind::PeriodMs(ms) => quote!(#p::FunctionKind::Scheduled(#p::Schedule::PeriodMs(#ms))),
+    };
+    let description = opt_string(&f.description);
+    let signature = opt_string(&Some(f.signature.clone()));
+    let timeout = opt(&f.timeout_ms);
+    let retries = opt(&f.retries);
+    let min_warm = opt(&f.min_warm);
+    let max_instances = opt(&f.max_instances);
+    let max_requests = opt(&f.max_requests);
+    quote! {
+        #p::FunctionSpec {
+            name: ::std::string::String::from(#name),
+            kind: #kind,
+            description: #description,
+            signature: #signature,
+            timeout_ms: #timeout,
+            retries: #retries,
+            min_warm: #min_warm,
+            max_instances: #max_instances,
+            max_requests_per_instance: #max_requests,
+        }
+    }
+}
+
+/// The adapter from JSON input to a plain or scheduled function's result.
+fn call_adapter(f: &Function) -> TokenStream2 {
+    let p = quote!(::modal_guest::__private);
+    let ident = &f.ident;
+    let adapter = format_ident!("__modal_call_{}", ident);
+    let name = ident.to_string();
+    let names: Vec<&Ident> = f.params.iter().map(|(n, _)| n).collect();
+    let decode = match f.params.as_slice() {
+        [] => quote!(#p::decode_none(input, #name)?;),
+        [(param, ty)] => {
+            let what = format!("{param}: {}", type_text(ty));
+            quote!(let #param: #ty = #p::decode_one(input, #name, #what)?;)
+        }
+        params => {
+            let fields = params.iter().map(|(n, t)| quote!(#n: #t));
+            let what = params
+                .iter()
+                .map(|(n, t)| format!("{n}: {}", type_text(t)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            quote! {
+                #[derive(#p::serde::Deserialize)]
+                #[serde(crate = "::modal_guest::__private::serde", deny_unknown_fields)]
+                struct Args { #(#fields),* }
+                let Args { #(#names),* } = #p::decode_args(input, #name, #what)?;
+            }
+        }
+    };
+    let encode = if f.returns_result {
+        quote!(#p::encode_result(#ident(#(#names),*)))
+    } else {
+        quote!(#p::encode(&#ident(#(#names),*)))
+    };
+    quote! {
+        fn #adapter(input: &[u8]) -> ::core::result::Result<::std::vec::Vec<u8>, #p::CallError> {
+            #decode
+            #encode
+        }
+    }
+}
+
+fn glue(functions: &[Function], enter: Option<&Ident>, exit: Option<&Ident>) -> TokenStream2 {
+    let p = quote!(::modal_guest::__private);
+    let specs = functions.iter().map(spec);
+    let callable: Vec<&Function> = functions
+        .iter()
+        .filter(|f| !matches!(f.kind, Kind::Web { .. }))
+        .collect();
+    let adapters = callable.iter().map(|f| call_adapter(f));
+    let entries = callable.iter().map(|f| {
+        let name = f.ident.to_string();
+        let adapter = format_ident!("__modal_call_{}", f.ident);
+        quote!((#name, #adapter as #p::CallHandler))
+    });
+    let enter_body = match enter {
+        Some(hook) => quote!(#p::hook_result(#hook())),
+        None => quote!(::core::result::Result::Ok(())),
+    };
+    let exit_body = match exit {
+        Some(hook) => quote!(#hook();),
+        None => quote!(),
+    };
+    let web: Vec<&Function> = functions
+        .iter()
+        .filter(|f| matches!(f.kind, Kind::Web { .. }))
+        .collect();
+    let http = if web.is_empty() {
+        quote!()
+    } else {
+        let handlers = web.iter().map(|f| {
+            let ident = &f.ident;
+            let name = ident.to_string();
+            let method = match &f.kind {
+                Kind::Web { method: Some(m) } => quote!(::core::option::Option::Some(#m)),
+                _ => quote!(::core::option::Option::None),
+            };
+            let call = if f.params.is_empty() {
+                quote!(|_request| ::modal_guest::IntoResponse::into_response(#ident()))
+            } else {
+                quote!(|request| ::modal_guest::IntoResponse::into_response(#ident(request)))
+            };
+            quote!(#p::WebHandler { name: #name, method: #method, run: #call })
+        });
+        quote! {
+            impl #p::HttpGuest for __ModalApp {
+                fn handle(request: #p::IncomingRequest, out: #p::ResponseOutparam) {
+                    #p::serve(request, out, &[#(#handlers),*]);
+                }
+            }
+            #p::wasip2::http::proxy::export!(__ModalApp with_types_in ::modal_guest::__private::wasip2);
+        }
+    };
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_snake_case, non_camel_case_types, clippy::all)]
+        const _: () = {
+            struct __ModalApp;
+
+            #(#adapters)*
+
+            impl #p::FunctionGuest for __ModalApp {
+                fn describe() -> #p::AppSpec {
+                    #p::app_spec(::std::vec![#(#specs),*])
+                }
+
+                fn call(
+                    function: ::std::string::String,
+                    input: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<::std::vec::Vec<u8>, #p::CallError> {
+                    #p::dispatch(&function, &input, &[#(#entries),*])
+                }
+            }
+
+            impl #p::LifecycleGuest for __ModalApp {
+                fn enter() -> ::core::result::Result<(), ::std::string::String> {
+                    #enter_body
+                }
+
+                fn exit() {
+                    #exit_body
+                }
+            }
+
+            ::modal_guest::__bindings::__export_functions!(__ModalApp with_types_in ::modal_guest::__bindings);
+
+            #http
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("2s"), Some(2000));
+        assert_eq!(parse_duration_ms("5m"), Some(300_000));
+        assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
+        assert_eq!(parse_duration_ms("2"), None);
+        assert_eq!(parse_duration_ms("s"), None);
+        assert_eq!(parse_duration_ms("2 days"), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! Write modal functions in plain Rust.
+//!
+//! Put your functions in a module marked `#[modal_guest::app]` and mark each
+//! one with `#[function]`, optionally with its kind and settings. Arguments
+//! and results are ordinary serde types; the SDK generates the component's
+//! `describe`, the JSON dispatch of `call`, and the HTTP handler of web
+//! functions, so there are no bindings to write.
+//!
+//! ```ignore
+//! #[modal_guest::app]
+//! mod hello {
+//!     use modal_guest::{Request, Response};
+//!
+//!     /// Squares a number.
+//!     #[function]
+//!     fn square(x: f64) -> f64 {
+//!         x * x
+//!     }
+//!
+//!     /// Says hello to `?name=`.
+//!     #[function(web(method = "GET"))]
+//!     fn greet(req: Request) -> Response {
+//!         let name = req.query("name").unwrap_or_else(|| "world".into());
+//!         Response::text(format!("Hello, {name}!"))
+//!     }
+//!
+//!     /// Runs every minute, retried twice when it fails.
+//!     #[function(schedule = cron("0 * * * * *"), retries = 2, timeout = "30s")]
+//!     fn cleanup() -> Result<(), String> {
+//!         Ok(())
+//!     }
+//! }
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --release` (crate type
+//! `cdylib`) and run it with `modal run target/.../hello.wasm::square 7`.
+//!
+//! # Settings of `#[function(...)]`
+//! - kind: nothing for a plain function, `web` or `web(method = "GET")`,
+//!   `schedule = cron("sec min hour dom month dow")` or
+//!   `schedule = period("30s")`;
+//! - `timeout = "2s"` (or a number of seconds), `retries = N`,
+//!   `min_warm = N`, `max_instances = N`, `max_requests = N` (executions an
+//!   instance serves before it is replaced).
+//!
+//! # Arguments
+//! A function without parameters takes no input (or `null`). A function with
+//! one parameter takes the whole JSON input as that parameter. A function
+//! with several takes a JSON object keyed by parameter name (or an array in
+//! parameter order). A `Result` return type turns `Err` into a failed call
+//! carrying the error's `Display` text. A web function takes a [`Request`]
+//! (or nothing) and returns anything that is [`IntoResponse`].
+//!
+//! `#[enter]` and `#[exit]` mark optional hooks that run once after an
+//! instance is created and before a healthy instance is dropped.
+
+#![deny(missing_docs)]
+
+extern crate self as modal_guest;
+
+mod call;
+mod web;
+
+pub use modal_guest_macros::app;
+/// JSON values and numbers, for functions that take or return free-form JSON.
+pub use serde_json as json;
+pub use web::{IntoResponse, Request, Response};
+
+/// The bindings of the `modal:app/functions` world (generated; not part of
+/// the public API).
+#[doc(hidden)]
+#[allow(missing_docs, unsafe_code)]
+pub mod __bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "modal:app/functions",
+        pub_export_macro: true,
+        export_macro_name: "__export_functions",
+        default_bindings_module: "::modal_guest::__bindings",
+        runtime_path: "::modal_guest::__private::wit_bindgen::rt",
+    });
+}
+
+/// What the `#[app]` macro expands to refers to; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::__bindings::exports::modal::app::function::{
+        AppSpec, CallError, FunctionKind, FunctionSpec, Guest as FunctionGuest, Schedule, WebRoute,
+    };
+    pub use crate::__bindings::exports::modal::app::lifecycle::Guest as LifecycleGuest;
+    pub use crate::call::{
+        CallHandler, app_spec, decode_args, decode_none, decode_one, dispatch, encode,
+        encode_result, hook_result,
+    };
+    pub use crate::web::{WebHandler, serve};
+    pub use serde;
+    pub use wasip2;
+    pub use wasip2::exports::wasi::http::incoming_handler::Guest as HttpGuest;
+    pub use wasip2::http::types::{IncomingRequest, ResponseOutparam};
+    pub use wit_bindgen;
+}

@@ -1,0 +1,424 @@
+//! Web functions: the request and response types and the `wasi:http`
+//! handler that routes a request to the function the host names.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Display;
+use wasip2::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+use wasip2::io::streams::StreamError;
+
+/// The request header in which the host names the web function a request
+/// is for. The host removes any such header a client sent.
+const FUNCTION_HEADER: &str = "modal-function";
+
+/// Bytes written to the response stream at a time; `wasi:http` output
+/// streams accept at most 4096 bytes per `blocking-write-and-flush`.
+const WRITE_CHUNK: usize = 4096;
+
+/// Bytes asked of the request body stream at a time.
+const READ_CHUNK: u64 = 64 * 1024;
+
+/// An HTTP request as a web function sees it: the body is read whole.
+#[derive(Debug, Clone)]
+pub struct Request {
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    /// Builds a request by hand (for tests of your own handlers).
+    pub fn new(method: &str, path_with_query: &str, body: impl Into<Vec<u8>>) -> Self {
+        let (path, query) = match path_with_query.split_once('?') {
+            Some((p, q)) => (p, q),
+            None => (path_with_query, ""),
+        };
+        Request {
+            method: method.to_ascii_uppercase(),
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.into()
+            },
+            query: query.into(),
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header (builder style).
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.as_bytes().to_vec()));
+        self
+    }
+
+    /// The method, upper case (`GET`, `POST`, ...).
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The path as the client sent it, without the query string.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The raw query string, without the `?`.
+    pub fn query_string(&self) -> &str {
+        &self.query
+    }
+
+    /// The first value of query parameter `name`, percent-decoded.
+    pub fn query(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+
+    /// The first value of header `name` (case-insensitive), if it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// All headers, names in lower case.
+    pub fn headers(&self) -> &[(String, Vec<u8>)] {
+        &self.headers
+    }
+
+    /// The body bytes.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body decoded as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (a space in query strings); invalid
+/// escapes are kept as they are.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let escape = bytes
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+                match escape {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An HTTP response from a web function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A `200` plain-text response.
+    pub fn text(body: impl Into<String>) -> Self {
+        Response::new(200)
+            .with_header("content-type", "text/plain; charset=utf-8")
+            .with_body(body.into().into_bytes())
+    }
+
+    /// A `200` HTML response.
+    pub fn html(body: impl Into<String>) -> Self {
+        Response::new(200)
+            .with_header("content-type", "text/html; charset=utf-8")
+            .with_body(body.into().into_bytes())
+    }
+
+    /// A `200` JSON response; a value that cannot be encoded gives a `500`.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response::new(200)
+                .with_header("content-type", "application/json")
+                .with_body(body),
+            Err(e) => {
+                Response::text(format!("could not encode the response: {e}")).with_status(500)
+            }
+        }
+    }
+
+    /// The same response with another status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The same response with one more header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// The same response with another body.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+/// What a web function may return.
+pub trait IntoResponse {
+    /// Converts the value into a response.
+    fn into_response(self) -> Response;
+}
+
+impl IntoResponse for Response {
+    fn into_response(self) -> Response {
+        self
+    }
+}
+
+impl IntoResponse for String {
+    fn into_response(self) -> Response {
+        Response::text(self)
+    }
+}
+
+impl IntoResponse for &'static str {
+    fn into_response(self) -> Response {
+        Response::text(self)
+    }
+}
+
+impl IntoResponse for () {
+    fn into_response(self) -> Response {
+        Response::new(204)
+    }
+}
+
+impl<R: IntoResponse, E: Display> IntoResponse for Result<R, E> {
+    fn into_response(self) -> Response {
+        match self {
+            Ok(r) => r.into_response(),
+            Err(e) => Response::text(e.to_string()).with_status(500),
+        }
+    }
+}
+
+/// One web function as the generated handler registers it.
+pub struct WebHandler {
+    /// The function's name.
+    pub name: &'static str,
+    /// The method it accepts, if only one.
+    pub method: Option<&'static str>,
+    /// Runs the function.
+    pub run: fn(Request) -> Response,
+}
+
+/// Serves one `wasi:http` request: picks the web function the host named,
+/// reads the body, runs the function and writes its response.
+pub fn serve(request: IncomingRequest, out: ResponseOutparam, handlers: &[WebHandler]) {
+    let response = match read_request(&request) {
+        Ok((target, req)) => route(target.as_deref(), req, handlers),
+        Err(message) => Response::text(message).with_status(400),
+    };
+    write_response(out, response);
+}
+
+fn route(target: Option<&str>, req: Request, handlers: &[WebHandler]) -> Response {
+    let handler = match target {
+        Some(name) => handlers.iter().find(|h| h.name == name),
+        None if handlers.len() == 1 => handlers.first(),
+        None => None,
+    };
+    let Some(handler) = handler else {
+        let name = target.unwrap_or("(none)");
+        return Response::text(format!("no web function named `{name}`\n")).with_status(404);
+    };
+    match handler.method {
+        Some(m) if !m.eq_ignore_ascii_case(&req.method) => {
+            Response::text(format!("`{}` accepts {m} requests only\n", handler.name))
+                .with_status(405)
+                .with_header("allow", m)
+        }
+        _ => (handler.run)(req),
+    }
+}
+
+fn method_name(method: &Method) -> String {
+    match method {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Other(m) => m.to_ascii_uppercase(),
+    }
+}
+
+fn read_request(request: &IncomingRequest) -> Result<(Option<String>, Request), String> {
+    let path_with_query = request.path_with_query().unwrap_or_else(|| "/".into());
+    let mut req = Request::new(
+        &method_name(&request.method()),
+        &path_with_query,
+        Vec::new(),
+    );
+    let mut target = None;
+    for (name, value) in request.headers().entries() {
+        if name.eq_ignore_ascii_case(FUNCTION_HEADER) {
+            target = String::from_utf8(value).ok();
+        } else {
+            req.headers.push((name.to_ascii_lowercase(), value));
+        }
+    }
+    let body = request
+        .consume()
+        .map_err(|()| "the request body was already taken".to_string())?;
+    let stream = body
+        .stream()
+        .map_err(|()| "the request body stream was already taken".to_string())?;
+    loop {
+        match stream.blocking_read(READ_CHUNK) {
+            Ok(chunk) => req.body.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(format!(
+                    "reading the request body failed: {}",
+                    e.to_debug_string()
+                ));
+            }
+        }
+    }
+    drop(stream);
+    Ok((target, req))
+}
+
+fn write_response(out: ResponseOutparam, response: Response) {
+    let entries: Vec<(String, Vec<u8>)> = response
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .collect();
+    let (fields, status, body) = match Fields::from_list(&entries) {
+        Ok(fields) => (fields, response.status, response.body),
+        Err(e) => (
+            Fields::new(),
+            500,
+            format!("the web function returned an invalid header: {e:?}\n").into_bytes(),
+        ),
+    };
+    let outgoing = OutgoingResponse::new(fields);
+    if outgoing.set_status_code(status).is_err() {
+        let _ = outgoing.set_status_code(500);
+    }
+    let Ok(outgoing_body) = outgoing.body() else {
+        return;
+    };
+    ResponseOutparam::set(out, Ok(outgoing));
+    let Ok(stream) = outgoing_body.write() else {
+        return;
+    };
+    for chunk in body.chunks(WRITE_CHUNK) {
+        if stream.blocking_write_and_flush(chunk).is_err() {
+            // The client went away; nothing more to do.
+            return;
+        }
+    }
+    drop(stream);
+    let _ = OutgoingBody::finish(outgoing_body, None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_decoded() {
+        let r = Request::new("get", "/hi?name=Ada%20L&x=1+2&empty&bad=%zz&cut=%4", "");
+        assert_eq!(r.method(), "GET");
+        assert_eq!(r.path(), "/hi");
+        assert_eq!(r.query("name").as_deref(), Some("Ada L"));
+        assert_eq!(r.query("x").as_deref(), Some("1 2"));
+        assert_eq!(r.query("empty").as_deref(), Some(""));
+        assert_eq!(r.query("bad").as_deref(), Some("%zz"));
+        assert_eq!(r.query("cut").as_deref(), Some("%4"));
+        assert_eq!(r.query("missing"), None);
+    }
+
+    #[test]
+    fn routing_checks_name_and_method() {
+        fn ok(_: Request) -> Response {
+            Response::text("ok")
+        }
+        let handlers = [
+            WebHandler {
+                name: "a",
+                method: Some("GET"),
+                run: ok,
+            },
+            WebHandler {
+                name: "b",
+                method: None,
+                run: ok,
+            },
+        ];
+        let get = || Request::new("GET", "/", "");
+        assert_eq!(route(Some("a"), get(), &handlers).status, 200);
+        assert_eq!(
+            route(Some("a"), Request::new("POST", "/", ""), &handlers).status,
+            405
+        );
+        assert_eq!(
+            route(Some("b"), Request::new("POST", "/", ""), &handlers).status,
+            200
+        );
+        assert_eq!(route(Some("c"), get(), &handlers).status, 404);
+        assert_eq!(route(None, get(), &handlers).status, 404);
+        assert_eq!(route(None, get(), &handlers[..1]).status, 200);
+    }
+
+    #[test]
+    fn results_become_responses() {
+        let r: Result<&'static str, String> = Err("nope".into());
+        assert_eq!(r.into_response().status, 500);
+        assert_eq!(().into_response().status, 204);
+        assert_eq!(Response::json(&[1, 2]).body, b"[1,2]");
+    }
+}

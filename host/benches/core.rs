@@ -1,0 +1,155 @@
+//! Core figures of the host, printed as a table: compile and cached-load
+//! time of `examples/hello`, instantiation from `InstancePre` with the
+//! pooling allocator, warm-call latency through the pool (checkout, call,
+//! check-in) and cold-call latency (fresh instance + call).
+//!
+//! Run it with `cargo bench -p modal-host --bench core` (release build).
+
+use modal_host::{AppMeta, Host, HostConfig};
+use modal_test_support::{COUNTER, HELLO, wasm};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn row(what: &str, value: String, target: &str) {
+    println!("{what:<48} {value:>14}   {target}");
+}
+
+async fn run() {
+    let hello = wasm(HELLO);
+    let counter = wasm(COUNTER);
+    println!("{:<48} {:>14}   target", "measure", "figure");
+
+    // Compile: a host without a cache compiles every time.
+    let uncached = Host::new(HostConfig {
+        cache_dir: None,
+        ..HostConfig::default()
+    })
+    .expect("host");
+    let mut compiles: Vec<Duration> = Vec::new();
+    for _ in 0..5 {
+        compiles.push(uncached.precompile(&hello).await.expect("compiles").elapsed);
+    }
+    compiles.sort();
+    row(
+        "compile hello (Cranelift, median of 5)",
+        format!("{:.1} ms", percentile(&compiles, 0.5).as_secs_f64() * 1e3),
+        "",
+    );
+
+    // Load of cached compiled code (mmap of the serialized component).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cached = Host::new(HostConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..HostConfig::default()
+    })
+    .expect("host");
+    cached.precompile(&hello).await.expect("compiles");
+    let mut loads = Vec::new();
+    for _ in 0..50 {
+        let stats = cached.precompile(&hello).await.expect("loads");
+        assert!(stats.cached);
+        loads.push(stats.elapsed);
+    }
+    loads.sort();
+    row(
+        "load cached compiled hello (median of 50)",
+        format!("{:.3} ms", percentile(&loads, 0.5).as_secs_f64() * 1e3),
+        "<= 1 ms",
+    );
+
+    // Instantiation from InstancePre (pooling allocator), including the
+    // store, WASI context and the `enter` hook call.
+    let mut per_instance = Vec::new();
+    for round in 0..20 {
+        let app = cached
+            .load(&counter, AppMeta::new("bench", round))
+            .await
+            .expect("loads");
+        let start = Instant::now();
+        let started = app.warm("incr", 64).await.expect("warms");
+        per_instance.push(start.elapsed() / started);
+        app.drain().await;
+    }
+    per_instance.sort();
+    row(
+        "instantiate from InstancePre, pooling (median)",
+        format!("{:.1} µs", micros(percentile(&per_instance, 0.5))),
+        "",
+    );
+
+    // Warm calls through the pool.
+    let app = cached
+        .load(&counter, AppMeta::new("bench", 100))
+        .await
+        .expect("loads");
+    for _ in 0..10_000 {
+        app.call("incr", b"").await.outcome.expect("incr");
+    }
+    let n = 200_000;
+    let mut samples = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let execution = app.call("incr", b"").await;
+        samples.push(t.elapsed());
+        debug_assert!(execution.outcome.is_ok());
+    }
+    let mean = start.elapsed() / n as u32;
+    samples.sort();
+    row(
+        "warm call through the pool (mean)",
+        format!("{:.2} µs", micros(mean)),
+        "<= 2 µs",
+    );
+    row(
+        "warm call p50 / p99",
+        format!(
+            "{:.2} / {:.2} µs",
+            micros(percentile(&samples, 0.5)),
+            micros(percentile(&samples, 0.99))
+        ),
+        "",
+    );
+
+    // Cold calls: `once` has max_requests = 1, so every call creates a
+    // fresh instance, calls it and drops it.
+    let n = 5_000;
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        app.call("once", b"").await.outcome.expect("once");
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    let mean: Duration = samples.iter().sum::<Duration>() / n as u32;
+    row(
+        "cold call: fresh instance + call (mean)",
+        format!("{:.1} µs", micros(mean)),
+        "<= 25 µs",
+    );
+    row(
+        "cold call p50 / p99",
+        format!(
+            "{:.1} / {:.1} µs",
+            micros(percentile(&samples, 0.5)),
+            micros(percentile(&samples, 0.99))
+        ),
+        "",
+    );
+    app.drain().await;
+}

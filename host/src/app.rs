@@ -1,0 +1,463 @@
+//! A loaded app version: its spec, one instance pool per function, and the
+//! call path (checkout, call, classify, check-in, record).
+
+use crate::bindings::CallError;
+use crate::compile::one_line;
+use crate::error::Error;
+use crate::pool::{Instance, Pool, PoolStats, Prepared};
+use crate::spec::{AppSpec, FunctionKind};
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
+use wasmtime::Trap;
+
+/// Who an app version is, and the environment its guests see.
+#[derive(Clone, Debug)]
+pub struct AppMeta {
+    /// The app's name.
+    pub name: String,
+    /// The version number.
+    pub version: u64,
+    /// Extra environment variables for every instance (set at deploy).
+    pub env: Vec<(String, String)>,
+}
+
+impl AppMeta {
+    /// An app called `name` at `version`, with no extra environment.
+    pub fn new(name: impl Into<String>, version: u64) -> Self {
+        AppMeta {
+            name: name.into(),
+            version,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// What started an execution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// A direct call that waits for the result.
+    Call,
+    /// A spawned call whose result is fetched later.
+    Spawn,
+    /// An HTTP request to a web function.
+    Web,
+    /// The scheduler.
+    Schedule,
+}
+
+impl Trigger {
+    /// The lower-case name used in records and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Call => "call",
+            Trigger::Spawn => "spawn",
+            Trigger::Web => "web",
+            Trigger::Schedule => "schedule",
+        }
+    }
+}
+
+/// One run of a function: what ran, how it ended and what it logged.
+#[derive(Debug)]
+pub struct Execution {
+    /// The app.
+    pub app: Arc<str>,
+    /// The app version.
+    pub version: u64,
+    /// The function.
+    pub function: Arc<str>,
+    /// What started it.
+    pub trigger: Trigger,
+    /// When it started.
+    pub started_at: SystemTime,
+    /// How long it took, including waiting for and creating an instance.
+    pub duration: Duration,
+    /// The output bytes (JSON by convention; empty for web functions), or
+    /// why it failed.
+    pub outcome: Result<Vec<u8>, Error>,
+    /// What the guest wrote to stdout and stderr.
+    pub logs: String,
+    /// Whether it ran on a newly created instance.
+    pub cold: bool,
+}
+
+/// Receives every execution of an app (to record it, export metrics...).
+pub type ExecutionSink = Arc<dyn Fn(&Execution) + Send + Sync>;
+
+/// One loaded version of an app. Cheap to clone.
+#[derive(Clone)]
+pub struct LoadedApp {
+    pub(crate) inner: Arc<AppInner>,
+}
+
+pub(crate) struct AppInner {
+    pub(crate) meta: AppMeta,
+    pub(crate) name: Arc<str>,
+    pub(crate) spec: AppSpec,
+    pub(crate) digest: String,
+    pub(crate) pools: HashMap<String, (Arc<str>, Arc<Pool>)>,
+    pub(crate) sink: Option<ExecutionSink>,
+}
+
+impl LoadedApp {
+    pub(crate) fn new(
+        meta: AppMeta,
+        spec: AppSpec,
+        digest: String,
+        prepared: Arc<Prepared>,
+        config: &crate::HostConfig,
+        sink: Option<ExecutionSink>,
+    ) -> LoadedApp {
+        let pools = spec
+            .functions
+            .iter()
+            .map(|f| {
+                let mut env = vec![
+                    ("MODAL_APP_NAME".to_string(), meta.name.clone()),
+                    ("MODAL_APP_VERSION".to_string(), meta.version.to_string()),
+                    ("MODAL_FUNCTION".to_string(), f.name.clone()),
+                ];
+                env.extend(meta.env.iter().cloned());
+                let pool = Pool::new(
+                    prepared.clone(),
+                    f.name.clone(),
+                    env,
+                    f.settings.clone(),
+                    config.queue_timeout,
+                    config.idle_timeout,
+                );
+                (f.name.clone(), (Arc::from(f.name.as_str()), Arc::new(pool)))
+            })
+            .collect();
+        let app = LoadedApp {
+            inner: Arc::new(AppInner {
+                name: Arc::from(meta.name.as_str()),
+                meta,
+                spec,
+                digest,
+                pools,
+                sink,
+            }),
+        };
+        app.spawn_scaler(config.idle_timeout);
+        app
+    }
+
+    /// Starts each function's `min_warm` instances.
+    pub(crate) async fn prewarm(&self) -> Result<(), Error> {
+        for (_, pool) in self.inner.pools.values() {
+            pool.prewarm().await?;
+        }
+        Ok(())
+    }
+
+    /// Periodically drops instances idle past the scale-down window and
+    /// restores `min_warm`; ends when the app is dropped.
+    fn spawn_scaler(&self, idle_timeout: Duration) {
+        let period = (idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        let weak: Weak<AppInner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let now = Instant::now();
+                for (_, pool) in inner.pools.values() {
+                    pool.scale_down(now);
+                    if let Err(e) = pool.prewarm().await {
+                        tracing::warn!(app = %inner.name, "could not keep instances warm: {e}");
+                    }
+                }
+            }
+        });
+    }
+
+    /// Starts instances of `function` until `count` are alive (capped at
+    /// its `max_instances`), e.g. ahead of expected load. Returns how many
+    /// were started.
+    pub async fn warm(&self, function: &str, count: u32) -> Result<u32, Error> {
+        let (_, pool) = self.pool(function)?;
+        pool.warm(count).await
+    }
+
+    /// The app's name, version and environment.
+    pub fn meta(&self) -> &AppMeta {
+        &self.inner.meta
+    }
+
+    /// The validated spec.
+    pub fn spec(&self) -> &AppSpec {
+        &self.inner.spec
+    }
+
+    /// The SHA-256 of the component.
+    pub fn digest(&self) -> &str {
+        &self.inner.digest
+    }
+
+    /// Per-function instance figures.
+    pub fn stats(&self) -> Vec<PoolStats> {
+        let mut stats: Vec<PoolStats> = self.inner.pools.values().map(|(_, p)| p.stats()).collect();
+        stats.sort_by(|a, b| a.function.cmp(&b.function));
+        stats
+    }
+
+    /// Executions in progress across all functions.
+    pub fn in_flight(&self) -> usize {
+        self.inner.pools.values().map(|(_, p)| p.busy()).sum()
+    }
+
+    pub(crate) fn pool(&self, function: &str) -> Result<(&Arc<str>, &Arc<Pool>), Error> {
+        match self.inner.pools.get(function) {
+            Some((name, pool)) => Ok((name, pool)),
+            None => Err(Error::UnknownFunction {
+                name: function.to_string(),
+                available: self.inner.spec.names(),
+            }),
+        }
+    }
+
+    /// Runs a plain or scheduled function with JSON `input` and waits for it.
+    pub async fn call(&self, function: &str, input: &[u8]) -> Execution {
+        self.call_as(function, input, Trigger::Call).await
+    }
+
+    /// Like [`call`](Self::call), recording `trigger` as what started it.
+    pub async fn call_as(&self, function: &str, input: &[u8], trigger: Trigger) -> Execution {
+        let started_at = SystemTime::now();
+        let start = Instant::now();
+        let (name, pool) = match self.pool(function) {
+            Ok(found) => found,
+            Err(e) => return self.rejected(function, trigger, started_at, start, e),
+        };
+        if let FunctionKind::Web { .. } = self
+            .inner
+            .spec
+            .function(function)
+            .map(|f| &f.kind)
+            .unwrap_or(&FunctionKind::Plain)
+        {
+            let e = Error::WrongKind(format!(
+                "`{function}` is a web function: send it an HTTP request instead of a call"
+            ));
+            return self.rejected(function, trigger, started_at, start, e);
+        }
+        let mut lease = match pool.checkout().await {
+            Ok(lease) => lease,
+            Err(e) => {
+                let execution = self.execution(
+                    name,
+                    trigger,
+                    started_at,
+                    start,
+                    Err(e),
+                    String::new(),
+                    false,
+                );
+                self.record(&execution);
+                return execution;
+            }
+        };
+        let timeout = pool.settings.timeout;
+        let instance = lease.instance();
+        let outcome = invoke(instance, name, input, timeout).await;
+        let logs = instance.take_logs();
+        let outcome = outcome.map_err(|e| refine(e, &logs));
+        let healthy = !matches!(&outcome, Err(e) if e.poisons_instance());
+        let cold = lease.fresh;
+        pool.checkin(lease, healthy);
+        let execution = self.execution(name, trigger, started_at, start, outcome, logs, cold);
+        self.record(&execution);
+        execution
+    }
+
+    fn rejected(
+        &self,
+        function: &str,
+        trigger: Trigger,
+        started_at: SystemTime,
+        start: Instant,
+        e: Error,
+    ) -> Execution {
+        self.execution(
+            &Arc::from(function),
+            trigger,
+            started_at,
+            start,
+            Err(e),
+            String::new(),
+            false,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn execution(
+        &self,
+        function: &Arc<str>,
+        trigger: Trigger,
+        started_at: SystemTime,
+        start: Instant,
+        outcome: Result<Vec<u8>, Error>,
+        logs: String,
+        cold: bool,
+    ) -> Execution {
+        Execution {
+            app: self.inner.name.clone(),
+            version: self.inner.meta.version,
+            function: function.clone(),
+            trigger,
+            started_at,
+            duration: start.elapsed(),
+            outcome,
+            logs,
+            cold,
+        }
+    }
+
+    pub(crate) fn record(&self, execution: &Execution) {
+        if let Some(sink) = &self.inner.sink {
+            sink(execution);
+        }
+    }
+
+    /// Stops taking executions, lets those in progress finish and drops
+    /// every instance (after its `exit` hook). Returns when all are gone.
+    pub async fn drain(&self) {
+        for (_, pool) in self.inner.pools.values() {
+            pool.close();
+        }
+        for (_, pool) in self.inner.pools.values() {
+            pool.drained().await;
+        }
+    }
+}
+
+/// Calls the guest's `call` export under the execution's limits.
+async fn invoke(
+    instance: &mut Instance,
+    function: &str,
+    input: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, Error> {
+    instance.begin(timeout);
+    let Instance {
+        store,
+        function: guest,
+        ..
+    } = &mut *instance;
+    let Some(guest) = guest.as_ref() else {
+        return Err(Error::WrongKind(format!(
+            "`{function}` cannot be called: the component has no `call` export"
+        )));
+    };
+    let call = guest.call_call(&mut *store, function, input);
+    let result = tokio::time::timeout(timeout, call).await;
+    match result {
+        Ok(Ok(Ok(output))) => Ok(output),
+        Ok(Ok(Err(CallError::BadInput(message)))) => Err(Error::BadInput(message)),
+        Ok(Ok(Err(CallError::Failed(message)))) => Err(Error::Failed {
+            function: function.to_string(),
+            message,
+        }),
+        Ok(Ok(Err(CallError::UnknownFunction(name)))) => Err(Error::Failed {
+            function: function.to_string(),
+            message: format!("the guest has no function `{name}` although it described one"),
+        }),
+        Ok(Err(trap)) => Err(classify(trap, instance, function, timeout)),
+        Err(_) => Err(Error::Timeout {
+            function: function.to_string(),
+            limit: timeout,
+        }),
+    }
+}
+
+/// Turns a wasmtime error from a guest call into what the user needs to
+/// know: timeout, memory limit, stack overflow or trap.
+pub(crate) fn classify(
+    error: wasmtime::Error,
+    instance: &Instance,
+    function: &str,
+    timeout: Duration,
+) -> Error {
+    let function = function.to_string();
+    if instance.hit_memory_limit() {
+        return Error::MemoryLimit {
+            function,
+            limit: instance.store.data().memory.limit,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Error::Timeout {
+            function,
+            limit: timeout,
+        },
+        Some(Trap::StackOverflow) => Error::StackOverflow { function },
+        Some(trap) => Error::Trap {
+            function,
+            message: trap.to_string(),
+        },
+        None => Error::Trap {
+            function,
+            message: one_line(&format!("{error:#}")),
+        },
+    }
+}
+
+/// Replaces a bare trap message with the guest's panic message when its
+/// logs have one (Rust prints `panicked at FILE:LINE:COL:` then the
+/// message).
+pub(crate) fn refine(error: Error, logs: &str) -> Error {
+    match error {
+        Error::Trap { function, message } => {
+            let panic = logs
+                .lines()
+                .position(|l| l.contains("panicked at"))
+                .and_then(|i| logs.lines().nth(i + 1))
+                .map(str::trim)
+                .filter(|m| !m.is_empty());
+            match panic {
+                Some(p) => Error::Trap {
+                    function,
+                    message: format!("panicked: {p}"),
+                },
+                None => Error::Trap { function, message },
+            }
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_replace_bare_traps() {
+        let logs = "hello\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nboom here\nnote: run with `RUST_BACKTRACE=1`\n";
+        let e = refine(
+            Error::Trap {
+                function: "trap".into(),
+                message: "wasm trap: unreachable".into(),
+            },
+            logs,
+        );
+        assert_eq!(
+            e.to_string(),
+            "function `trap` trapped: panicked: boom here"
+        );
+        let e = refine(
+            Error::Trap {
+                function: "t".into(),
+                message: "wasm trap: unreachable".into(),
+            },
+            "no panic here",
+        );
+        assert_eq!(
+            e.to_string(),
+            "function `t` trapped: wasm trap: unreachable"
+        );
+    }
+}

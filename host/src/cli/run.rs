@@ -1,0 +1,257 @@
+//! `modal run` and `modal describe`: load a component locally, without a
+//! server.
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Args;
+use http_body_util::{BodyExt, Full};
+use modal_host::{
+    AppMeta, AppSpec, DEFAULT_MEMORY_LIMIT, FunctionKind, Host, HostConfig, format_duration,
+};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `modal run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The component and the function to run, as `APP.wasm::FUNCTION`. The
+    /// function may be left out when the app has only one.
+    target: String,
+    /// The input. For a plain or scheduled function: JSON (leave it out for
+    /// a function without parameters). For a web function: the request
+    /// path and query, e.g. `/?name=Ada` (default `/`).
+    input: Option<String>,
+    /// An environment variable for the guest, `KEY=VALUE` (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Memory limit of the instance, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEMORY_LIMIT >> 20)]
+    memory: usize,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// Arguments of `modal describe`.
+#[derive(Args)]
+pub struct DescribeArgs {
+    /// The component.
+    wasm: PathBuf,
+    /// Print the validated spec as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// Where compiled code is cached.
+#[derive(Args)]
+pub struct CacheArgs {
+    /// The state directory; compiled code is cached under `compiled/` in
+    /// it, so a second run does not recompile.
+    #[arg(long, env = "MODAL_STATE", value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Neither use nor fill the compiled-code cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    fn host(&self, memory_limit: usize) -> anyhow::Result<Host> {
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            Some(super::state_dir(self.state.as_deref())?.join("compiled"))
+        };
+        let config = HostConfig {
+            memory_limit,
+            // One instance runs: the on-demand allocator starts faster than
+            // reserving a whole pool.
+            pooling: None,
+            cache_dir,
+            ..HostConfig::default()
+        };
+        Ok(Host::new(config)?)
+    }
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+fn read_wasm(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The app name a file gives: its stem, as a DNS label.
+fn app_name(path: &Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name.trim_matches('-');
+    if name.is_empty() {
+        "app".into()
+    } else {
+        name.chars().take(63).collect()
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (path, function) = match args.target.rsplit_once("::") {
+        Some((path, function)) => (PathBuf::from(path), Some(function.to_string())),
+        None => (PathBuf::from(&args.target), None),
+    };
+    let wasm = read_wasm(&path)?;
+    let host = args.cache.host(args.memory << 20)?;
+    let mut meta = AppMeta::new(app_name(&path), 1);
+    meta.env = args.env.clone();
+    let app = host.load(&wasm, meta).await?;
+    let spec = app.spec();
+    let function = match function {
+        Some(f) => f,
+        None if spec.functions.len() == 1 => spec.functions[0].name.clone(),
+        None => bail!(
+            "say which function to run, as `{}::FUNCTION`; the app has {}",
+            path.display(),
+            spec.names().join(", ")
+        ),
+    };
+    let Some(f) = spec.function(&function) else {
+        return Err(modal_host::Error::UnknownFunction {
+            name: function,
+            available: spec.names(),
+        }
+        .into());
+    };
+    if let FunctionKind::Web { method } = &f.kind {
+        let method = method.clone().unwrap_or_else(|| "GET".into());
+        return run_web(
+            &app,
+            &function,
+            &method,
+            args.input.as_deref().unwrap_or("/"),
+        )
+        .await;
+    }
+    let input = args.input.unwrap_or_default();
+    let execution = app.call(&function, input.as_bytes()).await;
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(execution.logs.as_bytes());
+    drop(stderr);
+    let output = execution.outcome?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&output)?;
+    stdout.write_all(b"\n")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_web(
+    app: &modal_host::LoadedApp,
+    function: &str,
+    method: &str,
+    path: &str,
+) -> anyhow::Result<ExitCode> {
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(&path)
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .with_context(|| format!("`{path}` is not a valid request path"))?;
+    let response = app.serve_http(function, request).await?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the response body failed: {e:?}"))?
+        .to_bytes();
+    // Let the handler task finish and drop its instance before exiting.
+    app.drain().await;
+    std::io::stdout().lock().write_all(&body)?;
+    if !body.ends_with(b"\n") {
+        println!();
+    }
+    if status.is_client_error() || status.is_server_error() {
+        bail!("the web function answered {status}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn describe(args: DescribeArgs) -> anyhow::Result<ExitCode> {
+    let wasm = read_wasm(&args.wasm)?;
+    let host = args.cache.host(DEFAULT_MEMORY_LIMIT)?;
+    let spec = host.describe(&wasm).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&spec)?);
+    } else {
+        print!("{}", render_spec(&args.wasm, &spec));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The spec as a table a person reads.
+fn render_spec(path: &Path, spec: &AppSpec) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let sdk = spec
+        .sdk
+        .as_deref()
+        .map(|s| format!(" (built with {s})"))
+        .unwrap_or_default();
+    let _ = writeln!(out, "{}{sdk}", path.display());
+    let width = spec
+        .functions
+        .iter()
+        .map(|f| f.name.len())
+        .max()
+        .unwrap_or(0);
+    for f in &spec.functions {
+        let kind = match &f.kind {
+            FunctionKind::Plain => "plain".to_string(),
+            FunctionKind::Web { method: Some(m) } => format!("web {m}"),
+            FunctionKind::Web { method: None } => "web".to_string(),
+            FunctionKind::Scheduled { schedule } => format!("scheduled, {schedule}"),
+        };
+        let _ = writeln!(out, "  {:width$}  {kind}", f.name);
+        let pad = " ".repeat(width + 4);
+        if let Some(sig) = &f.signature {
+            let _ = writeln!(out, "{pad}{sig}");
+        }
+        if let Some(d) = &f.description {
+            let _ = writeln!(out, "{pad}{d}");
+        }
+        let s = &f.settings;
+        let mut settings = format!(
+            "timeout {}, max_instances {}",
+            format_duration(s.timeout),
+            s.max_instances
+        );
+        if s.min_warm > 0 {
+            let _ = write!(settings, ", min_warm {}", s.min_warm);
+        }
+        if s.retries > 0 {
+            let _ = write!(settings, ", retries {}", s.retries);
+        }
+        if let Some(n) = s.max_requests_per_instance {
+            let _ = write!(settings, ", max_requests {n}");
+        }
+        let _ = writeln!(out, "{pad}{settings}");
+    }
+    out
+}

@@ -1,0 +1,112 @@
+//! Host limits and defaults. Each default is a named constant with the
+//! reason for its value; the CLI shows them in `--help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Linear memory one instance may use. Large enough for interpreters such
+/// as CPython-on-wasm (~30 MiB at rest); small enough that a memory bomb
+/// is stopped long before it hurts the machine.
+pub const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
+
+/// Wall-clock limit of one execution when the function sets none (as in
+/// Modal, where a missing timeout is not "forever").
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longest timeout a function may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// Instances one function may run at once when it sets no
+/// `max_instances`; beyond that, calls queue.
+pub const DEFAULT_MAX_INSTANCES: u32 = 64;
+
+/// How long an idle warm instance is kept before it is dropped (down to
+/// the function's `min_warm`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long a call waits for a free instance when all `max_instances` are
+/// busy before it fails as overloaded.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Captured stdout+stderr kept per execution; the rest is cut with a
+/// marker, so a chatty guest cannot fill the host's memory.
+pub const DEFAULT_LOG_LIMIT: usize = 64 << 10;
+
+/// Limit on `describe` and on the `enter`/`exit` hooks.
+pub const DEFAULT_DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Interval of the engine's epoch ticker: the granularity of timeouts and
+/// of the time slices in which a busy guest yields to other work.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Slots of wasmtime's pooling allocator: instances are placed into
+/// pre-reserved slots, which makes instantiation ~2x faster than the
+/// on-demand allocator. The totals bound the instances alive at once.
+#[derive(Clone, Debug)]
+pub struct PoolingLimits {
+    /// Component instances alive at once across all apps.
+    pub total_component_instances: u32,
+    /// Core module instances alive at once (a component has several).
+    pub total_core_instances: u32,
+    /// Linear memories alive at once.
+    pub total_memories: u32,
+    /// Tables alive at once.
+    pub total_tables: u32,
+    /// Fiber stacks, i.e. executions in progress at once.
+    pub total_stacks: u32,
+}
+
+impl Default for PoolingLimits {
+    fn default() -> Self {
+        // Each memory slot reserves 4 GiB of address space (plus guards) so
+        // that bounds checks compile away: 1000 slots use ~4 TiB of the
+        // 128 TiB a process can address, and no physical memory until used.
+        PoolingLimits {
+            total_component_instances: 1000,
+            total_core_instances: 10_000,
+            total_memories: 1000,
+            total_tables: 1000,
+            total_stacks: 1000,
+        }
+    }
+}
+
+/// Settings of a [`Host`](crate::Host). Start from `HostConfig::default()`.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Linear memory one instance may use, in bytes.
+    pub memory_limit: usize,
+    /// Timeout of functions that set none.
+    pub default_timeout: Duration,
+    /// `max_instances` of functions that set none.
+    pub default_max_instances: u32,
+    /// Idle time after which a warm instance is dropped.
+    pub idle_timeout: Duration,
+    /// Wait for a free instance before a call fails as overloaded.
+    pub queue_timeout: Duration,
+    /// Captured log bytes kept per execution.
+    pub log_limit: usize,
+    /// Limit on `describe` and lifecycle hooks.
+    pub describe_timeout: Duration,
+    /// The pooling allocator's slots; `None` uses the on-demand allocator.
+    pub pooling: Option<PoolingLimits>,
+    /// Where compiled code is cached (by content hash and engine); `None`
+    /// compiles every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            default_timeout: DEFAULT_TIMEOUT,
+            default_max_instances: DEFAULT_MAX_INSTANCES,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            log_limit: DEFAULT_LOG_LIMIT,
+            describe_timeout: DEFAULT_DESCRIBE_TIMEOUT,
+            pooling: Some(PoolingLimits::default()),
+            cache_dir: None,
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The host: one wasmtime engine (async, epoch interruption, pooling
+//! allocator), the linker with the sandboxed WASI set, the compiler and
+//! its cache, and loading components into [`LoadedApp`]s.
+
+use crate::app::{AppMeta, ExecutionSink, LoadedApp};
+use crate::bindings::{FunctionIndices, LifecycleIndices};
+use crate::compile::{CompileStats, Compiler, digest, one_line};
+use crate::config::{EPOCH_TICK, HostConfig};
+use crate::error::Error;
+use crate::pool::Prepared;
+use crate::sandbox::Sandbox;
+use crate::spec::{self, AppSpec};
+use std::sync::Arc;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyIndices;
+
+/// The export name of the modal contract's `function` interface.
+const FUNCTION_EXPORT: &str = "modal:app/function@0.1.0";
+/// The export name of the standard HTTP handler.
+const HTTP_EXPORT: &str = "wasi:http/incoming-handler@0.2.12";
+
+/// Loads and runs components. Cheap to clone; clones share the engine.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    config: HostConfig,
+    compiler: Compiler,
+}
+
+impl Host {
+    /// Creates the engine and starts its epoch ticker.
+    pub fn new(config: HostConfig) -> Result<Host, Error> {
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true);
+        if let Some(limits) = &config.pooling {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(limits.total_component_instances)
+                .total_core_instances(limits.total_core_instances)
+                .total_memories(limits.total_memories)
+                .total_tables(limits.total_tables)
+                .total_stacks(limits.total_stacks);
+            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&wasm)
+            .map_err(|e| Error::Internal(format!("creating the engine: {e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        let link = |e: wasmtime::Error| Error::Internal(format!("linking WASI: {e:#}"));
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
+        spawn_epoch_ticker(&engine);
+        let compiler = Compiler::new(engine.clone(), config.cache_dir.as_deref());
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                engine,
+                linker,
+                config,
+                compiler,
+            }),
+        })
+    }
+
+    /// The settings this host was created with.
+    pub fn config(&self) -> &HostConfig {
+        &self.inner.config
+    }
+
+    /// Components compiled (rather than loaded from the cache) so far.
+    pub fn compilations(&self) -> u64 {
+        self.inner.compiler.compilations()
+    }
+
+    /// Checks, compiles (or loads from the cache) and links a component.
+    async fn prepare(&self, wasm: &[u8]) -> Result<(Arc<Prepared>, String, CompileStats), Error> {
+        let digest = digest(wasm);
+        let host = self.clone();
+        let bytes = wasm.to_vec();
+        let key = digest.clone();
+        let (component, stats) =
+            tokio::task::spawn_blocking(move || host.inner.compiler.load(&bytes, &key))
+                .await
+                .map_err(|e| Error::Internal(format!("the compile task failed: {e}")))??;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| Error::UnsupportedImports(one_line(&format!("{e:#}"))))?;
+        let function = optional_export(&component, FUNCTION_EXPORT, || FunctionIndices::new(&pre))?;
+        let lifecycle = LifecycleIndices::new(&pre).ok();
+        let proxy = optional_export(&component, HTTP_EXPORT, || ProxyIndices::new(&pre))?;
+        if function.is_none() && proxy.is_none() {
+            return Err(Error::MissingExports);
+        }
+        let config = &self.inner.config;
+        let prepared = Prepared {
+            engine: self.inner.engine.clone(),
+            pre,
+            function,
+            lifecycle,
+            proxy,
+            memory_limit: config.memory_limit,
+            log_limit: config.log_limit,
+            hook_timeout: config.describe_timeout,
+        };
+        Ok((Arc::new(prepared), digest, stats))
+    }
+
+    /// Checks and compiles a component (filling the compiled-code cache)
+    /// without loading it; reports whether the cache already had it.
+    pub async fn precompile(&self, wasm: &[u8]) -> Result<CompileStats, Error> {
+        self.prepare(wasm).await.map(|(_, _, stats)| stats)
+    }
+
+    /// Reads and validates the spec of a component without keeping it.
+    pub async fn describe(&self, wasm: &[u8]) -> Result<AppSpec, Error> {
+        let (prepared, _, _) = self.prepare(wasm).await?;
+        self.read_spec(&prepared, &AppMeta::new("describe", 0))
+            .await
+    }
+
+    async fn read_spec(&self, prepared: &Prepared, meta: &AppMeta) -> Result<AppSpec, Error> {
+        let config = &self.inner.config;
+        let Some(_) = &prepared.function else {
+            return Ok(AppSpec::proxy(config));
+        };
+        let env = vec![
+            ("MODAL_APP_NAME".to_string(), meta.name.clone()),
+            ("MODAL_APP_VERSION".to_string(), meta.version.to_string()),
+        ];
+        let raw = crate::pool::describe(prepared, &env)
+            .await
+            .map_err(Error::Describe)?;
+        let spec = spec::validate(raw, config).map_err(Error::InvalidSpec)?;
+        if prepared.proxy.is_none()
+            && let Some(web) = spec
+                .functions
+                .iter()
+                .find(|f| matches!(f.kind, crate::FunctionKind::Web { .. }))
+        {
+            return Err(Error::InvalidSpec(vec![format!(
+                "function `{}`: declared as a web function, but the component does not export `{HTTP_EXPORT}`",
+                web.name
+            )]));
+        }
+        Ok(spec)
+    }
+
+    /// Loads a component as version `meta.version` of app `meta.name`:
+    /// validates and compiles it, reads and validates its spec, and starts
+    /// each function's `min_warm` instances before returning.
+    pub async fn load(&self, wasm: &[u8], meta: AppMeta) -> Result<LoadedApp, Error> {
+        self.load_with(wasm, meta, None).await.map(|(app, _)| app)
+    }
+
+    /// Like [`load`](Self::load), with a sink that receives every
+    /// execution, and reporting how the code was compiled.
+    pub async fn load_with(
+        &self,
+        wasm: &[u8],
+        meta: AppMeta,
+        sink: Option<ExecutionSink>,
+    ) -> Result<(LoadedApp, CompileStats), Error> {
+        let (prepared, digest, stats) = self.prepare(wasm).await?;
+        let spec = self.read_spec(&prepared, &meta).await?;
+        let app = LoadedApp::new(meta, spec, digest, prepared, &self.inner.config, sink);
+        if let Err(e) = app.prewarm().await {
+            app.drain().await;
+            return Err(e);
+        }
+        Ok((app, stats))
+    }
+}
+
+/// Looks up an optional export: absent is `None`; present with the wrong
+/// shape is an error naming it.
+fn optional_export<T>(
+    component: &Component,
+    name: &str,
+    indices: impl FnOnce() -> wasmtime::Result<T>,
+) -> Result<Option<T>, Error> {
+    if component.get_export_index(None, name).is_none() {
+        return Ok(None);
+    }
+    indices().map(Some).map_err(|e| {
+        Error::InvalidComponent(format!(
+            "its export `{name}` does not match the contract: {}",
+            one_line(&format!("{e:#}"))
+        ))
+    })
+}
+
+/// Advances the engine's epoch every tick until the engine is dropped;
+/// deadlines and time slices are counted in these ticks.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("modal-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(
+            "could not start the epoch ticker; timeouts will not interrupt busy guests: {e}"
+        );
+    }
+}

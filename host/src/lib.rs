@@ -1,0 +1,49 @@
+//! The modal host: loads WebAssembly components, reads the functions they
+//! describe and runs them sandboxed in wasmtime, reusing warm instances.
+//!
+//! - [`Host`] owns the wasmtime engine, the compiled-code cache and the
+//!   limits ([`HostConfig`]); [`Host::load`] validates and compiles a
+//!   component, calls its `describe` and returns a [`LoadedApp`].
+//! - [`LoadedApp`] is one version of an app: its validated [`AppSpec`] and
+//!   an instance pool per function. [`LoadedApp::call`] runs a plain or
+//!   scheduled function; [`LoadedApp::serve_http`] runs a web function.
+//! - Every execution yields an [`Execution`]: outcome, captured logs,
+//!   timing. Failures are typed ([`Error`]) so callers can match on them.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), modal_host::Error> {
+//! use modal_host::{AppMeta, Host, HostConfig};
+//!
+//! let host = Host::new(HostConfig::default())?;
+//! let wasm = std::fs::read("hello.wasm").expect("read hello.wasm");
+//! let app = host.load(&wasm, AppMeta::new("hello", 1)).await?;
+//! let execution = app.call("square", b"7").await;
+//! assert_eq!(execution.outcome?, b"49");
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+mod app;
+mod bindings;
+mod compile;
+mod config;
+mod error;
+mod host;
+mod logs;
+mod pool;
+mod sandbox;
+mod spec;
+mod web;
+
+pub use app::{AppMeta, Execution, ExecutionSink, LoadedApp, Trigger};
+pub use compile::CompileStats;
+pub use config::{
+    DEFAULT_DESCRIBE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOG_LIMIT, DEFAULT_MAX_INSTANCES,
+    DEFAULT_MEMORY_LIMIT, DEFAULT_QUEUE_TIMEOUT, DEFAULT_TIMEOUT, HostConfig, PoolingLimits,
+};
+pub use error::{Error, Outcome};
+pub use host::Host;
+pub use pool::PoolStats;
+pub use spec::{AppSpec, FunctionKind, FunctionSpec, Schedule, Settings, human as format_duration};
+pub use web::{WebBody, WebResponse};

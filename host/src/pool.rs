@@ -1,0 +1,462 @@
+//! The instance pool of one function of one loaded app version.
+//!
+//! Warm instances are kept in a LIFO stack and reused across executions
+//! (guest globals survive, as in a warm container). A semaphore bounds the
+//! executions in progress to `max_instances`; since a new instance is only
+//! created when none is idle, the instances alive never exceed that bound.
+//! An instance whose execution failed inside the guest (trap, timeout,
+//! memory limit) is dropped, never reused: a trap poisons the whole store.
+
+use crate::bindings::{FunctionGuest, FunctionIndices, LifecycleGuest, LifecycleIndices, RawSpec};
+use crate::compile::one_line;
+use crate::error::Error;
+use crate::sandbox::{Sandbox, new_store};
+use crate::spec::Settings;
+use crate::spec::human;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use wasmtime::component::InstancePre;
+use wasmtime::{Engine, Store};
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
+
+/// What every pool of one loaded version shares: the pre-linked component
+/// and where its exports are.
+pub(crate) struct Prepared {
+    pub(crate) engine: Engine,
+    pub(crate) pre: InstancePre<Sandbox>,
+    pub(crate) function: Option<FunctionIndices>,
+    pub(crate) lifecycle: Option<LifecycleIndices>,
+    pub(crate) proxy: Option<ProxyIndices>,
+    pub(crate) memory_limit: usize,
+    pub(crate) log_limit: usize,
+    /// Limit of `enter` and `exit`.
+    pub(crate) hook_timeout: Duration,
+}
+
+/// A live instance and the handles of its exports.
+pub(crate) struct Instance {
+    pub(crate) store: Store<Sandbox>,
+    pub(crate) function: Option<FunctionGuest>,
+    pub(crate) proxy: Option<Proxy>,
+    lifecycle: Option<LifecycleGuest>,
+    served: u32,
+    last_used: Instant,
+    _live: Option<LiveGuard>,
+}
+
+impl Instance {
+    /// Arms the limits for one execution.
+    pub(crate) fn begin(&mut self, timeout: Duration) {
+        let data = self.store.data_mut();
+        data.deadline = Instant::now() + timeout;
+        data.memory.hit = false;
+        self.store.set_epoch_deadline(1);
+    }
+
+    /// Whether the last execution was stopped by the memory limit.
+    pub(crate) fn hit_memory_limit(&self) -> bool {
+        self.store.data().memory.hit
+    }
+
+    /// The logs captured since the last take.
+    pub(crate) fn take_logs(&mut self) -> String {
+        self.store.data().logs.take()
+    }
+}
+
+/// Creates a new instance: store, instantiation, export handles.
+async fn instantiate(prepared: &Prepared, env: &[(String, String)]) -> Result<Instance, String> {
+    let mut store = new_store(
+        &prepared.engine,
+        env,
+        prepared.memory_limit,
+        prepared.log_limit,
+    );
+    store.data_mut().deadline = Instant::now() + prepared.hook_timeout;
+    let error = |e: wasmtime::Error| one_line(&format!("{e:#}"));
+    let instance = prepared
+        .pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(error)?;
+    let function = match &prepared.function {
+        Some(i) => Some(i.load(&mut store, &instance).map_err(error)?),
+        None => None,
+    };
+    let lifecycle = match &prepared.lifecycle {
+        Some(i) => Some(i.load(&mut store, &instance).map_err(error)?),
+        None => None,
+    };
+    let proxy = match &prepared.proxy {
+        Some(i) => Some(i.load(&mut store, &instance).map_err(error)?),
+        None => None,
+    };
+    Ok(Instance {
+        store,
+        function,
+        proxy,
+        lifecycle,
+        served: 0,
+        last_used: Instant::now(),
+        _live: None,
+    })
+}
+
+/// Runs the `enter` hook of a new instance.
+async fn enter(instance: &mut Instance, timeout: Duration) -> Result<(), String> {
+    if instance.lifecycle.is_none() {
+        return Ok(());
+    }
+    instance.begin(timeout);
+    let Instance {
+        store, lifecycle, ..
+    } = &mut *instance;
+    let Some(hooks) = lifecycle.as_ref() else {
+        return Ok(());
+    };
+    let entered = tokio::time::timeout(timeout, hooks.call_enter(&mut *store)).await;
+    let logs = instance.store.data().logs.take();
+    if !logs.is_empty() {
+        tracing::info!(target: "modal::guest", "enter: {}", logs.trim_end());
+    }
+    match entered {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(message))) => Err(format!("`enter` failed: {message}")),
+        Ok(Err(trap)) => Err(format!(
+            "`enter` trapped: {}",
+            one_line(&format!("{trap:#}"))
+        )),
+        Err(_) => Err("`enter` timed out".to_string()),
+    }
+}
+
+/// Calls `describe` in a fresh instance that is dropped afterwards.
+pub(crate) async fn describe(
+    prepared: &Prepared,
+    env: &[(String, String)],
+) -> Result<RawSpec, String> {
+    let mut instance = instantiate(prepared, env).await?;
+    let timeout = prepared.hook_timeout;
+    instance.begin(timeout);
+    let Instance {
+        store, function, ..
+    } = &mut instance;
+    let Some(guest) = function.as_ref() else {
+        return Err("the component has no `describe` export".into());
+    };
+    let result = tokio::time::timeout(timeout, guest.call_describe(&mut *store)).await;
+    match result {
+        Ok(Ok(spec)) => Ok(spec),
+        Ok(Err(trap)) => {
+            let error = crate::app::classify(trap, &instance, "describe", timeout);
+            let logs = instance.take_logs();
+            Err(crate::app::refine(error, &logs).to_string())
+        }
+        Err(_) => Err(format!("it did not return within {}", human(timeout))),
+    }
+}
+
+/// Counts live instances; dropping an instance wakes whoever waits for a
+/// pool to drain.
+pub(crate) struct LiveGuard {
+    counters: Arc<Counters>,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.counters.live.fetch_sub(1, Ordering::AcqRel);
+        self.counters.changed.notify_waiters();
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    live: AtomicUsize,
+    busy: AtomicUsize,
+    created: AtomicU64,
+    discarded: AtomicU64,
+    changed: Notify,
+}
+
+/// Point-in-time figures of one function's pool.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct PoolStats {
+    /// The function.
+    pub function: String,
+    /// Instances alive (idle or busy).
+    pub live: usize,
+    /// Instances running an execution.
+    pub busy: usize,
+    /// Instances idle and warm.
+    pub idle: usize,
+    /// Instances created since the version was loaded.
+    pub created: u64,
+    /// Instances dropped after a failure inside the guest.
+    pub discarded: u64,
+}
+
+/// The pool of one function.
+pub(crate) struct Pool {
+    prepared: Arc<Prepared>,
+    function: String,
+    env: Vec<(String, String)>,
+    pub(crate) settings: Settings,
+    queue_timeout: Duration,
+    idle_timeout: Duration,
+    idle: Mutex<Vec<Instance>>,
+    permits: Arc<Semaphore>,
+    counters: Arc<Counters>,
+    closed: AtomicBool,
+}
+
+/// An instance checked out of a pool for one execution. Dropping a lease
+/// without [`Pool::checkin`] (e.g. a cancelled call) discards the instance.
+pub(crate) struct Lease {
+    instance: Option<Instance>,
+    /// Whether the instance was created for this execution.
+    pub(crate) fresh: bool,
+    counters: Arc<Counters>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    /// The leased instance.
+    pub(crate) fn instance(&mut self) -> &mut Instance {
+        // Only `Pool::checkin` takes the instance out, consuming the lease.
+        self.instance
+            .as_mut()
+            .expect("a lease holds its instance until check-in")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.instance.take().is_some() {
+            // Never checked in: the execution was cancelled mid-way, so the
+            // store may be in any state. The instance is dropped with it.
+            self.counters.busy.fetch_sub(1, Ordering::AcqRel);
+            self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(
+        prepared: Arc<Prepared>,
+        function: String,
+        env: Vec<(String, String)>,
+        settings: Settings,
+        queue_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Pool {
+        let permits = Arc::new(Semaphore::new(settings.max_instances as usize));
+        Pool {
+            prepared,
+            function,
+            env,
+            settings,
+            queue_timeout,
+            idle_timeout,
+            idle: Mutex::new(Vec::new()),
+            permits,
+            counters: Arc::default(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn create(&self) -> Result<Instance, Error> {
+        self.counters.live.fetch_add(1, Ordering::AcqRel);
+        let guard = LiveGuard {
+            counters: self.counters.clone(),
+        };
+        let failed = |message| Error::Instantiate {
+            function: self.function.clone(),
+            message,
+        };
+        let mut instance = instantiate(&self.prepared, &self.env)
+            .await
+            .map_err(failed)?;
+        instance._live = Some(guard);
+        enter(&mut instance, self.prepared.hook_timeout)
+            .await
+            .map_err(failed)?;
+        self.counters.created.fetch_add(1, Ordering::Relaxed);
+        Ok(instance)
+    }
+
+    /// Takes a warm instance, or creates one; waits up to the queue
+    /// timeout when `max_instances` executions are already running.
+    pub(crate) async fn checkout(&self) -> Result<Lease, Error> {
+        let shutting_down = || Error::ShuttingDown(self.function.clone());
+        if self.closed.load(Ordering::Acquire) {
+            return Err(shutting_down());
+        }
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => return Err(shutting_down()),
+            Err(TryAcquireError::NoPermits) => {
+                let wait = self.permits.clone().acquire_owned();
+                match tokio::time::timeout(self.queue_timeout, wait).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return Err(shutting_down()),
+                    Err(_) => {
+                        return Err(Error::Overloaded {
+                            function: self.function.clone(),
+                            max: self.settings.max_instances,
+                            waited: self.queue_timeout,
+                        });
+                    }
+                }
+            }
+        };
+        self.counters.busy.fetch_add(1, Ordering::AcqRel);
+        let warm = self.idle().pop();
+        let (instance, fresh) = match warm {
+            Some(i) => (i, false),
+            None => match self.create().await {
+                Ok(i) => (i, true),
+                Err(e) => {
+                    self.counters.busy.fetch_sub(1, Ordering::AcqRel);
+                    return Err(e);
+                }
+            },
+        };
+        Ok(Lease {
+            instance: Some(instance),
+            fresh,
+            counters: self.counters.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// Returns an instance after an execution. A `healthy` instance goes
+    /// back to the warm stack unless it has served its
+    /// `max_requests_per_instance` or the pool is closing; otherwise it is
+    /// dropped.
+    pub(crate) fn checkin(&self, mut lease: Lease, healthy: bool) {
+        let Some(mut instance) = lease.instance.take() else {
+            return;
+        };
+        self.counters.busy.fetch_sub(1, Ordering::AcqRel);
+        if !healthy {
+            self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        instance.served += 1;
+        instance.last_used = Instant::now();
+        let used_up = self
+            .settings
+            .max_requests_per_instance
+            .is_some_and(|max| instance.served >= max);
+        if used_up || self.closed.load(Ordering::Acquire) {
+            self.retire(instance);
+        } else {
+            self.idle().push(instance);
+        }
+    }
+
+    /// Drops a healthy instance after its `exit` hook, off the caller's path.
+    fn retire(&self, instance: Instance) {
+        if instance.lifecycle.is_none() {
+            return;
+        }
+        let timeout = self.prepared.hook_timeout;
+        tokio::spawn(run_exit(instance, timeout));
+    }
+
+    /// Creates instances until `min_warm` are alive.
+    pub(crate) async fn prewarm(&self) -> Result<(), Error> {
+        self.warm(self.settings.min_warm).await.map(drop)
+    }
+
+    /// Creates idle instances until `count` (at most `max_instances`) are
+    /// alive; returns how many it created.
+    pub(crate) async fn warm(&self, count: u32) -> Result<u32, Error> {
+        let target = count.min(self.settings.max_instances) as usize;
+        let mut started = 0;
+        while self.counters.live.load(Ordering::Acquire) < target
+            && !self.closed.load(Ordering::Acquire)
+        {
+            let instance = self.create().await?;
+            self.idle().push(instance);
+            started += 1;
+        }
+        Ok(started)
+    }
+
+    /// Drops warm instances idle for longer than the idle timeout, keeping
+    /// `min_warm` alive.
+    pub(crate) fn scale_down(&self, now: Instant) {
+        let keep = self.settings.min_warm as usize;
+        let expired: Vec<Instance> = {
+            let mut idle = self.idle();
+            // The stack is ordered by last use, oldest first.
+            let live = self.counters.live.load(Ordering::Acquire);
+            let removable = live.saturating_sub(keep).min(idle.len());
+            let count = idle
+                .iter()
+                .take(removable)
+                .take_while(|i| now.duration_since(i.last_used) >= self.idle_timeout)
+                .count();
+            idle.drain(..count).collect()
+        };
+        for instance in expired {
+            self.retire(instance);
+        }
+    }
+
+    /// Stops taking executions and drops the idle instances; busy ones are
+    /// dropped as their executions finish.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.permits.close();
+        let idle: Vec<Instance> = self.idle().drain(..).collect();
+        for instance in idle {
+            self.retire(instance);
+        }
+    }
+
+    /// Waits until no instance of this pool is alive.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let changed = self.counters.changed.notified();
+            if self.counters.live.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Executions in progress.
+    pub(crate) fn busy(&self) -> usize {
+        self.counters.busy.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats {
+        PoolStats {
+            function: self.function.clone(),
+            live: self.counters.live.load(Ordering::Acquire),
+            busy: self.counters.busy.load(Ordering::Acquire),
+            idle: self.idle().len(),
+            created: self.counters.created.load(Ordering::Relaxed),
+            discarded: self.counters.discarded.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn run_exit(mut instance: Instance, timeout: Duration) {
+    if let Some(hooks) = instance.lifecycle.take() {
+        instance.begin(timeout);
+        let result = tokio::time::timeout(timeout, hooks.call_exit(&mut instance.store)).await;
+        if !matches!(result, Ok(Ok(()))) {
+            tracing::debug!("an instance's `exit` hook failed or timed out");
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! The app spec in two layers: the raw form a guest's `describe` returns
+//! (see `bindings`), and the validated form the rest of the host uses. No
+//! value from the guest is used before it passes [`validate`].
+
+use crate::bindings::{RawFunction, RawKind, RawSchedule, RawSpec};
+use crate::config::{HostConfig, MAX_TIMEOUT};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Most functions one app may declare.
+const MAX_FUNCTIONS: usize = 256;
+/// Longest function name; a function's web host label must fit in 63.
+const MAX_NAME: usize = 63;
+/// Longest description or signature kept from the guest.
+const MAX_TEXT: usize = 1024;
+/// Most retries of a failed scheduled run.
+pub const MAX_RETRIES: u32 = 10;
+/// Highest `max_instances`.
+pub const MAX_INSTANCES: u32 = 1000;
+/// Shortest period of a period schedule.
+const MIN_PERIOD: Duration = Duration::from_millis(100);
+
+/// A validated app spec.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppSpec {
+    /// The functions, in the order the guest declared them.
+    pub functions: Vec<FunctionSpec>,
+    /// Which SDK built the guest, when it said so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sdk: Option<String>,
+}
+
+impl AppSpec {
+    /// The function called `name`.
+    pub fn function(&self, name: &str) -> Option<&FunctionSpec> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+
+    /// All function names.
+    pub fn names(&self) -> Vec<String> {
+        self.functions.iter().map(|f| f.name.clone()).collect()
+    }
+
+    /// The spec of a component that only exports `wasi:http/incoming-handler`:
+    /// one web function, `web`, accepting every method.
+    pub(crate) fn proxy(config: &HostConfig) -> AppSpec {
+        AppSpec {
+            functions: vec![FunctionSpec {
+                name: "web".into(),
+                kind: FunctionKind::Web { method: None },
+                description: Some("the component's wasi:http handler".into()),
+                signature: None,
+                settings: Settings::defaults(config),
+            }],
+            sdk: None,
+        }
+    }
+}
+
+/// One validated function.
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionSpec {
+    /// Its name.
+    pub name: String,
+    /// Plain, web or scheduled.
+    pub kind: FunctionKind,
+    /// One line describing it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A readable signature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// Its settings, defaults filled in.
+    pub settings: Settings,
+}
+
+/// How a function is triggered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FunctionKind {
+    /// Invoked by clients.
+    Plain,
+    /// Reached over HTTP.
+    Web {
+        /// The only method accepted, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        method: Option<String>,
+    },
+    /// Run by the scheduler.
+    Scheduled {
+        /// When.
+        schedule: Schedule,
+    },
+}
+
+impl FunctionKind {
+    /// `plain`, `web` or `scheduled`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FunctionKind::Plain => "plain",
+            FunctionKind::Web { .. } => "web",
+            FunctionKind::Scheduled { .. } => "scheduled",
+        }
+    }
+}
+
+/// When a scheduled function runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// A cron expression with seconds, in UTC.
+    Cron(String),
+    /// A fixed period.
+    #[serde(serialize_with = "ser_ms")]
+    Period(Duration),
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Cron(expr) => write!(f, "cron `{expr}` (UTC)"),
+            Schedule::Period(d) => write!(f, "every {}", human(*d)),
+        }
+    }
+}
+
+/// Settings of one function, defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    /// Wall-clock limit of one execution.
+    #[serde(rename = "timeout_ms", serialize_with = "ser_ms")]
+    pub timeout: Duration,
+    /// Retries of a failed scheduled run.
+    pub retries: u32,
+    /// Instances kept warm when idle.
+    pub min_warm: u32,
+    /// Instances running at once.
+    pub max_instances: u32,
+    /// Executions per instance before it is replaced; `None` is unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_instance: Option<u32>,
+}
+
+impl Settings {
+    fn defaults(config: &HostConfig) -> Settings {
+        Settings {
+            timeout: config.default_timeout,
+            retries: 0,
+            min_warm: 0,
+            max_instances: config.default_max_instances,
+            max_requests_per_instance: None,
+        }
+    }
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// A duration as people write it: `500ms`, `2s`, `5m`, `1h30m`.
+pub fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) || ms == 0 {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, s) if h > 0 => format!("{h}h{m}m{s}s"),
+        (_, m, s) => format!("{m}m{s}s"),
+    }
+}
+
+/// Checks everything the guest described and fills in defaults. Returns
+/// every problem found, each naming its function.
+pub(crate) fn validate(raw: RawSpec, config: &HostConfig) -> Result<AppSpec, Vec<String>> {
+    let mut problems = Vec::new();
+    if raw.functions.is_empty() {
+        problems.push("the app declares no functions".to_string());
+    }
+    if raw.functions.len() > MAX_FUNCTIONS {
+        problems.push(format!(
+            "the app declares {} functions; at most {MAX_FUNCTIONS} are allowed",
+            raw.functions.len()
+        ));
+        return Err(problems);
+    }
+    let mut seen = HashSet::new();
+    let mut labels = HashSet::new();
+    let mut functions = Vec::with_capacity(raw.functions.len());
+    for f in raw.functions {
+        let name = f.name.clone();
+        let shown = shorten(&name);
+        let mut complain = |m: String| problems.push(format!("function `{shown}`: {m}"));
+        if let Err(m) = check_name(&name) {
+            complain(m);
+        } else if !seen.insert(name.clone()) {
+            complain("declared more than once".into());
+        } else if !labels.insert(web_label(&name)) {
+            complain(format!(
+                "its URL label `{}` collides with another function's",
+                web_label(&name)
+            ));
+        }
+        match function(f, config) {
+            Ok(spec) => functions.push(spec),
+            Err(ms) => ms.into_iter().for_each(&mut complain),
+        }
+    }
+    let sdk = raw.sdk.map(|s| shorten(&s));
+    if problems.is_empty() {
+        Ok(AppSpec { functions, sdk })
+    } else {
+        Err(problems)
+    }
+}
+
+/// The host label of a function in web URLs: lower case, `_` as `-`.
+pub(crate) fn web_label(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+fn shorten(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_string();
+    }
+    format!("{}…", &text[..text.floor_char_boundary(MAX_TEXT)])
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if name.is_empty() || name.len() > MAX_NAME {
+        Err(format!("a name has 1 to {MAX_NAME} characters"))
+    } else if !name.as_bytes()[0].is_ascii_alphabetic() || !valid_chars {
+        Err("a name starts with a letter and has only letters, digits, `_` and `-`".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn function(f: RawFunction, config: &HostConfig) -> Result<FunctionSpec, Vec<String>> {
+    let mut problems = Vec::new();
+    let kind = match f.kind {
+        RawKind::Plain => FunctionKind::Plain,
+        RawKind::Web(route) => {
+            let method = route.method.map(|m| m.to_ascii_uppercase());
+            if let Some(m) = &method
+                && (m.is_empty() || m.len() > 16 || !m.bytes().all(|b| b.is_ascii_alphabetic()))
+            {
+                problems.push(format!("invalid HTTP method `{}`", shorten(m)));
+            }
+            FunctionKind::Web { method }
+        }
+        RawKind::Scheduled(RawSchedule::Cron(expr)) => {
+            if let Err(e) = cron::Schedule::from_str(&expr) {
+                problems.push(format!(
+                    "invalid cron expression `{}`: {e} (expected `sec min hour day month weekday [year]`)",
+                    shorten(&expr)
+                ));
+            }
+            FunctionKind::Scheduled {
+                schedule: Schedule::Cron(expr),
+            }
+        }
+        RawKind::Scheduled(RawSchedule::PeriodMs(ms)) => {
+            let period = Duration::from_millis(ms);
+            if period < MIN_PERIOD {
+                problems.push(format!(
+                    "a period of {} is shorter than the minimum {}",
+                    human(period),
+                    human(MIN_PERIOD)
+                ));
+            }
+            FunctionKind::Scheduled {
+                schedule: Schedule::Period(period),
+            }
+        }
+    };
+    let mut settings = Settings::defaults(config);
+    if let Some(ms) = f.timeout_ms {
+        settings.timeout = Duration::from_millis(ms);
+        if ms == 0 || settings.timeout > MAX_TIMEOUT {
+            problems.push(format!(
+                "timeout {} is not between 1ms and {}",
+                human(settings.timeout),
+                human(MAX_TIMEOUT)
+            ));
+        }
+    }
+    if let Some(r) = f.retries {
+        settings.retries = r;
+        if r > MAX_RETRIES {
+            problems.push(format!(
+                "{r} retries is more than the maximum {MAX_RETRIES}"
+            ));
+        }
+    }
+    if let Some(m) = f.max_instances {
+        settings.max_instances = m;
+        if m == 0 || m > MAX_INSTANCES {
+            problems.push(format!(
+                "max_instances {m} is not between 1 and {MAX_INSTANCES}"
+            ));
+        }
+    }
+    if let Some(w) = f.min_warm {
+        settings.min_warm = w;
+        if w > settings.max_instances {
+            problems.push(format!(
+                "min_warm {w} is more than max_instances {}",
+                settings.max_instances
+            ));
+        }
+    }
+    if let Some(n) = f.max_requests_per_instance {
+        settings.max_requests_per_instance = Some(n);
+        if n == 0 {
+            problems.push("max_requests must be at least 1".into());
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(FunctionSpec {
+        name: f.name,
+        kind,
+        description: f.description.map(|d| shorten(&d)),
+        signature: f.signature.map(|s| shorten(&s)),
+        settings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::exports::modal::app::function::WebRoute;
+
+    fn raw(name: &str, kind: RawKind) -> RawFunction {
+        RawFunction {
+            name: name.into(),
+            kind,
+            description: None,
+            signature: None,
+            timeout_ms: None,
+            retries: None,
+            min_warm: None,
+            max_instances: None,
+            max_requests_per_instance: None,
+        }
+    }
+
+    fn check(functions: Vec<RawFunction>) -> Result<AppSpec, Vec<String>> {
+        validate(
+            RawSpec {
+                functions,
+                sdk: None,
+            },
+            &HostConfig::default(),
+        )
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let spec = check(vec![raw("square", RawKind::Plain)]).unwrap();
+        let s = &spec.functions[0].settings;
+        assert_eq!(s.timeout, crate::config::DEFAULT_TIMEOUT);
+        assert_eq!(s.max_instances, crate::config::DEFAULT_MAX_INSTANCES);
+        assert_eq!(s.min_warm, 0);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_function() {
+        let mut slow = raw("slow", RawKind::Plain);
+        slow.timeout_ms = Some(0);
+        slow.min_warm = Some(5);
+        slow.max_instances = Some(2);
+        let problems = check(vec![
+            raw(
+                "tick",
+                RawKind::Scheduled(RawSchedule::Cron("* * *".into())),
+            ),
+            raw("dup", RawKind::Plain),
+            raw("dup", RawKind::Plain),
+            raw("9lives", RawKind::Plain),
+            raw("fast", RawKind::Scheduled(RawSchedule::PeriodMs(5))),
+            raw(
+                "w",
+                RawKind::Web(WebRoute {
+                    method: Some("G ET".into()),
+                }),
+            ),
+            slow,
+        ])
+        .unwrap_err();
+        let text = problems.join("\n");
+        assert!(
+            text.contains("function `tick`: invalid cron expression `* * *`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("function `dup`: declared more than once"),
+            "{text}"
+        );
+        assert!(
+            text.contains("function `9lives`: a name starts with a letter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("function `fast`: a period of 5ms is shorter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("function `w`: invalid HTTP method `G ET`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("function `slow`: timeout 0ms is not between"),
+            "{text}"
+        );
+        assert!(
+            text.contains("function `slow`: min_warm 5 is more than max_instances 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn web_labels_must_not_collide() {
+        let problems =
+            check(vec![raw("a_b", RawKind::Plain), raw("a-b", RawKind::Plain)]).unwrap_err();
+        assert_eq!(
+            problems,
+            ["function `a-b`: its URL label `a-b` collides with another function's"]
+        );
+    }
+
+    #[test]
+    fn an_empty_app_is_rejected() {
+        assert_eq!(
+            check(vec![]).unwrap_err(),
+            ["the app declares no functions"]
+        );
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human(Duration::from_millis(500)), "500ms");
+        assert_eq!(human(Duration::from_secs(2)), "2s");
+        assert_eq!(human(Duration::from_secs(300)), "5m");
+        assert_eq!(human(Duration::from_secs(3600)), "1h");
+        assert_eq!(human(Duration::from_secs(3661)), "1h1m1s");
+    }
+}

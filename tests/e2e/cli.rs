@@ -1,0 +1,212 @@
+//! The real `modal` binary: `modal run` and `modal describe`.
+
+use modal_test_support::{COUNTER, CRON, FAULTY, HELLO, HTTP_PLAIN};
+use std::process::{Command, Output};
+
+/// Runs `modal` with a private state directory.
+fn modal(args: &[&str]) -> Output {
+    let state = tempfile::tempdir().expect("temp dir");
+    Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(args)
+        .env("MODAL_STATE", state.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("modal runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+fn succeeds(args: &[&str]) -> String {
+    let o = modal(args);
+    assert!(o.status.success(), "modal {args:?} failed:\n{}", stderr(&o));
+    stdout(&o)
+}
+
+/// Asserts failure with exactly `message` as the one-line reason, and
+/// returns the whole stderr.
+fn fails_with(args: &[&str], message: &str) -> String {
+    let o = modal(args);
+    assert_eq!(o.status.code(), Some(1), "modal {args:?}: {}", stderr(&o));
+    let err = stderr(&o);
+    let last = err.lines().last().unwrap_or_default();
+    assert_eq!(last, format!("error: {message}"), "stderr was:\n{err}");
+    assert!(stdout(&o).is_empty(), "nothing on stdout on failure");
+    err
+}
+
+fn target(path: &str, function: &str) -> String {
+    format!("{path}::{function}")
+}
+
+#[test]
+fn run_prints_the_json_result() {
+    assert_eq!(succeeds(&["run", &target(HELLO, "square"), "7"]), "49\n");
+    assert_eq!(
+        succeeds(&["run", &target(FAULTY, "echo"), r#"{"a": [1, 2]}"#]),
+        "{\"a\":[1,2]}\n"
+    );
+    assert_eq!(
+        succeeds(&["run", &target(COUNTER, "slow"), r#"{"ms": 10}"#]),
+        "{\"version\":\"1\"}\n"
+    );
+}
+
+#[test]
+fn run_without_input_calls_a_function_without_parameters() {
+    assert_eq!(succeeds(&["run", &target(COUNTER, "incr")]), "1\n");
+}
+
+#[test]
+fn run_serves_a_web_function_a_path() {
+    assert_eq!(
+        succeeds(&["run", &target(HELLO, "greet"), "/?name=Ada"]),
+        "Hello, Ada!\n"
+    );
+    assert_eq!(
+        succeeds(&["run", &target(HTTP_PLAIN, "web"), "/x"]),
+        "Hello from wasi:http! You asked for /x\n"
+    );
+}
+
+#[test]
+fn guest_logs_go_to_stderr() {
+    let o = modal(&["run", &target(CRON, "tick")]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "null\n");
+    assert!(stderr(&o).starts_with("tick at "), "{}", stderr(&o));
+}
+
+#[test]
+fn faults_exit_non_zero_with_one_line() {
+    let err = fails_with(
+        &["run", &target(FAULTY, "trap")],
+        "function `trap` trapped: panicked: the trap function panics on purpose",
+    );
+    assert!(
+        err.contains("panicked at"),
+        "the guest's own output is kept: {err}"
+    );
+    fails_with(
+        &["run", &target(FAULTY, "spin")],
+        "function `spin` timed out after 2s",
+    );
+    fails_with(
+        &["run", "--memory", "32", &target(FAULTY, "hog")],
+        "function `hog` exceeded the memory limit of 32 MiB",
+    );
+    fails_with(
+        &["run", &target(FAULTY, "recurse"), "0"],
+        "function `recurse` overflowed its stack (unbounded recursion?)",
+    );
+    fails_with(
+        &["run", &target(CRON, "flaky")],
+        "function `flaky` failed: flaky failed, as it always does",
+    );
+}
+
+#[test]
+fn bad_inputs_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, "these are notes, not wasm\n").unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let empty = dir.path().join("empty.wasm");
+    std::fs::write(&empty, b"\0asm\x0d\0\x01\0").unwrap();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+
+    fails_with(
+        &["run", &format!("{}::f", path(&text))],
+        "not a WebAssembly file: it looks like a text file",
+    );
+    fails_with(
+        &["run", &format!("{}::f", path(&core))],
+        "this is a core WebAssembly module, not a component: build it for `wasm32-wasip2` \
+         (or wrap it with `wasm-tools component new`)",
+    );
+    fails_with(
+        &["run", &format!("{}::f", path(&empty))],
+        "the component exports neither `modal:app/function` (build it with modal-guest) \
+         nor `wasi:http/incoming-handler`",
+    );
+    fails_with(
+        &["run", &target(HELLO, "square"), "{not json"],
+        "bad input: input is not valid JSON: key must be a string at line 1 column 2",
+    );
+    fails_with(
+        &["run", &target(HELLO, "cube"), "3"],
+        "no function named `cube`; the app has `square`, `greet`",
+    );
+    fails_with(
+        &["run", "/no/such/app.wasm::f"],
+        "cannot read /no/such/app.wasm: No such file or directory (os error 2)",
+    );
+    fails_with(
+        &["run", HELLO],
+        &format!("say which function to run, as `{HELLO}::FUNCTION`; the app has square, greet"),
+    );
+}
+
+#[test]
+fn describe_lists_functions_and_settings() {
+    let out = succeeds(&["describe", FAULTY]);
+    assert!(out.contains("  spin     plain\n"), "{out}");
+    assert!(out.contains("timeout 2s, max_instances 64"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&succeeds(&["describe", "--json", CRON])).unwrap();
+    assert_eq!(json["functions"][0]["name"], "tick");
+    assert_eq!(
+        json["functions"][0]["kind"]["schedule"]["cron"],
+        "* * * * * *"
+    );
+    assert_eq!(json["functions"][1]["settings"]["retries"], 2);
+}
+
+#[test]
+fn a_second_run_uses_the_compiled_code_cache() {
+    let state = tempfile::tempdir().unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_modal"))
+            .args(["run", &target(HELLO, "square"), "3"])
+            .env("MODAL_STATE", state.path())
+            .output()
+            .unwrap()
+    };
+    assert!(run().status.success());
+    let cached: Vec<_> = walk(state.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(
+        cached.len(),
+        1,
+        "the compiled component is cached: {cached:?}"
+    );
+    let modified = std::fs::metadata(&cached[0]).unwrap().modified().unwrap();
+    assert_eq!(stdout(&run()), "9\n");
+    assert_eq!(
+        std::fs::metadata(&cached[0]).unwrap().modified().unwrap(),
+        modified,
+        "not recompiled"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}

@@ -1,0 +1,38 @@
+//! End-to-end tests: the example guests (built by `modal-test-support`) run
+//! through the `modal-host` library and through the real `modal` binary.
+
+mod cli;
+mod library;
+
+use modal_host::{AppMeta, Host, HostConfig, LoadedApp, PoolingLimits};
+use std::time::Duration;
+
+/// A host with a small pool (tests run in parallel and each reserves its
+/// own slots) and a short scale-down window.
+fn host() -> Host {
+    host_with(|_| {})
+}
+
+fn host_with(adjust: impl FnOnce(&mut HostConfig)) -> Host {
+    let mut config = HostConfig {
+        pooling: Some(PoolingLimits {
+            total_component_instances: 64,
+            total_core_instances: 640,
+            total_memories: 64,
+            total_tables: 64,
+            total_stacks: 64,
+        }),
+        idle_timeout: Duration::from_secs(60),
+        ..HostConfig::default()
+    };
+    adjust(&mut config);
+    Host::new(config).expect("host starts")
+}
+
+/// Loads an example as version 1 of an app named after it.
+async fn load(host: &Host, example: &str, name: &str) -> LoadedApp {
+    let wasm = modal_test_support::wasm(example);
+    host.load(&wasm, AppMeta::new(name, 1))
+        .await
+        .expect("example loads")
+}

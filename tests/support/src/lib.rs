@@ -1,0 +1,21 @@
+//! Paths of the example guests, built for `wasm32-wasip2` by this crate's
+//! build script once per test run. Tests and benchmarks read them from here
+//! instead of building guests themselves.
+
+use std::path::Path;
+
+/// `examples/hello`: `square` (plain) and `greet` (web, GET).
+pub const HELLO: &str = env!("MODAL_EXAMPLE_HELLO");
+/// `examples/counter`: `incr` (counts calls per instance) and `slow`.
+pub const COUNTER: &str = env!("MODAL_EXAMPLE_COUNTER");
+/// `examples/cron`: `tick` and `flaky`, scheduled every second.
+pub const CRON: &str = env!("MODAL_EXAMPLE_CRON");
+/// `examples/faulty`: `trap`, `spin`, `hog`, `recurse`, `echo`.
+pub const FAULTY: &str = env!("MODAL_EXAMPLE_FAULTY");
+/// `examples/http-plain`: a plain `wasi:http` component built without the SDK.
+pub const HTTP_PLAIN: &str = env!("MODAL_EXAMPLE_HTTP_PLAIN");
+
+/// The bytes of an example component.
+pub fn wasm(path: &str) -> Vec<u8> {
+    std::fs::read(Path::new(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
