@@ -99,6 +99,28 @@ pub(crate) struct AppInner {
     pub(crate) digest: String,
     pub(crate) pools: HashMap<String, (Arc<str>, Arc<Pool>)>,
     pub(crate) sink: Option<ExecutionSink>,
+    /// Set by [`LoadedApp::cancel`]; executions in progress end at once.
+    pub(crate) cancel: Cancel,
+}
+
+/// Cancellation of the executions in progress of one app version.
+#[derive(Default)]
+pub(crate) struct Cancel {
+    reason: std::sync::OnceLock<String>,
+    notify: tokio::sync::Notify,
+}
+
+impl Cancel {
+    /// Resolves with the reason once cancelled.
+    pub(crate) async fn cancelled(&self) -> &str {
+        loop {
+            let notified = self.notify.notified();
+            if let Some(reason) = self.reason.get() {
+                return reason;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl LoadedApp {
@@ -139,6 +161,7 @@ impl LoadedApp {
                 digest,
                 pools,
                 sink,
+                cancel: Cancel::default(),
             }),
         };
         app.spawn_scaler(config.idle_timeout);
@@ -173,6 +196,16 @@ impl LoadedApp {
                 }
             }
         });
+    }
+
+    /// Cancels the executions in progress (they fail as
+    /// [`Error::Cancelled`] and their instances are dropped) and refuses new
+    /// ones. Used when a draining version passes its deadline.
+    pub fn cancel(&self, reason: &str) {
+        self.close();
+        if self.inner.cancel.reason.set(reason.to_string()).is_ok() {
+            self.inner.cancel.notify.notify_waiters();
+        }
     }
 
     /// Starts instances of `function` until `count` are alive (capped at
@@ -263,7 +296,13 @@ impl LoadedApp {
         };
         let timeout = pool.settings.timeout;
         let instance = lease.instance();
-        let outcome = invoke(instance, name, input, timeout).await;
+        let outcome = tokio::select! {
+            outcome = invoke(instance, name, input, timeout) => outcome,
+            reason = self.inner.cancel.cancelled() => Err(Error::Cancelled {
+                function: name.to_string(),
+                reason: reason.to_string(),
+            }),
+        };
         let logs = instance.take_logs();
         let outcome = outcome.map_err(|e| refine(e, &logs));
         let healthy = !matches!(&outcome, Err(e) if e.poisons_instance());
@@ -323,12 +362,18 @@ impl LoadedApp {
         }
     }
 
-    /// Stops taking executions, lets those in progress finish and drops
-    /// every instance (after its `exit` hook). Returns when all are gone.
-    pub async fn drain(&self) {
+    /// Stops taking executions and drops idle instances; those running
+    /// finish (see [`drain`](Self::drain) to wait for them).
+    pub fn close(&self) {
         for (_, pool) in self.inner.pools.values() {
             pool.close();
         }
+    }
+
+    /// Stops taking executions, lets those in progress finish and drops
+    /// every instance (after its `exit` hook). Returns when all are gone.
+    pub async fn drain(&self) {
+        self.close();
         for (_, pool) in self.inner.pools.values() {
             pool.drained().await;
         }

@@ -111,8 +111,45 @@ pub enum Error {
         /// The function.
         function: String,
     },
-    /// The app is being drained or was shut down.
-    #[error("app `{0}` is shutting down and takes no new calls")]
+    /// The execution was cancelled: its version drained past the deadline,
+    /// or the host shut down.
+    #[error("function `{function}` was cancelled: {reason}")]
+    Cancelled {
+        /// The function.
+        function: String,
+        /// Why.
+        reason: String,
+    },
+    /// An app name that is not a DNS label.
+    #[error(
+        "invalid app name `{0}`: use 1 to 63 lower-case letters, digits and `-`, not starting or ending with `-`"
+    )]
+    InvalidAppName(String),
+    /// No app of that name is deployed.
+    #[error("no app named `{0}`")]
+    AppNotFound(String),
+    /// The app was stopped.
+    #[error("app `{0}` is stopped; deploy it again to restart it")]
+    AppStopped(String),
+    /// The app has no such version.
+    #[error("app `{app}` has no version {version}")]
+    VersionNotFound {
+        /// The app.
+        app: String,
+        /// The version asked for.
+        version: u64,
+    },
+    /// An upload larger than the limit.
+    #[error("the upload is larger than the limit of {} MiB", .limit >> 20)]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The registry (the database of apps and versions) failed.
+    #[error("registry: {0}")]
+    Registry(String),
+    /// The function's version is draining or was shut down.
+    #[error("function `{0}` is draining and takes no new executions")]
     ShuttingDown(String),
     /// A file system operation failed.
     #[error("{context}: {source}")]
@@ -157,6 +194,8 @@ pub enum Outcome {
     Timeout,
     /// It hit the memory limit.
     MemoryLimit,
+    /// It was cancelled while running (drain deadline, shutdown).
+    Cancelled,
     /// It never ran: overloaded, shutting down, or could not start.
     Rejected,
 }
@@ -170,6 +209,7 @@ impl Outcome {
             Outcome::Trap => "trap",
             Outcome::Timeout => "timeout",
             Outcome::MemoryLimit => "memory_limit",
+            Outcome::Cancelled => "cancelled",
             Outcome::Rejected => "rejected",
         }
     }
@@ -183,7 +223,66 @@ impl Error {
             Error::Trap { .. } | Error::StackOverflow { .. } => Outcome::Trap,
             Error::Timeout { .. } => Outcome::Timeout,
             Error::MemoryLimit { .. } => Outcome::MemoryLimit,
+            Error::Cancelled { .. } => Outcome::Cancelled,
             _ => Outcome::Rejected,
+        }
+    }
+
+    /// A stable snake_case name of the variant, used in API error bodies.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotWasm(_) => "not_wasm",
+            Error::CoreModule => "core_module",
+            Error::InvalidComponent(_) => "invalid_component",
+            Error::UnsupportedImports(_) => "unsupported_imports",
+            Error::MissingExports => "missing_exports",
+            Error::Describe(_) => "describe_failed",
+            Error::InvalidSpec(_) => "invalid_spec",
+            Error::UnknownFunction { .. } => "unknown_function",
+            Error::WrongKind(_) => "wrong_kind",
+            Error::BadInput(_) => "bad_input",
+            Error::Failed { .. } => "failed",
+            Error::Trap { .. } => "trap",
+            Error::StackOverflow { .. } => "stack_overflow",
+            Error::Timeout { .. } => "timeout",
+            Error::MemoryLimit { .. } => "memory_limit",
+            Error::Overloaded { .. } => "overloaded",
+            Error::Instantiate { .. } => "instantiate_failed",
+            Error::NoResponse { .. } => "no_response",
+            Error::Cancelled { .. } => "cancelled",
+            Error::InvalidAppName(_) => "invalid_app_name",
+            Error::AppNotFound(_) => "app_not_found",
+            Error::AppStopped(_) => "app_stopped",
+            Error::VersionNotFound { .. } => "version_not_found",
+            Error::TooLarge { .. } => "too_large",
+            Error::Registry(_) => "registry",
+            Error::ShuttingDown(_) => "shutting_down",
+            Error::Io { .. } => "io",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status that reports this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::NotWasm(_)
+            | Error::CoreModule
+            | Error::InvalidComponent(_)
+            | Error::UnsupportedImports(_)
+            | Error::MissingExports
+            | Error::Describe(_)
+            | Error::InvalidSpec(_)
+            | Error::WrongKind(_)
+            | Error::BadInput(_)
+            | Error::InvalidAppName(_) => 400,
+            Error::AppNotFound(_)
+            | Error::UnknownFunction { .. }
+            | Error::VersionNotFound { .. } => 404,
+            Error::AppStopped(_) => 410,
+            Error::TooLarge { .. } => 413,
+            Error::Timeout { .. } => 504,
+            Error::Overloaded { .. } | Error::ShuttingDown(_) | Error::Cancelled { .. } => 503,
+            _ => 500,
         }
     }
 
@@ -196,6 +295,7 @@ impl Error {
                 | Error::StackOverflow { .. }
                 | Error::Timeout { .. }
                 | Error::MemoryLimit { .. }
+                | Error::Cancelled { .. }
                 | Error::Internal(_)
         )
     }

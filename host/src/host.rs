@@ -110,6 +110,12 @@ impl Host {
         Ok((Arc::new(prepared), digest, stats))
     }
 
+    /// Where the compiled code of the component with this SHA-256 is
+    /// cached, if caching is on.
+    pub fn compiled_path(&self, digest: &str) -> Option<std::path::PathBuf> {
+        self.inner.compiler.cache_path(digest)
+    }
+
     /// Checks and compiles a component (filling the compiled-code cache)
     /// without loading it; reports whether the cache already had it.
     pub async fn precompile(&self, wasm: &[u8]) -> Result<CompileStats, Error> {

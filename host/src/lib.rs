@@ -31,8 +31,10 @@ mod config;
 mod error;
 mod host;
 mod logs;
+mod platform;
 mod pool;
 mod sandbox;
+pub mod server;
 mod spec;
 mod web;
 
@@ -44,6 +46,15 @@ pub use config::{
 };
 pub use error::{Error, Outcome};
 pub use host::Host;
+pub use platform::{
+    AppRecord, AppState, AppStatus, ArtifactStore, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_UPLOAD,
+    DEFAULT_RETENTION, DeployRequest, Deployment, DrainStatus, FileArtifacts, FunctionHandle,
+    GcReport, GitInfo, Platform, PlatformConfig, Registry, SqliteRegistry, VersionRecord,
+    VersionStatus, validate_app_name,
+};
 pub use pool::PoolStats;
-pub use spec::{AppSpec, FunctionKind, FunctionSpec, Schedule, Settings, human as format_duration};
+pub use spec::{
+    AppSpec, FunctionKind, FunctionSpec, Schedule, Settings, human as format_duration,
+    parse_duration,
+};
 pub use web::{WebBody, WebResponse};

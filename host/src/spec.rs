@@ -4,7 +4,7 @@
 
 use crate::bindings::{RawFunction, RawKind, RawSchedule, RawSpec};
 use crate::config::{HostConfig, MAX_TIMEOUT};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,7 +23,7 @@ pub const MAX_INSTANCES: u32 = 1000;
 const MIN_PERIOD: Duration = Duration::from_millis(100);
 
 /// A validated app spec.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AppSpec {
     /// The functions, in the order the guest declared them.
     pub functions: Vec<FunctionSpec>,
@@ -60,7 +60,7 @@ impl AppSpec {
 }
 
 /// One validated function.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FunctionSpec {
     /// Its name.
     pub name: String,
@@ -77,7 +77,7 @@ pub struct FunctionSpec {
 }
 
 /// How a function is triggered.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FunctionKind {
     /// Invoked by clients.
@@ -107,13 +107,13 @@ impl FunctionKind {
 }
 
 /// When a scheduled function runs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Schedule {
     /// A cron expression with seconds, in UTC.
     Cron(String),
     /// A fixed period.
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(rename = "period_ms", with = "millis")]
     Period(Duration),
 }
 
@@ -127,10 +127,10 @@ impl std::fmt::Display for Schedule {
 }
 
 /// Settings of one function, defaults applied.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     /// Wall-clock limit of one execution.
-    #[serde(rename = "timeout_ms", serialize_with = "ser_ms")]
+    #[serde(rename = "timeout_ms", with = "millis")]
     pub timeout: Duration,
     /// Retries of a failed scheduled run.
     pub retries: u32,
@@ -155,8 +155,18 @@ impl Settings {
     }
 }
 
-fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
+/// Durations as whole milliseconds in JSON.
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
 }
 
 /// A duration as people write it: `500ms`, `2s`, `5m`, `1h30m`.
@@ -173,6 +183,41 @@ pub fn human(d: Duration) -> String {
         (h, m, s) if h > 0 => format!("{h}h{m}m{s}s"),
         (_, m, s) => format!("{m}m{s}s"),
     }
+}
+
+/// Parses a duration as people write it: `500ms`, `30s`, `5m`, `2h`,
+/// `7d`, or combinations such as `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let invalid = || format!("`{text}` is not a duration; write e.g. 500ms, 30s, 5m, 2h or 7d");
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            _ => return Err(invalid()),
+        };
+        rest = &rest[unit_len..];
+        total += unit
+            .checked_mul(u32::try_from(number).map_err(|_| invalid())?)
+            .ok_or_else(invalid)?;
+    }
+    Ok(total)
 }
 
 /// Checks everything the guest described and fills in defaults. Returns
@@ -445,6 +490,16 @@ mod tests {
             check(vec![]).unwrap_err(),
             ["the app declares no functions"]
         );
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5 minutes").is_err());
     }
 
     #[test]

@@ -87,14 +87,21 @@ impl LoadedApp {
                 incoming,
                 outparam,
             );
-            let result = tokio::time::timeout(timeout, handle).await;
+            let result = tokio::select! {
+                result = tokio::time::timeout(timeout, handle) => Ok(result),
+                reason = app.inner.cancel.cancelled() => Err(reason.to_string()),
+            };
             instance.proxy = Some(proxy);
             let outcome = match result {
-                Ok(Ok(())) => Ok(Vec::new()),
-                Ok(Err(trap)) => Err(crate::app::classify(trap, instance, &name, timeout)),
-                Err(_) => Err(Error::Timeout {
+                Ok(Ok(Ok(()))) => Ok(Vec::new()),
+                Ok(Ok(Err(trap))) => Err(crate::app::classify(trap, instance, &name, timeout)),
+                Ok(Err(_)) => Err(Error::Timeout {
                     function: name.to_string(),
                     limit: timeout,
+                }),
+                Err(reason) => Err(Error::Cancelled {
+                    function: name.to_string(),
+                    reason,
                 }),
             };
             let logs = instance.take_logs();

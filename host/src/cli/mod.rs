@@ -3,7 +3,10 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod apps;
+mod client;
 mod run;
+mod server;
 
 /// modal: a self-hosted serverless host for WebAssembly components.
 #[derive(Parser)]
@@ -19,6 +22,15 @@ enum Command {
     Run(run::RunArgs),
     /// Print the functions a component declares and their settings.
     Describe(run::DescribeArgs),
+    /// Run the server: control API, web endpoints and deployed apps.
+    Server(server::ServerArgs),
+    /// Deploy a component as a new live version of an app.
+    Deploy(apps::DeployArgs),
+    /// Call a function of a deployed app and print its result.
+    Call(apps::CallArgs),
+    /// Manage deployed apps.
+    #[command(subcommand)]
+    App(apps::AppCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -38,6 +50,10 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(args).await,
             Command::Describe(args) => run::describe(args).await,
+            Command::Server(args) => server::run(args).await,
+            Command::Deploy(args) => apps::deploy(args).await,
+            Command::Call(args) => apps::call(args).await,
+            Command::App(command) => apps::app(command).await,
         }
     });
     match result {

@@ -75,7 +75,7 @@ impl CacheArgs {
     }
 }
 
-fn parse_env(s: &str) -> Result<(String, String), String> {
+pub fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("expected KEY=VALUE, got `{s}`")),
@@ -87,7 +87,7 @@ fn read_wasm(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The app name a file gives: its stem, as a DNS label.
-fn app_name(path: &Path) -> String {
+pub fn app_name(path: &Path) -> String {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
     let name: String = stem
         .chars()

@@ -1,0 +1,485 @@
+//! `modal deploy`, `modal call` and `modal app ...`: clients of a running
+//! `modal server`.
+
+use super::client::{Client, ServerArgs, encode};
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use hyper::Method;
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `modal deploy`.
+#[derive(Args)]
+pub struct DeployArgs {
+    /// The component to deploy.
+    wasm: PathBuf,
+    /// The app's name (a DNS label); default: the file name.
+    #[arg(long)]
+    name: Option<String>,
+    /// An environment variable for the guest, `KEY=VALUE` (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = super::run::parse_env)]
+    env: Vec<(String, String)>,
+    /// A label for this version, shown in `modal app history`.
+    #[arg(long)]
+    tag: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Arguments of `modal call`.
+#[derive(Args)]
+pub struct CallArgs {
+    /// The app.
+    app: String,
+    /// The function.
+    function: String,
+    /// The JSON input (leave it out for a function without parameters).
+    input: Option<String>,
+    /// Call this kept version instead of the live one.
+    #[arg(long, value_name = "N")]
+    version: Option<u64>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// `modal app ...`.
+#[derive(Subcommand)]
+pub enum AppCommand {
+    /// List apps: state, live version, deploy time, functions.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The versions of an app: when, by whom, tag, commit, state.
+    History {
+        /// The app.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Make an earlier version's code live again, as a new version.
+    Rollback {
+        /// The app.
+        name: String,
+        /// The version to return to; default: the one before the live one.
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop an app: endpoints and schedules stop, calls in progress drain.
+    Stop {
+        /// The app.
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+fn deployer() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    if host.is_empty() {
+        user
+    } else {
+        format!("{user}@{host}")
+    }
+}
+
+/// The commit of the current directory and whether the tree is dirty.
+fn git_info() -> Option<(String, bool)> {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    if !commit.status.success() {
+        return None;
+    }
+    let commit = String::from_utf8(commit.stdout).ok()?.trim().to_string();
+    let status = std::process::Command::new("git")
+        .args(["status", "--porcelain"])
+        .output()
+        .ok()?;
+    Some((commit, !status.stdout.is_empty()))
+}
+
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let client = args.server.client()?;
+    let wasm = std::fs::read(&args.wasm)
+        .with_context(|| format!("cannot read {}", args.wasm.display()))?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| super::run::app_name(&args.wasm));
+    let mut query = vec![format!("deployer={}", encode(&deployer()))];
+    for (k, v) in &args.env {
+        query.push(format!("env={}", encode(&format!("{k}={v}"))));
+    }
+    if let Some(tag) = &args.tag {
+        query.push(format!("tag={}", encode(tag)));
+    }
+    if let Some((commit, dirty)) = git_info() {
+        query.push(format!("git_commit={commit}&git_dirty={dirty}"));
+    }
+    let path = format!("/api/v1/apps/{}/deploy?{}", encode(&name), query.join("&"));
+    let size = wasm.len();
+    let body = client.expect(Method::POST, &path, wasm).await?;
+    print!("{}", render_deploy(&args.wasm, size, &body));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The deploy (or rollback) output, in the shape of Modal's.
+fn render_deploy(file: &Path, size: usize, body: &Value) -> String {
+    use std::fmt::Write as _;
+    let d = &body["deployment"];
+    let mut out = String::new();
+    let digest = d["digest"].as_str().unwrap_or("");
+    let file = file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match d["rollback_of"].as_u64() {
+        Some(from) => {
+            let _ = writeln!(
+                out,
+                "✓ Restored the code of v{from} ({}).",
+                &digest[..digest.len().min(12)]
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "✓ Uploaded {file} ({}, sha256 {}).",
+                bytes(size),
+                &digest[..digest.len().min(12)]
+            );
+        }
+    }
+    if d["compiled_from_cache"].as_bool() == Some(true) {
+        let _ = writeln!(
+            out,
+            "✓ Compiled (from cache, {:.1} ms).",
+            d["compile_ms"].as_f64().unwrap_or(0.0)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "✓ Compiled in {:.0} ms.",
+            d["compile_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let _ = writeln!(out, "✓ Created objects.");
+    let functions = d["spec"]["functions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (i, f) in functions.iter().enumerate() {
+        let branch = if i + 1 == functions.len() {
+            "└──"
+        } else {
+            "├──"
+        };
+        let name = f["name"].as_str().unwrap_or("?");
+        let line = match f["kind"]["type"].as_str() {
+            Some("web") => {
+                let url = body["web"]
+                    .as_array()
+                    .and_then(|w| w.iter().find(|u| u["function"] == name))
+                    .and_then(|u| u["url"].as_str())
+                    .unwrap_or("");
+                format!("Created web function {name} => {url}")
+            }
+            Some("scheduled") => {
+                let schedule = &f["kind"]["schedule"];
+                let when = match (schedule["cron"].as_str(), schedule["period_ms"].as_u64()) {
+                    (Some(expr), _) => format!("cron `{expr}` UTC"),
+                    (_, Some(ms)) => format!(
+                        "every {}",
+                        modal_host::format_duration(std::time::Duration::from_millis(ms))
+                    ),
+                    _ => "scheduled".into(),
+                };
+                format!("Created scheduled function {name} ({when}).")
+            }
+            _ => format!("Created function {name}."),
+        };
+        let _ = writeln!(out, "{branch} 🔨 {line}");
+    }
+    let app = d["app"].as_str().unwrap_or("?");
+    let version = d["version"].as_u64().unwrap_or(0);
+    let took_ms = d["took_ms"].as_f64().unwrap_or(0.0);
+    let took = if took_ms < 1000.0 {
+        format!("{took_ms:.0} ms")
+    } else {
+        format!("{:.2}s", took_ms / 1e3)
+    };
+    let replaced = d["previous"]
+        .as_u64()
+        .map(|p| format!(", replacing v{p}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "✓ App deployed as {app} v{version}{replaced} in {took}! 🎉"
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "View Deployment: {}",
+        body["app_url"].as_str().unwrap_or("")
+    );
+    out
+}
+
+fn bytes(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+pub async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let client = args.server.client()?;
+    let mut path = format!(
+        "/api/v1/apps/{}/functions/{}/call",
+        encode(&args.app),
+        encode(&args.function)
+    );
+    if let Some(v) = args.version {
+        path.push_str(&format!("?version={v}"));
+    }
+    let input = args.input.unwrap_or_default().into_bytes();
+    let answer = client.send(Method::POST, &path, input).await?;
+    if let Some(logs) = answer.body["logs"].as_str() {
+        let _ = std::io::stderr().lock().write_all(logs.as_bytes());
+    }
+    if let Some(message) = answer.error_message() {
+        bail!(message);
+    }
+    let output = match (
+        &answer.body.get("output"),
+        answer.body["output_text"].as_str(),
+    ) {
+        (Some(value), _) => serde_json::to_string(value)?,
+        (None, Some(text)) => text.to_string(),
+        (None, None) => String::new(),
+    };
+    println!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AppCommand::List { json, server } => {
+            let body = server
+                .client()?
+                .expect(Method::GET, "/api/v1/apps", Vec::new())
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body["apps"])?);
+            } else {
+                print!("{}", render_list(&body["apps"]));
+            }
+        }
+        AppCommand::History { name, json, server } => {
+            let path = format!("/api/v1/apps/{}/history", encode(&name));
+            let body = server
+                .client()?
+                .expect(Method::GET, &path, Vec::new())
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body["versions"])?);
+            } else {
+                print!("{}", render_history(&body));
+            }
+        }
+        AppCommand::Rollback {
+            name,
+            version,
+            server,
+        } => {
+            let client: Client = server.client()?;
+            let mut path = format!(
+                "/api/v1/apps/{}/rollback?deployer={}",
+                encode(&name),
+                encode(&deployer())
+            );
+            if let Some(v) = version {
+                path.push_str(&format!("&version={v}"));
+            }
+            let body = client.expect(Method::POST, &path, Vec::new()).await?;
+            let size = body["deployment"]["size"].as_u64().unwrap_or(0) as usize;
+            print!("{}", render_deploy(Path::new(&name), size, &body));
+        }
+        AppCommand::Stop { name, server } => {
+            let path = format!("/api/v1/apps/{}/stop", encode(&name));
+            server
+                .client()?
+                .expect(Method::POST, &path, Vec::new())
+                .await?;
+            println!("✓ Stopped app {name}: it takes no new calls; calls in progress drain.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `v3 live (2 warm)` plus `v2 draining (5 in flight)` for each draining
+/// version.
+fn version_column(app: &Value) -> String {
+    let mut text = match (app["state"].as_str(), app["live_version"].as_u64()) {
+        (Some("stopped"), Some(v)) => format!("v{v} stopped"),
+        (_, Some(v)) => format!(
+            "v{v} live ({} warm)",
+            app["instances"].as_u64().unwrap_or(0)
+        ),
+        _ => "-".into(),
+    };
+    for d in app["draining"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            ", v{} draining ({} in flight)",
+            d["version"].as_u64().unwrap_or(0),
+            d["in_flight"].as_u64().unwrap_or(0)
+        ));
+    }
+    text
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+fn render_list(apps: &Value) -> String {
+    let apps = apps.as_array().cloned().unwrap_or_default();
+    if apps.is_empty() {
+        return "No apps deployed. Deploy one with `modal deploy APP.wasm`.\n".into();
+    }
+    let rows = apps
+        .iter()
+        .map(|a| {
+            vec![
+                a["name"].as_str().unwrap_or("").to_string(),
+                a["state"].as_str().unwrap_or("").to_string(),
+                version_column(a),
+                timestamp(a["updated_at"].as_u64()),
+                a["functions"].as_u64().unwrap_or(0).to_string(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "STATE", "VERSION", "DEPLOYED", "FUNCTIONS"], rows)
+}
+
+fn render_history(body: &Value) -> String {
+    let versions = body["versions"].as_array().cloned().unwrap_or_default();
+    let rows = versions
+        .iter()
+        .rev()
+        .map(|v| {
+            let state = match v["status"].as_str() {
+                Some("live") => format!("live ({} warm)", v["instances"].as_u64().unwrap_or(0)),
+                Some("draining") => format!(
+                    "draining ({} in flight)",
+                    v["in_flight"].as_u64().unwrap_or(0)
+                ),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            let commit = match (v["git"]["commit"].as_str(), v["git"]["dirty"].as_bool()) {
+                (Some(c), Some(true)) => format!("{}-dirty", &c[..c.len().min(10)]),
+                (Some(c), _) => c[..c.len().min(10)].to_string(),
+                _ => "-".into(),
+            };
+            let mut tag = v["tag"].as_str().unwrap_or("-").to_string();
+            if let Some(from) = v["rollback_of"].as_u64() {
+                tag = format!("{tag} (rollback to v{from})");
+            }
+            vec![
+                format!("v{}", v["version"].as_u64().unwrap_or(0)),
+                state,
+                timestamp(v["deployed_at"].as_u64()),
+                v["deployer"].as_str().unwrap_or("").to_string(),
+                tag,
+                commit,
+            ]
+        })
+        .collect();
+    let stopped = if body["app"]["state"] == "stopped" {
+        "(app stopped)\n"
+    } else {
+        ""
+    };
+    format!(
+        "{stopped}{}",
+        table(
+            &["VERSION", "STATE", "DEPLOYED", "DEPLOYER", "TAG", "COMMIT"],
+            rows
+        )
+    )
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC`.
+fn timestamp(ms: Option<u64>) -> String {
+    let Some(ms) = ms else { return "-".into() };
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamp;
+
+    #[test]
+    fn timestamps_are_utc_dates() {
+        assert_eq!(timestamp(Some(0)), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            timestamp(Some(1_795_721_699_525)),
+            "2026-11-26 19:34:59 UTC"
+        );
+        assert_eq!(timestamp(None), "-");
+    }
+}

@@ -1,0 +1,138 @@
+//! `modal server`: the control API, web endpoints and the deployed apps of
+//! one state directory, in one process.
+
+use anyhow::Context;
+use clap::Args;
+use modal_host::server::{DEFAULT_HEADER_READ_TIMEOUT, Server, ServerConfig, load_or_create_token};
+use modal_host::{
+    DEFAULT_MAX_UPLOAD, DEFAULT_MEMORY_LIMIT, HostConfig, Platform, PlatformConfig, parse_duration,
+};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+// The defaults as `--help` shows them; a test checks they match the
+// library's constants.
+const DRAIN_DEFAULT: &str = "5m";
+const GRACE_DEFAULT: &str = "30s";
+const RETENTION_DEFAULT: &str = "7d";
+
+/// How often stopped apps and unreferenced artifacts are collected.
+const GC_PERIOD: Duration = Duration::from_secs(3600);
+
+/// Arguments of `modal server`.
+#[derive(Args)]
+pub struct ServerArgs {
+    /// The state directory: registry (SQLite), artifacts, compiled-code
+    /// cache and the control token. Default `$MODAL_STATE`, else
+    /// `~/.local/share/modal`.
+    #[arg(long, env = "MODAL_STATE", value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Address to listen on (control API and web endpoints).
+    #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
+    listen: String,
+    /// Domain of web endpoint host names: `{app}--{function}.{domain}`.
+    /// `localhost` needs no DNS.
+    #[arg(long, default_value = "localhost")]
+    domain: String,
+    /// How long a replaced or stopped version may finish its calls before
+    /// they are cancelled.
+    #[arg(long, value_parser = parse_duration, default_value = DRAIN_DEFAULT)]
+    drain_timeout: Duration,
+    /// On SIGTERM or Ctrl-C, how long calls in progress may finish before
+    /// the server exits (a second signal exits at once).
+    #[arg(long, value_parser = parse_duration, default_value = GRACE_DEFAULT)]
+    grace: Duration,
+    /// How long stopped apps are kept before they and their unreferenced
+    /// artifacts are deleted.
+    #[arg(long, value_parser = parse_duration, default_value = RETENTION_DEFAULT)]
+    retention: Duration,
+    /// Largest component a deploy accepts, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MAX_UPLOAD >> 20)]
+    max_upload: usize,
+    /// Memory limit of each instance, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEMORY_LIMIT >> 20)]
+    memory: usize,
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let state = super::state_dir(args.state.as_deref())?;
+    let token = load_or_create_token(&state)
+        .with_context(|| format!("creating the token in {}", state.display()))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let started = std::time::Instant::now();
+    let host_config = HostConfig {
+        memory_limit: args.memory << 20,
+        ..HostConfig::default()
+    };
+    let platform_config = PlatformConfig {
+        drain_timeout: args.drain_timeout,
+        max_upload: args.max_upload << 20,
+        retention: args.retention,
+    };
+    let platform = Platform::open(&state, host_config, platform_config, None).await?;
+    platform.spawn_gc(GC_PERIOD);
+    let apps = platform.apps()?.len();
+    let server = Server::new(
+        platform.clone(),
+        listener,
+        ServerConfig {
+            token,
+            domain: args.domain,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        },
+    )?;
+    println!(
+        "modal server listening on http://{} (state {}, {apps} apps, ready in {:.0?})",
+        server.addr(),
+        state.display(),
+        started.elapsed()
+    );
+    tracing::info!(addr = %server.addr(), apps, "server started");
+    let grace = args.grace;
+    server.run(shutdown_signal(), grace).await;
+    platform.shutdown(grace).await;
+    println!("modal server stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on the first SIGTERM or Ctrl-C; a second one exits at once.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot watch SIGTERM: {e}");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    println!("modal server shutting down; calls in progress may finish (signal again to exit now)");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!("modal server: exiting now");
+        std::process::exit(130);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modal_host::server::DEFAULT_GRACE;
+    use modal_host::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_RETENTION};
+
+    #[test]
+    fn help_defaults_match_the_library() {
+        assert_eq!(parse_duration(DRAIN_DEFAULT), Ok(DEFAULT_DRAIN_TIMEOUT));
+        assert_eq!(parse_duration(GRACE_DEFAULT), Ok(DEFAULT_GRACE));
+        assert_eq!(parse_duration(RETENTION_DEFAULT), Ok(DEFAULT_RETENTION));
+    }
+}

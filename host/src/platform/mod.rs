@@ -1,0 +1,842 @@
+//! Deployed apps: the registry, the artifact store and the live versions
+//! that serve. [`Platform`] is what `modal server` runs and what an
+//! embedding program uses: deploy bytes, list, stop, roll back, look up a
+//! function and call it.
+
+mod artifacts;
+mod registry;
+
+pub use artifacts::{ArtifactStore, FileArtifacts};
+pub use registry::{AppRecord, AppState, GitInfo, Registry, SqliteRegistry, VersionRecord};
+
+use crate::app::{AppMeta, Execution, ExecutionSink, LoadedApp, Trigger};
+use crate::compile::{CompileStats, digest};
+use crate::config::HostConfig;
+use crate::error::Error;
+use crate::host::Host;
+use crate::pool::PoolStats;
+use crate::spec::AppSpec;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a replaced or stopped version may finish its executions in
+/// progress before they are cancelled.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Largest component accepted by a deploy (Python components are ~20 MiB).
+pub const DEFAULT_MAX_UPLOAD: usize = 128 << 20;
+
+/// How long a stopped app is kept (for `history` and redeploy) before it
+/// and its unreferenced artifacts are garbage-collected.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Non-live versions kept loaded for `--version` calls.
+const MAX_PINNED: usize = 16;
+
+/// Settings of a [`Platform`].
+#[derive(Clone, Debug)]
+pub struct PlatformConfig {
+    /// Deadline for a replaced version's executions in progress.
+    pub drain_timeout: Duration,
+    /// Largest component a deploy accepts, in bytes.
+    pub max_upload: usize,
+    /// How long stopped apps are kept.
+    pub retention: Duration,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        PlatformConfig {
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            max_upload: DEFAULT_MAX_UPLOAD,
+            retention: DEFAULT_RETENTION,
+        }
+    }
+}
+
+/// What a deploy asks for besides the component.
+#[derive(Clone, Debug, Default)]
+pub struct DeployRequest {
+    /// The app's name (a DNS label).
+    pub name: String,
+    /// Environment variables for the guest.
+    pub env: Vec<(String, String)>,
+    /// A label for this version, shown in the history.
+    pub tag: Option<String>,
+    /// Who deploys.
+    pub deployer: String,
+    /// The commit deployed from.
+    pub git: Option<GitInfo>,
+}
+
+/// The result of a deploy or rollback.
+#[derive(Clone, Debug, Serialize)]
+pub struct Deployment {
+    /// The app.
+    pub app: String,
+    /// The new live version.
+    pub version: u64,
+    /// The version it replaced, if any.
+    pub previous: Option<u64>,
+    /// SHA-256 of the component.
+    pub digest: String,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// What the component offers.
+    pub spec: AppSpec,
+    /// Whether compiled code came from the cache.
+    pub compiled_from_cache: bool,
+    /// Time spent compiling or loading compiled code, in ms.
+    pub compile_ms: f64,
+    /// Time the whole deploy took, in ms.
+    pub took_ms: f64,
+    /// For a rollback, the version whose code now runs.
+    pub rollback_of: Option<u64>,
+}
+
+/// One version as `list` and `history` show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct VersionStatus {
+    /// The recorded version.
+    #[serde(flatten)]
+    pub record: VersionRecord,
+    /// `live`, `draining` or `retired`.
+    pub status: &'static str,
+    /// Instances alive (live or draining versions).
+    pub instances: usize,
+    /// Executions in progress.
+    pub in_flight: usize,
+}
+
+/// An app as `list` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppStatus {
+    /// The recorded app.
+    #[serde(flatten)]
+    pub record: AppRecord,
+    /// Functions of the live version.
+    pub functions: usize,
+    /// Instances of the live version.
+    pub instances: usize,
+    /// Executions in progress on the live version.
+    pub in_flight: usize,
+    /// Versions still draining.
+    pub draining: Vec<DrainStatus>,
+    /// Set when the live version could not be loaded at start-up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_error: Option<String>,
+}
+
+/// A replaced version finishing its executions.
+#[derive(Clone, Debug, Serialize)]
+pub struct DrainStatus {
+    /// The version.
+    pub version: u64,
+    /// Executions still in progress.
+    pub in_flight: usize,
+    /// Instances still alive.
+    pub instances: usize,
+    /// Seconds until stragglers are cancelled.
+    pub deadline_in_s: u64,
+}
+
+/// What garbage collection removed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GcReport {
+    /// Stopped apps forgotten.
+    pub apps: Vec<String>,
+    /// Artifacts deleted.
+    pub artifacts: usize,
+}
+
+/// The state of one app name in memory.
+enum Slot {
+    Serving(LoadedApp),
+    Stopped,
+    /// The live version could not be loaded at start-up.
+    Broken(String),
+}
+
+struct Draining {
+    app: LoadedApp,
+    deadline: Instant,
+}
+
+/// Deployed apps and their live versions. Cheap to clone.
+#[derive(Clone)]
+pub struct Platform {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    host: Host,
+    registry: Arc<dyn Registry>,
+    artifacts: Arc<dyn ArtifactStore>,
+    config: PlatformConfig,
+    sink: Option<ExecutionSink>,
+    slots: RwLock<HashMap<String, Slot>>,
+    draining: Mutex<Vec<Draining>>,
+    pinned: tokio::sync::Mutex<Vec<(String, u64, LoadedApp, Instant)>>,
+    deploy_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Deploys hold it shared while their artifact is not yet referenced;
+    /// garbage collection holds it exclusively.
+    gc_lock: tokio::sync::RwLock<()>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Checks that `name` is a DNS label: `[a-z0-9-]{1,63}`, no `-` at either
+/// end and no `--` (which separates app and function in web host names).
+pub fn validate_app_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidAppName(name.to_string()))
+    }
+}
+
+impl Platform {
+    /// Opens the embedded default on `state_dir`: `registry.db` (SQLite),
+    /// `artifacts/` and the compiled-code cache `compiled/`. Loads every
+    /// deployed app's live version (from cached compiled code).
+    pub async fn open(
+        state_dir: &Path,
+        mut host_config: HostConfig,
+        config: PlatformConfig,
+        sink: Option<ExecutionSink>,
+    ) -> Result<Platform, Error> {
+        std::fs::create_dir_all(state_dir).map_err(|source| Error::Io {
+            context: format!("creating the state directory {}", state_dir.display()),
+            source,
+        })?;
+        let registry = SqliteRegistry::open(&state_dir.join("registry.db"))?;
+        let artifacts = FileArtifacts::open(&state_dir.join("artifacts"))?;
+        host_config.cache_dir = Some(state_dir.join("compiled"));
+        let host = Host::new(host_config)?;
+        Platform::with_parts(host, Arc::new(registry), Arc::new(artifacts), config, sink).await
+    }
+
+    /// A platform on given parts (e.g. another registry implementation).
+    pub async fn with_parts(
+        host: Host,
+        registry: Arc<dyn Registry>,
+        artifacts: Arc<dyn ArtifactStore>,
+        config: PlatformConfig,
+        sink: Option<ExecutionSink>,
+    ) -> Result<Platform, Error> {
+        let platform = Platform {
+            inner: Arc::new(Inner {
+                host,
+                registry,
+                artifacts,
+                config,
+                sink,
+                slots: RwLock::new(HashMap::new()),
+                draining: Mutex::new(Vec::new()),
+                pinned: tokio::sync::Mutex::new(Vec::new()),
+                deploy_locks: Mutex::new(HashMap::new()),
+                gc_lock: tokio::sync::RwLock::new(()),
+            }),
+        };
+        platform.restore().await?;
+        Ok(platform)
+    }
+
+    /// The host that runs the apps.
+    pub fn host(&self) -> &Host {
+        &self.inner.host
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PlatformConfig {
+        &self.inner.config
+    }
+
+    fn slots(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Slot>> {
+        self.inner
+            .slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slots_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Slot>> {
+        self.inner
+            .slots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn draining(&self) -> std::sync::MutexGuard<'_, Vec<Draining>> {
+        self.inner
+            .draining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Loads the live version of every deployed app.
+    async fn restore(&self) -> Result<(), Error> {
+        for app in self.inner.registry.apps()? {
+            let slot = match (app.state, app.live_version) {
+                (AppState::Deployed, Some(version)) => {
+                    match self.load_version(&app.name, version).await {
+                        Ok(loaded) => Slot::Serving(loaded),
+                        Err(e) => {
+                            tracing::error!(app = %app.name, version, "could not load the live version: {e}");
+                            Slot::Broken(e.to_string())
+                        }
+                    }
+                }
+                _ => Slot::Stopped,
+            };
+            self.slots_mut().insert(app.name, slot);
+        }
+        Ok(())
+    }
+
+    /// Loads a recorded version from the artifact store.
+    async fn load_version(&self, app: &str, version: u64) -> Result<LoadedApp, Error> {
+        let record =
+            self.inner
+                .registry
+                .version(app, version)?
+                .ok_or_else(|| Error::VersionNotFound {
+                    app: app.to_string(),
+                    version,
+                })?;
+        let bytes = self.inner.artifacts.get(&record.digest)?;
+        let meta = AppMeta {
+            name: app.to_string(),
+            version,
+            env: record.env.clone(),
+        };
+        let (loaded, _) = self
+            .inner
+            .host
+            .load_with(&bytes, meta, self.inner.sink.clone())
+            .await?;
+        Ok(loaded)
+    }
+
+    fn deploy_lock(&self, app: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .inner
+            .deploy_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        locks.entry(app.to_string()).or_default().clone()
+    }
+
+    /// Validates, compiles and describes `wasm`, stores it as the next
+    /// version of `request.name` and makes it live. The version it replaces
+    /// stops taking new executions at once and drains. On any error
+    /// nothing changes: the previous version keeps serving.
+    pub async fn deploy(&self, wasm: &[u8], request: DeployRequest) -> Result<Deployment, Error> {
+        validate_app_name(&request.name)?;
+        if wasm.len() > self.inner.config.max_upload {
+            return Err(Error::TooLarge {
+                limit: self.inner.config.max_upload,
+            });
+        }
+        let lock = self.deploy_lock(&request.name);
+        let _deploying = lock.lock().await;
+        self.publish(wasm, request, None).await
+    }
+
+    /// The deploy path shared by deploy and rollback; the caller holds the
+    /// app's deploy lock.
+    async fn publish(
+        &self,
+        wasm: &[u8],
+        request: DeployRequest,
+        rollback_of: Option<u64>,
+    ) -> Result<Deployment, Error> {
+        let start = Instant::now();
+        let _gc = self.inner.gc_lock.read().await;
+        let registry = &self.inner.registry;
+        let version = registry.next_version(&request.name)?;
+        let digest = digest(wasm);
+        self.inner.artifacts.put(&digest, wasm)?;
+        let meta = AppMeta {
+            name: request.name.clone(),
+            version,
+            env: request.env.clone(),
+        };
+        let (loaded, stats): (LoadedApp, CompileStats) = self
+            .inner
+            .host
+            .load_with(wasm, meta, self.inner.sink.clone())
+            .await?;
+        let now = now_ms();
+        let record = VersionRecord {
+            app: request.name.clone(),
+            version,
+            digest: digest.clone(),
+            spec: loaded.spec().clone(),
+            env: request.env,
+            deployed_at: now,
+            deployer: request.deployer,
+            tag: request.tag,
+            git: request.git,
+            rollback_of,
+        };
+        if let Err(e) = registry.publish(&record, now) {
+            loaded.drain().await;
+            return Err(e);
+        }
+        let previous = self.go_live(&request.name, loaded);
+        match rollback_of {
+            Some(from) => tracing::info!(app = %request.name, version, from, "rolled back"),
+            None => {
+                tracing::info!(app = %request.name, version, digest = &digest[..12], "deployed")
+            }
+        }
+        Ok(Deployment {
+            app: request.name,
+            version,
+            previous,
+            digest,
+            size: wasm.len(),
+            spec: record.spec,
+            compiled_from_cache: stats.cached,
+            compile_ms: stats.elapsed.as_secs_f64() * 1e3,
+            took_ms: start.elapsed().as_secs_f64() * 1e3,
+            rollback_of,
+        })
+    }
+
+    /// Makes `loaded` the serving version; the one it replaces drains.
+    fn go_live(&self, app: &str, loaded: LoadedApp) -> Option<u64> {
+        let old = self
+            .slots_mut()
+            .insert(app.to_string(), Slot::Serving(loaded));
+        match old {
+            Some(Slot::Serving(old)) => {
+                let version = old.meta().version;
+                self.retire(old);
+                Some(version)
+            }
+            _ => None,
+        }
+    }
+
+    /// Drains a version that no longer serves, cancelling what is still
+    /// running at the drain deadline.
+    fn retire(&self, old: LoadedApp) {
+        let timeout = self.inner.config.drain_timeout;
+        self.draining().push(Draining {
+            app: old.clone(),
+            deadline: Instant::now() + timeout,
+        });
+        let platform = self.clone();
+        tokio::spawn(async move {
+            if tokio::time::timeout(timeout, old.drain()).await.is_err() {
+                let stragglers = old.in_flight();
+                tracing::warn!(
+                    app = %old.meta().name,
+                    version = old.meta().version,
+                    stragglers,
+                    "drain deadline passed; cancelling executions still in progress"
+                );
+                old.cancel("its version was replaced and the drain deadline passed");
+                old.drain().await;
+            }
+            platform
+                .draining()
+                .retain(|d| !Arc::ptr_eq(&d.app.inner, &old.inner));
+        });
+    }
+
+    /// Stops an app: no new executions; those in progress drain.
+    pub async fn stop(&self, app: &str) -> Result<(), Error> {
+        let lock = self.deploy_lock(app);
+        let _guard = lock.lock().await;
+        match self.inner.registry.app(app)? {
+            None => return Err(Error::AppNotFound(app.to_string())),
+            Some(record) if record.state == AppState::Stopped => {
+                return Err(Error::AppStopped(app.to_string()));
+            }
+            Some(_) => {}
+        }
+        self.inner.registry.stop(app, now_ms())?;
+        let old = self.slots_mut().insert(app.to_string(), Slot::Stopped);
+        if let Some(Slot::Serving(old)) = old {
+            self.retire(old);
+        }
+        self.unpin(app).await;
+        tracing::info!(app, "stopped");
+        Ok(())
+    }
+
+    /// Makes an earlier version's code live again, as a new version.
+    /// Without `version`, the one before the live version.
+    pub async fn rollback(
+        &self,
+        app: &str,
+        version: Option<u64>,
+        deployer: &str,
+    ) -> Result<Deployment, Error> {
+        let lock = self.deploy_lock(app);
+        let _guard = lock.lock().await;
+        let record = self
+            .inner
+            .registry
+            .app(app)?
+            .ok_or_else(|| Error::AppNotFound(app.to_string()))?;
+        let target = match version {
+            Some(v) => v,
+            None => {
+                let live = record.live_version.unwrap_or(0);
+                let versions = self.inner.registry.versions(app)?;
+                let live_digest = versions
+                    .iter()
+                    .find(|v| v.version == live)
+                    .map(|v| v.digest.clone());
+                versions
+                    .iter()
+                    .rev()
+                    .find(|v| v.version < live && Some(&v.digest) != live_digest.as_ref())
+                    .or_else(|| versions.iter().rev().find(|v| v.version < live))
+                    .map(|v| v.version)
+                    .ok_or_else(|| {
+                        Error::WrongKind(format!(
+                            "app `{app}` has no version before v{live} to roll back to"
+                        ))
+                    })?
+            }
+        };
+        let old =
+            self.inner
+                .registry
+                .version(app, target)?
+                .ok_or_else(|| Error::VersionNotFound {
+                    app: app.to_string(),
+                    version: target,
+                })?;
+        let bytes = self.inner.artifacts.get(&old.digest)?;
+        let request = DeployRequest {
+            name: app.to_string(),
+            env: old.env.clone(),
+            tag: old.tag.clone(),
+            deployer: deployer.to_string(),
+            git: old.git.clone(),
+        };
+        self.publish(&bytes, request, Some(target)).await
+    }
+
+    /// The serving version of `app`, or why there is none.
+    pub fn live(&self, app: &str) -> Result<LoadedApp, Error> {
+        match self.slots().get(app) {
+            Some(Slot::Serving(loaded)) => Ok(loaded.clone()),
+            Some(Slot::Stopped) => Err(Error::AppStopped(app.to_string())),
+            Some(Slot::Broken(e)) => {
+                Err(Error::Internal(format!("app `{app}` failed to load: {e}")))
+            }
+            None => Err(Error::AppNotFound(app.to_string())),
+        }
+    }
+
+    /// A kept version of `app`: the live one, or another loaded on demand
+    /// from its cached compiled code.
+    pub async fn version(&self, app: &str, version: u64) -> Result<LoadedApp, Error> {
+        let live = self.live(app)?;
+        if live.meta().version == version {
+            return Ok(live);
+        }
+        let mut pinned = self.inner.pinned.lock().await;
+        if let Some(entry) = pinned
+            .iter_mut()
+            .find(|(a, v, _, _)| a == app && *v == version)
+        {
+            entry.3 = Instant::now();
+            return Ok(entry.2.clone());
+        }
+        let loaded = self.load_version(app, version).await?;
+        if pinned.len() >= MAX_PINNED
+            && let Some(oldest) = pinned
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.3)
+                .map(|(i, _)| i)
+        {
+            let (_, _, evicted, _) = pinned.remove(oldest);
+            self.retire(evicted);
+        }
+        pinned.push((app.to_string(), version, loaded.clone(), Instant::now()));
+        Ok(loaded)
+    }
+
+    async fn unpin(&self, app: &str) {
+        let mut pinned = self.inner.pinned.lock().await;
+        let (gone, kept): (Vec<_>, Vec<_>) = pinned.drain(..).partition(|(a, _, _, _)| a == app);
+        *pinned = kept;
+        drop(pinned);
+        for (_, _, loaded, _) in gone {
+            self.retire(loaded);
+        }
+    }
+
+    /// Looks up a deployed function. The handle always calls the version
+    /// live at the time of the call.
+    pub fn function(&self, app: &str, function: &str) -> Result<FunctionHandle, Error> {
+        let live = self.live(app)?;
+        if live.spec().function(function).is_none() {
+            return Err(Error::UnknownFunction {
+                name: function.to_string(),
+                available: live.spec().names(),
+            });
+        }
+        Ok(FunctionHandle {
+            platform: self.clone(),
+            app: app.to_string(),
+            function: function.to_string(),
+        })
+    }
+
+    /// Calls `function` of `app` (of `version` when given, else the live
+    /// one). A call that reaches a version just replaced by a deploy is
+    /// retried on the new one, so deploys fail no call.
+    pub async fn call(
+        &self,
+        app: &str,
+        function: &str,
+        input: &[u8],
+        version: Option<u64>,
+        trigger: Trigger,
+    ) -> Result<Execution, Error> {
+        let mut attempts = 0;
+        loop {
+            let loaded = match version {
+                Some(v) => self.version(app, v).await?,
+                None => self.live(app)?,
+            };
+            let execution = loaded.call_as(function, input, trigger).await;
+            attempts += 1;
+            if matches!(execution.outcome, Err(Error::ShuttingDown(_))) && attempts < 5 {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            return Ok(execution);
+        }
+    }
+
+    /// Every app, with its live version's figures and draining versions.
+    pub fn apps(&self) -> Result<Vec<AppStatus>, Error> {
+        self.inner
+            .registry
+            .apps()?
+            .into_iter()
+            .map(|record| Ok(self.status(record)))
+            .collect()
+    }
+
+    /// One app.
+    pub fn app(&self, name: &str) -> Result<AppStatus, Error> {
+        let record = self
+            .inner
+            .registry
+            .app(name)?
+            .ok_or_else(|| Error::AppNotFound(name.to_string()))?;
+        Ok(self.status(record))
+    }
+
+    fn status(&self, record: AppRecord) -> AppStatus {
+        let slots = self.slots();
+        let (functions, instances, in_flight, load_error) = match slots.get(&record.name) {
+            Some(Slot::Serving(l)) => (
+                l.spec().functions.len(),
+                live_instances(&l.stats()),
+                l.in_flight(),
+                None,
+            ),
+            Some(Slot::Broken(e)) => (0, 0, 0, Some(e.clone())),
+            _ => (0, 0, 0, None),
+        };
+        drop(slots);
+        let now = Instant::now();
+        let draining = self
+            .draining()
+            .iter()
+            .filter(|d| *d.app.meta().name == record.name)
+            .map(|d| DrainStatus {
+                version: d.app.meta().version,
+                in_flight: d.app.in_flight(),
+                instances: live_instances(&d.app.stats()),
+                deadline_in_s: d.deadline.saturating_duration_since(now).as_secs(),
+            })
+            .collect();
+        AppStatus {
+            record,
+            functions,
+            instances,
+            in_flight,
+            draining,
+            load_error,
+        }
+    }
+
+    /// The versions of an app, oldest first, with their status.
+    pub fn history(&self, app: &str) -> Result<Vec<VersionStatus>, Error> {
+        let status = self.app(app)?;
+        let versions = self.inner.registry.versions(app)?;
+        Ok(versions
+            .into_iter()
+            .map(|record| {
+                let v = record.version;
+                let (label, instances, in_flight) = if status.record.state == AppState::Deployed
+                    && status.record.live_version == Some(v)
+                {
+                    ("live", status.instances, status.in_flight)
+                } else if let Some(d) = status.draining.iter().find(|d| d.version == v) {
+                    ("draining", d.instances, d.in_flight)
+                } else {
+                    ("retired", 0, 0)
+                };
+                VersionStatus {
+                    record,
+                    status: label,
+                    instances,
+                    in_flight,
+                }
+            })
+            .collect())
+    }
+
+    /// Per-function instance figures of the live version.
+    pub fn stats(&self, app: &str) -> Result<Vec<PoolStats>, Error> {
+        Ok(self.live(app)?.stats())
+    }
+
+    /// Forgets apps stopped longer than the retention, then deletes
+    /// artifacts (and their compiled code) that no kept version uses.
+    pub async fn gc(&self) -> Result<GcReport, Error> {
+        let _exclusive = self.inner.gc_lock.write().await;
+        let registry = &self.inner.registry;
+        let cutoff = now_ms().saturating_sub(self.inner.config.retention.as_millis() as u64);
+        let mut report = GcReport::default();
+        for app in registry.stopped_before(cutoff)? {
+            registry.delete_app(&app)?;
+            self.slots_mut().remove(&app);
+            tracing::info!(app, "garbage-collected stopped app");
+            report.apps.push(app);
+        }
+        let referenced = registry.referenced_digests()?;
+        for digest in self.inner.artifacts.list()? {
+            if referenced.contains(&digest) {
+                continue;
+            }
+            self.inner.artifacts.delete(&digest)?;
+            if let Some(path) = self.inner.host.compiled_path(&digest) {
+                let _ = std::fs::remove_file(path);
+            }
+            report.artifacts += 1;
+        }
+        Ok(report)
+    }
+
+    /// Runs [`gc`](Self::gc) every `period` until the platform is dropped.
+    pub fn spawn_gc(&self, period: Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            loop {
+                ticker.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let platform = Platform { inner };
+                if let Err(e) = platform.gc().await {
+                    tracing::warn!("garbage collection failed: {e}");
+                }
+            }
+        });
+    }
+
+    /// Stops every version from taking new executions and waits up to
+    /// `grace` for those in progress; the rest are cancelled.
+    pub async fn shutdown(&self, grace: Duration) {
+        let mut apps: Vec<LoadedApp> = self
+            .slots()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Serving(l) => Some(l.clone()),
+                _ => None,
+            })
+            .collect();
+        apps.extend(self.draining().iter().map(|d| d.app.clone()));
+        apps.extend(self.inner.pinned.lock().await.iter().map(|p| p.2.clone()));
+        for app in &apps {
+            app.close();
+        }
+        let drain_all = async {
+            for app in &apps {
+                app.drain().await;
+            }
+        };
+        if tokio::time::timeout(grace, drain_all).await.is_err() {
+            for app in &apps {
+                app.cancel("the host is shutting down");
+                app.drain().await;
+            }
+        }
+    }
+}
+
+fn live_instances(stats: &[PoolStats]) -> usize {
+    stats.iter().map(|s| s.live).sum()
+}
+
+/// A deployed function, found by app and name.
+#[derive(Clone)]
+pub struct FunctionHandle {
+    platform: Platform,
+    app: String,
+    function: String,
+}
+
+impl FunctionHandle {
+    /// Calls the function on the live version and waits for the result.
+    pub async fn call(&self, input: &[u8]) -> Result<Execution, Error> {
+        self.platform
+            .call(&self.app, &self.function, input, None, Trigger::Call)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_app_name;
+
+    #[test]
+    fn app_names_are_dns_labels() {
+        for ok in ["hello", "a", "my-app-2", &"x".repeat(63)] {
+            validate_app_name(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "Hello",
+            "-a",
+            "a-",
+            "a--b",
+            "a_b",
+            "a.b",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_app_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The control API (`/api/v1/...`, token required): deploy, list, history,
+//! stop, rollback, call, gc. JSON in and out; errors are
+//! `{"error": {"kind", "message"}}` with a matching status.
+
+use super::{Body, State, json};
+use crate::app::Trigger;
+use crate::error::Error;
+use crate::platform::{DeployRequest, GitInfo};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+
+fn error(e: &Error) -> Response<Body> {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json(
+        status,
+        &json!({"error": {"kind": e.kind(), "message": e.to_string()}}),
+    )
+}
+
+fn not_found(what: &str) -> Response<Body> {
+    json(
+        StatusCode::NOT_FOUND,
+        &json!({"error": {"kind": "no_route", "message": format!("no such API route: {what}")}}),
+    )
+}
+
+/// Decoded `key=value` pairs of a query string, in order.
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (escaped, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 2;
+            }
+            (None, b'+') => out.push(b' '),
+            (None, b) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn version_param(pairs: &[(String, String)]) -> Result<Option<u64>, Error> {
+    match param(pairs, "version") {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .trim_start_matches('v')
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::BadInput(format!("`{v}` is not a version number"))),
+    }
+}
+
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<bytes::Bytes, Error> {
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Error::TooLarge { limit });
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge { limit }),
+        Err(e) => Err(Error::BadInput(format!(
+            "reading the request body failed: {e}"
+        ))),
+    }
+}
+
+pub(crate) async fn handle(state: &State, rest: &str, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let pairs = query_pairs(req.uri().query());
+    let route: Vec<String> = rest
+        .trim_end_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect();
+    let route: Vec<&str> = route.iter().map(String::as_str).collect();
+    let result = match (&method, route.as_slice()) {
+        (&Method::GET, ["apps"]) => list(state),
+        (&Method::GET, ["apps", name]) => detail(state, name),
+        (&Method::GET, ["apps", name, "history"]) => history(state, name),
+        (&Method::POST, ["apps", name, "deploy"]) => deploy(state, name, &pairs, req).await,
+        (&Method::POST, ["apps", name, "stop"]) => state
+            .platform
+            .stop(name)
+            .await
+            .map(|()| json!({"app": name, "state": "stopped"})),
+        (&Method::POST, ["apps", name, "rollback"]) => rollback(state, name, &pairs).await,
+        (&Method::POST, ["apps", name, "functions", function, "call"]) => {
+            return call(state, name, function, &pairs, req).await;
+        }
+        (&Method::POST, ["gc"]) => state.platform.gc().await.map(|r| json!(r)),
+        _ => return not_found(&format!("{method} /api/v1/{rest}")),
+    };
+    match result {
+        Ok(value) => json(StatusCode::OK, &value),
+        Err(e) => error(&e),
+    }
+}
+
+fn list(state: &State) -> Result<Value, Error> {
+    Ok(json!({"apps": state.platform.apps()?}))
+}
+
+fn detail(state: &State, name: &str) -> Result<Value, Error> {
+    let status = state.platform.app(name)?;
+    let versions = state.platform.history(name)?;
+    let pools = state.platform.stats(name).unwrap_or_default();
+    let web: Vec<Value> = state
+        .platform
+        .live(name)
+        .map(|live| web_urls(state, name, live.spec()))
+        .unwrap_or_default();
+    Ok(json!({
+        "app": status,
+        "versions": versions,
+        "pools": pools,
+        "web": web,
+        "app_url": format!("{}/apps/{name}", state.base_url()),
+    }))
+}
+
+fn web_urls(state: &State, app: &str, spec: &crate::spec::AppSpec) -> Vec<Value> {
+    spec.functions
+        .iter()
+        .filter(|f| matches!(f.kind, crate::spec::FunctionKind::Web { .. }))
+        .map(|f| json!({"function": f.name, "url": state.web_url(app, &f.name)}))
+        .collect()
+}
+
+fn history(state: &State, name: &str) -> Result<Value, Error> {
+    Ok(json!({"app": state.platform.app(name)?, "versions": state.platform.history(name)?}))
+}
+
+async fn deploy(
+    state: &State,
+    name: &str,
+    pairs: &[(String, String)],
+    req: Request<Incoming>,
+) -> Result<Value, Error> {
+    crate::platform::validate_app_name(name)?;
+    let mut env = Vec::new();
+    for (k, v) in pairs.iter().filter(|(k, _)| k == "env") {
+        let _ = k;
+        match v.split_once('=') {
+            Some((key, value)) if !key.is_empty() => env.push((key.to_string(), value.to_string())),
+            _ => {
+                return Err(Error::BadInput(format!(
+                    "environment entries are KEY=VALUE, got `{v}`"
+                )));
+            }
+        }
+    }
+    let git = param(pairs, "git_commit")
+        .filter(|c| !c.is_empty())
+        .map(|commit| GitInfo {
+            commit: commit.to_string(),
+            dirty: param(pairs, "git_dirty") == Some("true"),
+        });
+    let request = DeployRequest {
+        name: name.to_string(),
+        env,
+        tag: param(pairs, "tag")
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
+        deployer: param(pairs, "deployer").unwrap_or("unknown").to_string(),
+        git,
+    };
+    let wasm = read_body(req, state.platform.config().max_upload).await?;
+    let deployment = state.platform.deploy(&wasm, request).await?;
+    Ok(deployed(state, deployment))
+}
+
+fn deployed(state: &State, deployment: crate::platform::Deployment) -> Value {
+    let web = web_urls(state, &deployment.app, &deployment.spec);
+    let app_url = format!("{}/apps/{}", state.base_url(), deployment.app);
+    json!({"deployment": deployment, "web": web, "app_url": app_url})
+}
+
+async fn rollback(state: &State, name: &str, pairs: &[(String, String)]) -> Result<Value, Error> {
+    let version = version_param(pairs)?;
+    let deployer = param(pairs, "deployer").unwrap_or("unknown");
+    let deployment = state.platform.rollback(name, version, deployer).await?;
+    Ok(deployed(state, deployment))
+}
+
+async fn call(
+    state: &State,
+    app: &str,
+    function: &str,
+    pairs: &[(String, String)],
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let version = match version_param(pairs) {
+        Ok(v) => v,
+        Err(e) => return error(&e),
+    };
+    let input = match read_body(req, state.platform.config().max_upload).await {
+        Ok(input) => input,
+        Err(e) => return error(&e),
+    };
+    let execution = match state
+        .platform
+        .call(app, function, &input, version, Trigger::Call)
+        .await
+    {
+        Ok(execution) => execution,
+        Err(e) => return error(&e),
+    };
+    let mut body = json!({
+        "app": &*execution.app,
+        "version": execution.version,
+        "function": &*execution.function,
+        "duration_ms": execution.duration.as_secs_f64() * 1e3,
+        "logs": execution.logs,
+    });
+    match &execution.outcome {
+        Ok(output) => {
+            match serde_json::from_slice::<Value>(output) {
+                Ok(value) => body["output"] = value,
+                Err(_) => {
+                    body["output_text"] =
+                        Value::String(String::from_utf8_lossy(output).into_owned())
+                }
+            }
+            json(StatusCode::OK, &body)
+        }
+        Err(e) => {
+            body["error"] = json!({"kind": e.kind(), "message": e.to_string()});
+            let status =
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            json(status, &body)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_decoded() {
+        let pairs = query_pairs(Some("env=A%3D1&env=B=2+3&tag=&x"));
+        assert_eq!(
+            pairs,
+            [
+                ("env".to_string(), "A=1".to_string()),
+                ("env".to_string(), "B=2 3".to_string()),
+                ("tag".to_string(), String::new()),
+                ("x".to_string(), String::new()),
+            ]
+        );
+        assert_eq!(
+            version_param(&[("version".into(), "v3".into())]).unwrap(),
+            Some(3)
+        );
+        assert!(version_param(&[("version".into(), "three".into())]).is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! The control API token: created on first start, kept with 0600
+//! permissions in the state directory, checked on every control request.
+
+use super::{Body, json};
+use hyper::{Request, Response, StatusCode};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// The token's file name in the state directory.
+pub const TOKEN_FILE: &str = "token";
+
+/// Reads the token in `state_dir`, creating a random one (readable by the
+/// owner only) if there is none.
+pub fn load_or_create_token(state_dir: &Path) -> std::io::Result<String> {
+    let path = state_dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| std::io::Error::other(format!("no randomness for the token: {e}")))?;
+    let token = hex::encode(bytes);
+    std::fs::create_dir_all(state_dir)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    file.write_all(token.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(token)
+}
+
+/// The 401 answer to a request without `Authorization: Bearer TOKEN`, or
+/// `None` when the token is right.
+pub(crate) fn reject<B>(req: &Request<B>, token: &str) -> Option<Response<Body>> {
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => None,
+        Some(_) => Some(unauthorized("the token is wrong")),
+        None => Some(unauthorized(
+            "a token is required (Authorization: Bearer TOKEN)",
+        )),
+    }
+}
+
+fn unauthorized(message: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": {"kind": "unauthorized", "message": message}});
+    let mut response = json(StatusCode::UNAUTHORIZED, &body);
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+/// Compares without an early exit, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_token_is_created_once_with_owner_only_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = load_or_create_token(dir.path()).unwrap();
+        assert_eq!(token.len(), 64);
+        let mode = std::fs::metadata(dir.path().join(TOKEN_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_or_create_token(dir.path()).unwrap(), token);
+    }
+
+    #[test]
+    fn only_the_right_bearer_token_passes() {
+        let req = |h: Option<&str>| {
+            let mut b = Request::builder();
+            if let Some(h) = h {
+                b = b.header("authorization", h);
+            }
+            b.body(()).unwrap()
+        };
+        assert!(reject(&req(Some("Bearer abc")), "abc").is_none());
+        assert_eq!(
+            reject(&req(Some("Bearer abd")), "abc").unwrap().status(),
+            401
+        );
+        assert_eq!(reject(&req(Some("abc")), "abc").unwrap().status(), 401);
+        assert_eq!(reject(&req(None), "abc").unwrap().status(), 401);
+    }
+}

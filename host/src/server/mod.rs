@@ -1,0 +1,203 @@
+//! The HTTP front of `modal server`: one listener for the control API
+//! (token required), web endpoints routed by deployment name (public), and
+//! health. HTTP/1.1 with keep-alive and HTTP/2 (h2c) on the same port.
+
+mod api;
+mod auth;
+mod web;
+
+pub use auth::{TOKEN_FILE, load_or_create_token};
+
+use crate::platform::Platform;
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Time a client has to send a request's headers; a slower client is cut
+/// off so that it cannot hold a connection (slowloris).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a graceful shutdown waits for requests in progress.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// A response body: buffered JSON or a guest's streamed body.
+pub type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Settings of the HTTP front.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The control API token.
+    pub token: String,
+    /// The domain under which web endpoints are reached:
+    /// `{app}--{function}.{domain}`.
+    pub domain: String,
+    /// Time a client has to send request headers.
+    pub header_read_timeout: Duration,
+}
+
+pub(crate) struct State {
+    pub(crate) platform: Platform,
+    pub(crate) config: ServerConfig,
+    /// The address clients reach the server at, for URLs in responses.
+    pub(crate) addr: SocketAddr,
+}
+
+impl State {
+    /// Base URL of the control API and pages.
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The URL of a web function.
+    pub(crate) fn web_url(&self, app: &str, function: &str) -> String {
+        let label = crate::spec::web_label(function);
+        format!(
+            "http://{app}--{label}.{}:{}/",
+            self.config.domain,
+            self.addr.port()
+        )
+    }
+}
+
+/// A bound, running server.
+pub struct Server {
+    state: Arc<State>,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Wraps a bound listener.
+    pub fn new(
+        platform: Platform,
+        listener: TcpListener,
+        config: ServerConfig,
+    ) -> std::io::Result<Server> {
+        let mut addr = listener.local_addr()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        Ok(Server {
+            state: Arc::new(State {
+                platform,
+                config,
+                addr,
+            }),
+            listener,
+        })
+    }
+
+    /// The address clients reach it at.
+    pub fn addr(&self) -> SocketAddr {
+        self.state.addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and waits up
+    /// to `grace` for requests in progress.
+    pub async fn run(self, shutdown: impl Future<Output = ()>, grace: Duration) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.state.config.header_read_timeout)
+            .keep_alive(true);
+        builder.http2().timer(TokioTimer::new());
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = &mut shutdown => break,
+            };
+            let (stream, _) = match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // E.g. out of file descriptors: back off, keep serving.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let state = self.state.clone();
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(&state, req).await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn.into_owned());
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection ended: {e}");
+                }
+            });
+        }
+        drop(self.listener);
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; closing connections still open");
+        }
+    }
+}
+
+async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
+    if let Some((app, function)) = web::target_from_host(&req, &state.config.domain) {
+        return web::serve(state, &app, &function, req, None).await;
+    }
+    let path = req.uri().path().to_string();
+    if path == "/healthz" {
+        return text(StatusCode::OK, "ok\n");
+    }
+    if let Some(rest) = path.strip_prefix("/web/") {
+        return web::serve_path(state, rest, req).await;
+    }
+    if let Some(rest) = path.strip_prefix("/api/v1/") {
+        if let Some(response) = auth::reject(&req, &state.config.token) {
+            return response;
+        }
+        return api::handle(state, rest, req).await;
+    }
+    text(
+        StatusCode::NOT_FOUND,
+        "not found: the control API is under /api/v1/, web endpoints at http://{app}--{function}.{domain}/ or /web/{app}/{function}/\n",
+    )
+}
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    let mut response = Response::new(full(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+pub(crate) fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|e| {
+        format!("{{\"error\":{{\"kind\":\"internal\",\"message\":\"{e}\"}}}}").into_bytes()
+    });
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
