@@ -2,7 +2,9 @@
 //! through the `modal-host` library and through the real `modal` binary.
 
 mod cli;
+mod http;
 mod library;
+mod server;
 
 use modal_host::{AppMeta, Host, HostConfig, LoadedApp, PoolingLimits};
 use std::time::Duration;

@@ -80,22 +80,46 @@ fn version_param(pairs: &[(String, String)]) -> Result<Option<u64>, Error> {
     }
 }
 
+/// Bytes of an oversized upload read (and discarded) before answering 413:
+/// a client still sending its body would otherwise see a broken pipe
+/// instead of the answer.
+const DRAIN_CAP: u64 = 1 << 30;
+
 async fn read_body(req: Request<Incoming>, limit: usize) -> Result<bytes::Bytes, Error> {
     let declared = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(Error::TooLarge { limit });
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body();
+    if declared.is_none_or(|n| n <= limit as u64) {
+        let mut limited = Limited::new(&mut body, limit);
+        let mut bytes = bytes::BytesMut::new();
+        loop {
+            match limited.frame().await {
+                None => return Ok(bytes.freeze()),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        bytes.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => break,
+                Some(Err(e)) => {
+                    return Err(Error::BadInput(format!(
+                        "reading the request body failed: {e}"
+                    )));
+                }
+            }
+        }
     }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge { limit }),
-        Err(e) => Err(Error::BadInput(format!(
-            "reading the request body failed: {e}"
-        ))),
+    let mut drained = 0u64;
+    while drained < DRAIN_CAP {
+        match body.frame().await {
+            Some(Ok(frame)) => drained += frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => break,
+        }
     }
+    Err(Error::TooLarge { limit })
 }
 
 pub(crate) async fn handle(state: &State, rest: &str, req: Request<Incoming>) -> Response<Body> {
