@@ -11,11 +11,14 @@ const SDK: &str = concat!("modal-guest-rust ", env!("CARGO_PKG_VERSION"));
 /// A generated adapter from JSON input bytes to one function's result.
 pub type CallHandler = fn(&[u8]) -> Result<Vec<u8>, CallError>;
 
-/// The spec `describe` returns.
-pub fn app_spec(functions: Vec<FunctionSpec>) -> AppSpec {
+/// The spec `describe` returns; `hooks` says which of `enter` and `exit`
+/// the app defines.
+pub fn app_spec(functions: Vec<FunctionSpec>, (has_enter, has_exit): (bool, bool)) -> AppSpec {
     AppSpec {
         functions,
         sdk: Some(SDK.to_string()),
+        has_enter,
+        has_exit,
     }
 }
 

@@ -143,6 +143,7 @@ impl LoadedApp {
                 ];
                 env.extend(meta.env.iter().cloned());
                 let pool = Pool::new(
+                    matches!(f.kind, FunctionKind::Web { .. }),
                     prepared.clone(),
                     f.name.clone(),
                     env,
@@ -266,13 +267,7 @@ impl LoadedApp {
             Ok(found) => found,
             Err(e) => return self.rejected(function, trigger, started_at, start, e),
         };
-        if let FunctionKind::Web { .. } = self
-            .inner
-            .spec
-            .function(function)
-            .map(|f| &f.kind)
-            .unwrap_or(&FunctionKind::Plain)
-        {
+        if pool.web {
             let e = Error::WrongKind(format!(
                 "`{function}` is a web function: send it an HTTP request instead of a call"
             ));
@@ -281,28 +276,27 @@ impl LoadedApp {
         let mut lease = match pool.checkout().await {
             Ok(lease) => lease,
             Err(e) => {
+                let outcome = Err(e);
                 let execution = self.execution(
                     name,
                     trigger,
                     started_at,
                     start,
-                    Err(e),
+                    outcome,
                     String::new(),
                     false,
                 );
-                self.record(&execution);
+                // A version that stopped taking calls is not a failure of
+                // the function: the caller retries on the live version.
+                if !matches!(execution.outcome, Err(Error::ShuttingDown(_))) {
+                    self.record(&execution);
+                }
                 return execution;
             }
         };
         let timeout = pool.settings.timeout;
         let instance = lease.instance();
-        let outcome = tokio::select! {
-            outcome = invoke(instance, name, input, timeout) => outcome,
-            reason = self.inner.cancel.cancelled() => Err(Error::Cancelled {
-                function: name.to_string(),
-                reason: reason.to_string(),
-            }),
-        };
+        let outcome = invoke(instance, name, input, timeout, &self.inner.cancel).await;
         let logs = instance.take_logs();
         let outcome = outcome.map_err(|e| refine(e, &logs));
         let healthy = !matches!(&outcome, Err(e) if e.poisons_instance());
@@ -386,6 +380,7 @@ async fn invoke(
     function: &str,
     input: &[u8],
     timeout: Duration,
+    cancel: &Cancel,
 ) -> Result<Vec<u8>, Error> {
     instance.begin(timeout);
     let Instance {
@@ -399,23 +394,37 @@ async fn invoke(
         )));
     };
     let call = guest.call_call(&mut *store, function, input);
-    let result = tokio::time::timeout(timeout, call).await;
+    // The epoch deadline stops a guest that computes; the timer stops one
+    // blocked in the host (e.g. sleeping). Polling the call first means a
+    // call that finishes at once never registers the timer or the waiter.
+    let result = tokio::select! {
+        biased;
+        result = call => result,
+        () = tokio::time::sleep(timeout) => {
+            return Err(Error::Timeout {
+                function: function.to_string(),
+                limit: timeout,
+            });
+        }
+        reason = cancel.cancelled() => {
+            return Err(Error::Cancelled {
+                function: function.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+    };
     match result {
-        Ok(Ok(Ok(output))) => Ok(output),
-        Ok(Ok(Err(CallError::BadInput(message)))) => Err(Error::BadInput(message)),
-        Ok(Ok(Err(CallError::Failed(message)))) => Err(Error::Failed {
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(CallError::BadInput(message))) => Err(Error::BadInput(message)),
+        Ok(Err(CallError::Failed(message))) => Err(Error::Failed {
             function: function.to_string(),
             message,
         }),
-        Ok(Ok(Err(CallError::UnknownFunction(name)))) => Err(Error::Failed {
+        Ok(Err(CallError::UnknownFunction(name))) => Err(Error::Failed {
             function: function.to_string(),
             message: format!("the guest has no function `{name}` although it described one"),
         }),
-        Ok(Err(trap)) => Err(classify(trap, instance, function, timeout)),
-        Err(_) => Err(Error::Timeout {
-            function: function.to_string(),
-            limit: timeout,
-        }),
+        Err(trap) => Err(classify(trap, instance, function, timeout)),
     }
 }
 

@@ -76,7 +76,7 @@ impl Host {
     }
 
     /// Checks, compiles (or loads from the cache) and links a component.
-    async fn prepare(&self, wasm: &[u8]) -> Result<(Arc<Prepared>, String, CompileStats), Error> {
+    async fn prepare(&self, wasm: &[u8]) -> Result<(Prepared, String, CompileStats), Error> {
         let digest = digest(wasm);
         let host = self.clone();
         let bytes = wasm.to_vec();
@@ -103,11 +103,13 @@ impl Host {
             function,
             lifecycle,
             proxy,
+            run_enter: false,
+            run_exit: false,
             memory_limit: config.memory_limit,
             log_limit: config.log_limit,
             hook_timeout: config.describe_timeout,
         };
-        Ok((Arc::new(prepared), digest, stats))
+        Ok((prepared, digest, stats))
     }
 
     /// Where the compiled code of the component with this SHA-256 is
@@ -171,8 +173,11 @@ impl Host {
         meta: AppMeta,
         sink: Option<ExecutionSink>,
     ) -> Result<(LoadedApp, CompileStats), Error> {
-        let (prepared, digest, stats) = self.prepare(wasm).await?;
+        let (mut prepared, digest, stats) = self.prepare(wasm).await?;
         let spec = self.read_spec(&prepared, &meta).await?;
+        prepared.run_enter = spec.has_enter && prepared.lifecycle.is_some();
+        prepared.run_exit = spec.has_exit && prepared.lifecycle.is_some();
+        let prepared = Arc::new(prepared);
         let app = LoadedApp::new(meta, spec, digest, prepared, &self.inner.config, sink);
         if let Err(e) = app.prewarm().await {
             app.drain().await;

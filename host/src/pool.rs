@@ -30,6 +30,10 @@ pub(crate) struct Prepared {
     pub(crate) function: Option<FunctionIndices>,
     pub(crate) lifecycle: Option<LifecycleIndices>,
     pub(crate) proxy: Option<ProxyIndices>,
+    /// Whether to call `enter` on new instances (the guest said it has one).
+    pub(crate) run_enter: bool,
+    /// Whether to call `exit` before dropping a healthy instance.
+    pub(crate) run_exit: bool,
     pub(crate) memory_limit: usize,
     pub(crate) log_limit: usize,
     /// Limit of `enter` and `exit`.
@@ -200,6 +204,8 @@ pub struct PoolStats {
 
 /// The pool of one function.
 pub(crate) struct Pool {
+    /// Whether the function is a web function (served, not called).
+    pub(crate) web: bool,
     prepared: Arc<Prepared>,
     function: String,
     env: Vec<(String, String)>,
@@ -245,6 +251,7 @@ impl Drop for Lease {
 
 impl Pool {
     pub(crate) fn new(
+        web: bool,
         prepared: Arc<Prepared>,
         function: String,
         env: Vec<(String, String)>,
@@ -254,6 +261,7 @@ impl Pool {
     ) -> Pool {
         let permits = Arc::new(Semaphore::new(settings.max_instances as usize));
         Pool {
+            web,
             prepared,
             function,
             env,
@@ -284,9 +292,11 @@ impl Pool {
             .await
             .map_err(failed)?;
         instance._live = Some(guard);
-        enter(&mut instance, self.prepared.hook_timeout)
-            .await
-            .map_err(failed)?;
+        if self.prepared.run_enter {
+            enter(&mut instance, self.prepared.hook_timeout)
+                .await
+                .map_err(failed)?;
+        }
         self.counters.created.fetch_add(1, Ordering::Relaxed);
         Ok(instance)
     }
@@ -364,7 +374,7 @@ impl Pool {
 
     /// Drops a healthy instance after its `exit` hook, off the caller's path.
     fn retire(&self, instance: Instance) {
-        if instance.lifecycle.is_none() {
+        if !self.prepared.run_exit || instance.lifecycle.is_none() {
             return;
         }
         let timeout = self.prepared.hook_timeout;

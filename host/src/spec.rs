@@ -30,6 +30,12 @@ pub struct AppSpec {
     /// Which SDK built the guest, when it said so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sdk: Option<String>,
+    /// Whether the guest has an `enter` hook to run on new instances.
+    #[serde(default)]
+    pub has_enter: bool,
+    /// Whether the guest has an `exit` hook to run before dropping one.
+    #[serde(default)]
+    pub has_exit: bool,
 }
 
 impl AppSpec {
@@ -55,6 +61,8 @@ impl AppSpec {
                 settings: Settings::defaults(config),
             }],
             sdk: None,
+            has_enter: false,
+            has_exit: false,
         }
     }
 }
@@ -258,7 +266,12 @@ pub(crate) fn validate(raw: RawSpec, config: &HostConfig) -> Result<AppSpec, Vec
     }
     let sdk = raw.sdk.map(|s| shorten(&s));
     if problems.is_empty() {
-        Ok(AppSpec { functions, sdk })
+        Ok(AppSpec {
+            functions,
+            sdk,
+            has_enter: raw.has_enter,
+            has_exit: raw.has_exit,
+        })
     } else {
         Err(problems)
     }
@@ -405,6 +418,8 @@ mod tests {
             RawSpec {
                 functions,
                 sdk: None,
+                has_enter: false,
+                has_exit: false,
             },
             &HostConfig::default(),
         )

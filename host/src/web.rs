@@ -2,10 +2,11 @@
 
 use crate::app::{LoadedApp, Trigger};
 use crate::error::Error;
-use crate::pool::Instance;
+use crate::pool::{Instance, Lease, Pool};
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::BodyExt;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -34,18 +35,63 @@ impl LoadedApp {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: std::fmt::Display,
     {
+        self.try_serve_http(function, request)
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// Like [`serve_http`](Self::serve_http), but when this version no
+    /// longer takes requests (it was just replaced) the untouched request
+    /// comes back with the error, so the caller can retry on the new one.
+    pub(crate) async fn try_serve_http<B>(
+        &self,
+        function: &str,
+        request: hyper::Request<B>,
+    ) -> Result<WebResponse, (Error, Option<hyper::Request<B>>)>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
         let started_at = SystemTime::now();
         let start = Instant::now();
-        let (name, pool) = self.pool(function)?;
-        let (name, pool) = (name.clone(), pool.clone());
-        match self.spec().function(function).map(|f| &f.kind) {
-            Some(crate::FunctionKind::Web { .. }) => {}
-            _ => {
-                return Err(Error::WrongKind(format!(
-                    "`{function}` is not a web function: call it with `modal call` instead"
-                )));
-            }
+        let (name, pool) = match self.pool(function) {
+            Ok((name, pool)) => (name.clone(), pool.clone()),
+            Err(e) => return Err((e, None)),
+        };
+        if !matches!(
+            self.spec().function(function).map(|f| &f.kind),
+            Some(crate::FunctionKind::Web { .. })
+        ) {
+            let e = Error::WrongKind(format!(
+                "`{function}` is not a web function: call it with `modal call` instead"
+            ));
+            return Err((e, None));
         }
+        let lease = match pool.checkout().await {
+            Ok(lease) => lease,
+            Err(e @ Error::ShuttingDown(_)) => return Err((e, Some(request))),
+            Err(e) => return Err((e, None)),
+        };
+        let timing = (started_at, start);
+        self.serve_leased(&name, pool, lease, request, timing)
+            .await
+            .map_err(|e| (e, None))
+    }
+
+    async fn serve_leased<B>(
+        &self,
+        name: &Arc<str>,
+        pool: Arc<Pool>,
+        mut lease: Lease,
+        request: hyper::Request<B>,
+        (started_at, start): (SystemTime, Instant),
+    ) -> Result<WebResponse, Error>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let function: &str = name;
+        let name = name.clone();
         let (mut parts, body) = request.into_parts();
         parts.headers.remove(FUNCTION_HEADER);
         let value = HeaderValue::from_str(function).map_err(|e| Error::Internal(e.to_string()))?;
@@ -60,7 +106,6 @@ impl LoadedApp {
         });
         let request = hyper::Request::from_parts(parts, body);
 
-        let mut lease = pool.checkout().await?;
         let timeout = pool.settings.timeout;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let instance = lease.instance();

@@ -123,6 +123,16 @@ async fn warm_instances_are_reused_and_keep_their_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enter_hook_runs_before_the_first_call() {
+    let host = host();
+    let app = load(&host, COUNTER, "counter").await;
+    assert!(app.spec().has_enter && !app.spec().has_exit);
+    assert_eq!(ok(app.call("entered", b"").await), "true");
+    let hello = load(&host, HELLO, "hello").await;
+    assert!(!hello.spec().has_enter, "apps without hooks skip the call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_requests_one_gives_every_call_a_fresh_instance() {
     let host = host();
     let app = load(&host, COUNTER, "counter").await;
@@ -179,7 +189,12 @@ async fn idle_instances_are_scaled_down() {
     let host = host_with(|c| c.idle_timeout = Duration::from_millis(200));
     let app = load(&host, COUNTER, "counter").await;
     ok(app.call("incr", b"").await);
-    assert_eq!(app.stats()[0].live, 1);
+    let incr = app
+        .stats()
+        .into_iter()
+        .find(|s| s.function == "incr")
+        .unwrap();
+    assert_eq!(incr.live, 1);
     tokio::time::sleep(Duration::from_millis(800)).await;
     let incr = app
         .stats()

@@ -499,7 +499,7 @@ fn stop_refuses_calls_and_rollback_brings_back_older_code() {
     assert_eq!(server.ok(&["call", "app", "incr"]), "1\n");
     assert_eq!(
         server.err(&["call", "app", "square", "3"]),
-        "error: no function named `square`; the app has `incr`, `once`, `slow`"
+        "error: no function named `square`; the app has `entered`, `incr`, `once`, `slow`"
     );
     let out = server.ok(&["app", "rollback", "app"]);
     assert!(out.contains("✓ Restored the code of v1"), "{out}");

@@ -8,10 +8,23 @@
 #[modal_guest::app]
 mod counter {
     use serde::{Deserialize, Serialize};
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::Duration;
 
     static CALLS: AtomicU64 = AtomicU64::new(0);
+    static ENTERED: AtomicBool = AtomicBool::new(false);
+
+    /// Runs once per instance, before its first call (load state here).
+    #[enter]
+    fn ready() {
+        ENTERED.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the `enter` hook ran in this instance.
+    #[function]
+    fn entered() -> bool {
+        ENTERED.load(Ordering::Relaxed)
+    }
 
     /// Counts the calls this instance has served.
     #[function]

@@ -518,6 +518,7 @@ fn glue(functions: &[Function], enter: Option<&Ident>, exit: Option<&Ident>) -> 
         let adapter = format_ident!("__modal_call_{}", f.ident);
         quote!((#name, #adapter as #p::CallHandler))
     });
+    let (has_enter, has_exit) = (enter.is_some(), exit.is_some());
     let enter_body = match enter {
         Some(hook) => quote!(#p::hook_result(#hook())),
         None => quote!(::core::result::Result::Ok(())),
@@ -566,7 +567,7 @@ fn glue(functions: &[Function], enter: Option<&Ident>, exit: Option<&Ident>) -> 
 
             impl #p::FunctionGuest for __ModalApp {
                 fn describe() -> #p::AppSpec {
-                    #p::app_spec(::std::vec![#(#specs),*])
+                    #p::app_spec(::std::vec![#(#specs),*], (#has_enter, #has_exit))
                 }
 
                 fn call(

@@ -33,6 +33,10 @@ pub const DEFAULT_MAX_UPLOAD: usize = 128 << 20;
 /// and its unreferenced artifacts are garbage-collected.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Attempts of an execution that keeps reaching versions that were just
+/// replaced (each attempt takes the live version anew).
+const RETRIES: u32 = 5;
+
 /// Non-live versions kept loaded for `--version` calls.
 const MAX_PINNED: usize = 16;
 
@@ -628,11 +632,38 @@ impl Platform {
             };
             let execution = loaded.call_as(function, input, trigger).await;
             attempts += 1;
-            if matches!(execution.outcome, Err(Error::ShuttingDown(_))) && attempts < 5 {
+            if matches!(execution.outcome, Err(Error::ShuttingDown(_))) && attempts < RETRIES {
                 tokio::task::yield_now().await;
                 continue;
             }
             return Ok(execution);
+        }
+    }
+
+    /// Serves an HTTP request with web function `function` of the live
+    /// version of `app`. A request that reaches a version just replaced by
+    /// a deploy is passed on, untouched, to the new one.
+    pub async fn serve_http<B>(
+        &self,
+        app: &str,
+        function: &str,
+        mut request: hyper::Request<B>,
+    ) -> Result<crate::WebResponse, Error>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.live(app)?.try_serve_http(function, request).await {
+                Ok(response) => return Ok(response),
+                Err((_, Some(untouched))) if attempts < RETRIES => {
+                    request = untouched;
+                    tokio::task::yield_now().await;
+                }
+                Err((e, _)) => return Err(e),
+            }
         }
     }
 

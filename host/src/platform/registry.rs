@@ -338,6 +338,8 @@ mod tests {
             spec: AppSpec {
                 functions: vec![],
                 sdk: None,
+                has_enter: false,
+                has_exit: false,
             },
             env: vec![("K".into(), "V".into())],
             deployed_at: 1000 + version,

@@ -87,7 +87,7 @@ pub(crate) async fn serve(
             Err(_) => return super::text(StatusCode::BAD_REQUEST, "invalid request path\n"),
         }
     }
-    match live.serve_http(&function, req).await {
+    match state.platform.serve_http(app, &function, req).await {
         Ok(response) => response.map(|body| {
             body.map_err(|code| format!("{code:?}").into())
                 .boxed_unsync()

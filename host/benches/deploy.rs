@@ -1,0 +1,157 @@
+//! Deployment figures: deploy time of `examples/hello` (cold compile and
+//! cached), redeploy time, start time of a platform with 100 deployed apps,
+//! and memory per idle deployed app.
+//!
+//! Run it with `cargo bench -p modal-host --bench deploy` (release build).
+
+use modal_host::{DeployRequest, HostConfig, Platform, PlatformConfig};
+use modal_test_support::{HELLO, wasm};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+fn request(name: &str) -> DeployRequest {
+    DeployRequest {
+        name: name.to_string(),
+        deployer: "bench".into(),
+        ..DeployRequest::default()
+    }
+}
+
+/// Resident memory of this process, in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+async fn open(state: &std::path::Path) -> Platform {
+    Platform::open(
+        state,
+        HostConfig::default(),
+        PlatformConfig::default(),
+        None,
+    )
+    .await
+    .expect("platform opens")
+}
+
+async fn run() {
+    let hello = wasm(HELLO);
+    println!("{:<52} {:>12}", "measure", "figure");
+
+    let mut cold = Vec::new();
+    for _ in 0..3 {
+        let state = tempfile::tempdir().expect("temp dir");
+        let platform = open(state.path()).await;
+        let start = Instant::now();
+        let d = platform
+            .deploy(&hello, request("hello"))
+            .await
+            .expect("deploys");
+        assert!(!d.compiled_from_cache);
+        cold.push(start.elapsed());
+    }
+    println!(
+        "{:<52} {:>12}",
+        "deploy hello, cold (compile), median of 3",
+        ms(median(cold))
+    );
+
+    let state = tempfile::tempdir().expect("temp dir");
+    let platform = open(state.path()).await;
+    platform
+        .deploy(&hello, request("hello"))
+        .await
+        .expect("deploys");
+    let mut cached = Vec::new();
+    for i in 0..20 {
+        let start = Instant::now();
+        let d = platform
+            .deploy(&hello, request(&format!("copy-{i}")))
+            .await
+            .expect("deploys");
+        assert!(d.compiled_from_cache);
+        cached.push(start.elapsed());
+    }
+    println!(
+        "{:<52} {:>12}",
+        "deploy hello as a new app, cached code, median",
+        ms(median(cached))
+    );
+
+    let mut redeploys = Vec::new();
+    for _ in 0..20 {
+        let start = Instant::now();
+        platform
+            .deploy(&hello, request("hello"))
+            .await
+            .expect("redeploys");
+        redeploys.push(start.elapsed());
+    }
+    println!(
+        "{:<52} {:>12}",
+        "redeploy hello (new version live), median",
+        ms(median(redeploys))
+    );
+    drop(platform);
+
+    // 100 idle apps: memory and start time.
+    let state = tempfile::tempdir().expect("temp dir");
+    let platform = open(state.path()).await;
+    platform
+        .deploy(&hello, request("warmup"))
+        .await
+        .expect("deploys");
+    let before = rss();
+    for i in 0..100 {
+        platform
+            .deploy(&hello, request(&format!("app-{i}")))
+            .await
+            .expect("deploys");
+    }
+    let after = rss();
+    println!(
+        "{:<52} {:>12}",
+        "memory per idle deployed app (RSS delta / 100)",
+        format!(
+            "{:.0} KiB",
+            (after.saturating_sub(before)) as f64 / 100.0 / 1024.0
+        )
+    );
+    drop(platform);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut starts = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let platform = open(state.path()).await;
+        starts.push(start.elapsed());
+        assert_eq!(platform.apps().expect("lists").len(), 101);
+        drop(platform);
+    }
+    println!(
+        "{:<52} {:>12}",
+        "start with 101 deployed apps (open + load all), median",
+        ms(median(starts))
+    );
+}
