@@ -47,7 +47,7 @@ impl LoadedApp {
         &self,
         function: &str,
         request: hyper::Request<B>,
-    ) -> Result<WebResponse, (Error, Option<hyper::Request<B>>)>
+    ) -> Result<WebResponse, (Error, Option<Box<hyper::Request<B>>>)>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: std::fmt::Display,
@@ -69,7 +69,7 @@ impl LoadedApp {
         }
         let lease = match pool.checkout().await {
             Ok(lease) => lease,
-            Err(e @ Error::ShuttingDown(_)) => return Err((e, Some(request))),
+            Err(e @ Error::ShuttingDown(_)) => return Err((e, Some(Box::new(request)))),
             Err(e) => return Err((e, None)),
         };
         let timing = (started_at, start);

@@ -659,7 +659,7 @@ impl Platform {
             match self.live(app)?.try_serve_http(function, request).await {
                 Ok(response) => return Ok(response),
                 Err((_, Some(untouched))) if attempts < RETRIES => {
-                    request = untouched;
+                    request = *untouched;
                     tokio::task::yield_now().await;
                 }
                 Err((e, _)) => return Err(e),
