@@ -87,7 +87,7 @@ async fn run() {
     }
     per_instance.sort();
     row(
-        "instantiate from InstancePre, pooling (median)",
+        "scale-out: instance in a fresh pool slot, with enter hook (median)",
         format!("{:.1} µs", micros(percentile(&per_instance, 0.5))),
         "",
     );

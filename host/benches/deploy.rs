@@ -25,6 +25,31 @@ fn request(name: &str) -> DeployRequest {
     }
 }
 
+/// A distinct component with the same behaviour: `wasm` plus a custom
+/// section naming `n`, so every app has its own digest and compiled code.
+fn variant(wasm: &[u8], n: usize) -> Vec<u8> {
+    fn leb(mut v: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = format!("bench-variant-{n}");
+    let mut payload = Vec::new();
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0);
+    leb(payload.len(), &mut out);
+    out.extend_from_slice(&payload);
+    out
+}
+
 /// Resident memory of this process, in bytes.
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -116,24 +141,25 @@ async fn run() {
     );
     drop(platform);
 
-    // 100 idle apps: memory and start time.
+    // 100 idle apps, each its own component: memory and start time.
     let state = tempfile::tempdir().expect("temp dir");
     let platform = open(state.path()).await;
     platform
         .deploy(&hello, request("warmup"))
         .await
         .expect("deploys");
+    let variants: Vec<Vec<u8>> = (0..100).map(|i| variant(&hello, i)).collect();
     let before = rss();
-    for i in 0..100 {
+    for (i, wasm) in variants.iter().enumerate() {
         platform
-            .deploy(&hello, request(&format!("app-{i}")))
+            .deploy(wasm, request(&format!("app-{i}")))
             .await
             .expect("deploys");
     }
     let after = rss();
     println!(
         "{:<52} {:>12}",
-        "memory per idle deployed app (RSS delta / 100)",
+        "memory per idle deployed app (100 distinct, RSS delta)",
         format!(
             "{:.0} KiB",
             (after.saturating_sub(before)) as f64 / 100.0 / 1024.0

@@ -9,6 +9,10 @@
 //!   scheduled function; [`LoadedApp::serve_http`] runs a web function.
 //! - Every execution yields an [`Execution`]: outcome, captured logs,
 //!   timing. Failures are typed ([`Error`]) so callers can match on them.
+//! - [`Platform`] keeps deployed apps: versions in a [`Registry`] (SQLite by
+//!   default), components in an [`ArtifactStore`], one live version per
+//!   app, zero-downtime redeploys, rollback, stop and garbage collection.
+//!   [`server::Server`] puts it behind HTTP, as `modal server` does.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), modal_host::Error> {
@@ -19,6 +23,23 @@
 //! let app = host.load(&wasm, AppMeta::new("hello", 1)).await?;
 //! let execution = app.call("square", b"7").await;
 //! assert_eq!(execution.outcome?, b"49");
+//! # Ok(()) }
+//! ```
+//!
+//! With deployments:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), modal_host::Error> {
+//! use modal_host::{DeployRequest, HostConfig, Platform, PlatformConfig};
+//!
+//! let state = std::path::Path::new("state");
+//! let platform = Platform::open(state, HostConfig::default(), PlatformConfig::default(), None).await?;
+//! let wasm = std::fs::read("hello.wasm").expect("read hello.wasm");
+//! let request = DeployRequest { name: "hello".into(), ..Default::default() };
+//! let deployment = platform.deploy(&wasm, request).await?;
+//! assert_eq!(deployment.version, 1);
+//! let square = platform.function("hello", "square")?;
+//! assert_eq!(square.call(b"7").await?.outcome?, b"49");
 //! # Ok(()) }
 //! ```
 

@@ -362,8 +362,24 @@ fn restarts_keep_apps_and_do_not_recompile() {
     assert_eq!(compiled.len(), 2);
     let before = server.ok(&["app", "list"]);
 
-    // A graceful stop, then a SIGKILL: both come back the same.
+    // A graceful stop lets a call in progress finish; then a SIGKILL: both
+    // come back the same.
+    let slow = Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["call", "counter", "slow", r#"{"ms": 800}"#])
+        .env("MODAL_SERVER", format!("http://{}", server.addr))
+        .env("MODAL_STATE", &server.state)
+        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     assert!(server.terminate().success());
+    let out = slow.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"version\":\"2\"}\n",
+        "the call in progress finished"
+    );
     let server = Server::start(state.path());
     assert_eq!(server.ok(&["app", "list"]), before);
     assert_eq!(server.ok(&["call", "hello", "square", "12"]), "144\n");
@@ -561,4 +577,38 @@ fn stopped_apps_are_garbage_collected_after_the_retention() {
         "error: no app named `hello`"
     );
     assert_eq!(server.ok(&["call", "counter", "incr"]), "1\n");
+}
+
+#[test]
+fn calls_still_running_at_the_drain_deadline_are_cancelled() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start_with(state.path(), &["--drain-timeout", "1s"]);
+    server.ok(&["deploy", COUNTER]);
+    let straggler = Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["call", "counter", "slow", r#"{"ms": 20000}"#])
+        .env("MODAL_SERVER", format!("http://{}", server.addr))
+        .env("MODAL_STATE", &server.state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    server.ok(&["deploy", COUNTER]);
+    let out = straggler.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.lines().last().unwrap_or_default(),
+        "error: function `slow` was cancelled: its version was replaced and the drain deadline passed"
+    );
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    assert_eq!(
+        server.ok(&["call", "counter", "slow", r#"{"ms": 1}"#]),
+        "{\"version\":\"2\"}\n"
+    );
 }
