@@ -20,6 +20,9 @@ pub struct AppMeta {
     pub version: u64,
     /// Extra environment variables for every instance (set at deploy).
     pub env: Vec<(String, String)>,
+    /// Hosts (`host` or `host:port`) the app may send HTTP requests to;
+    /// all others are denied.
+    pub allow_http: Vec<String>,
 }
 
 impl AppMeta {
@@ -29,6 +32,7 @@ impl AppMeta {
             name: name.into(),
             version,
             env: Vec::new(),
+            allow_http: Vec::new(),
         }
     }
 }
@@ -99,6 +103,8 @@ pub(crate) struct AppInner {
     pub(crate) digest: String,
     pub(crate) pools: HashMap<String, (Arc<str>, Arc<Pool>)>,
     pub(crate) sink: Option<ExecutionSink>,
+    /// Largest request body a web function is given.
+    pub(crate) max_request_body: u64,
     /// Set by [`LoadedApp::cancel`]; executions in progress end at once.
     pub(crate) cancel: Cancel,
 }
@@ -163,6 +169,7 @@ impl LoadedApp {
                 pools,
                 sink,
                 cancel: Cancel::default(),
+                max_request_body: config.max_request_body,
             }),
         };
         app.spawn_scaler(config.idle_timeout);

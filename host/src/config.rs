@@ -32,6 +32,10 @@ pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// marker, so a chatty guest cannot fill the host's memory.
 pub const DEFAULT_LOG_LIMIT: usize = 64 << 10;
 
+/// Largest request body a web function is given; a larger one is answered
+/// 413 (before the guest runs when the client declares its length).
+pub const DEFAULT_MAX_REQUEST_BODY: u64 = 64 << 20;
+
 /// Limit on `describe` and on the `enter`/`exit` hooks.
 pub const DEFAULT_DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -88,6 +92,8 @@ pub struct HostConfig {
     pub log_limit: usize,
     /// Limit on `describe` and lifecycle hooks.
     pub describe_timeout: Duration,
+    /// Largest request body a web function is given, in bytes.
+    pub max_request_body: u64,
     /// The pooling allocator's slots; `None` uses the on-demand allocator.
     pub pooling: Option<PoolingLimits>,
     /// Where compiled code is cached (by content hash and engine); `None`
@@ -105,6 +111,7 @@ impl Default for HostConfig {
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             log_limit: DEFAULT_LOG_LIMIT,
             describe_timeout: DEFAULT_DESCRIBE_TIMEOUT,
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
             pooling: Some(PoolingLimits::default()),
             cache_dir: None,
         }

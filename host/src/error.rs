@@ -105,6 +105,9 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// Every instance slot of the host is taken (see `PoolingLimits`).
+    #[error("the host is at capacity: {0}")]
+    HostAtCapacity(String),
     /// A web function ended without setting a response.
     #[error("web function `{function}` returned without setting a response")]
     NoResponse {
@@ -140,7 +143,7 @@ pub enum Error {
         version: u64,
     },
     /// An upload larger than the limit.
-    #[error("the upload is larger than the limit of {} MiB", .limit >> 20)]
+    #[error("the request body is larger than the limit of {} MiB", .limit >> 20)]
     TooLarge {
         /// The limit in bytes.
         limit: usize,
@@ -249,6 +252,7 @@ impl Error {
             Error::Overloaded { .. } => "overloaded",
             Error::Instantiate { .. } => "instantiate_failed",
             Error::NoResponse { .. } => "no_response",
+            Error::HostAtCapacity(_) => "host_at_capacity",
             Error::Cancelled { .. } => "cancelled",
             Error::InvalidAppName(_) => "invalid_app_name",
             Error::AppNotFound(_) => "app_not_found",
@@ -281,7 +285,10 @@ impl Error {
             Error::AppStopped(_) => 410,
             Error::TooLarge { .. } => 413,
             Error::Timeout { .. } => 504,
-            Error::Overloaded { .. } | Error::ShuttingDown(_) | Error::Cancelled { .. } => 503,
+            Error::Overloaded { .. }
+            | Error::HostAtCapacity(_)
+            | Error::ShuttingDown(_)
+            | Error::Cancelled { .. } => 503,
             _ => 500,
         }
     }

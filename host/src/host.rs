@@ -112,6 +112,7 @@ impl Host {
             function,
             lifecycle,
             proxy,
+            outbound: crate::sandbox::Outbound::default(),
             run_enter: false,
             run_exit: false,
             memory_limit: config.memory_limit,
@@ -182,7 +183,10 @@ impl Host {
         meta: AppMeta,
         sink: Option<ExecutionSink>,
     ) -> Result<(LoadedApp, CompileStats), Error> {
+        let outbound = crate::sandbox::Outbound::parse(&meta.allow_http)
+            .map_err(|e| Error::BadInput(format!("--allow-http: {e}")))?;
         let (mut prepared, digest, stats) = self.prepare(wasm).await?;
+        prepared.outbound = outbound;
         let spec = self.read_spec(&prepared, &meta).await?;
         prepared.run_enter = spec.has_enter && prepared.lifecycle.is_some();
         prepared.run_exit = spec.has_exit && prepared.lifecycle.is_some();

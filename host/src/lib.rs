@@ -63,7 +63,8 @@ pub use app::{AppMeta, Execution, ExecutionSink, LoadedApp, Trigger};
 pub use compile::CompileStats;
 pub use config::{
     DEFAULT_DESCRIBE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOG_LIMIT, DEFAULT_MAX_INSTANCES,
-    DEFAULT_MEMORY_LIMIT, DEFAULT_QUEUE_TIMEOUT, DEFAULT_TIMEOUT, HostConfig, PoolingLimits,
+    DEFAULT_MAX_REQUEST_BODY, DEFAULT_MEMORY_LIMIT, DEFAULT_QUEUE_TIMEOUT, DEFAULT_TIMEOUT,
+    HostConfig, PoolingLimits,
 };
 pub use error::{Error, Outcome};
 pub use host::Host;
@@ -78,4 +79,4 @@ pub use spec::{
     AppSpec, FunctionKind, FunctionSpec, Schedule, Settings, human as format_duration,
     parse_duration,
 };
-pub use web::{WebBody, WebResponse};
+pub use web::{ErrorId, WebBody, WebResponse};

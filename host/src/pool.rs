@@ -30,6 +30,8 @@ pub(crate) struct Prepared {
     pub(crate) function: Option<FunctionIndices>,
     pub(crate) lifecycle: Option<LifecycleIndices>,
     pub(crate) proxy: Option<ProxyIndices>,
+    /// Where the app may send HTTP requests.
+    pub(crate) outbound: crate::sandbox::Outbound,
     /// Whether to call `enter` on new instances (the guest said it has one).
     pub(crate) run_enter: bool,
     /// Whether to call `exit` before dropping a healthy instance.
@@ -72,15 +74,31 @@ impl Instance {
 }
 
 /// Creates a new instance: store, instantiation, export handles.
-async fn instantiate(prepared: &Prepared, env: &[(String, String)]) -> Result<Instance, String> {
+async fn instantiate(
+    prepared: &Prepared,
+    env: &[(String, String)],
+    function: &str,
+) -> Result<Instance, Error> {
     let mut store = new_store(
         &prepared.engine,
         env,
+        &prepared.outbound,
         prepared.memory_limit,
         prepared.log_limit,
     );
     store.data_mut().deadline = Instant::now() + prepared.hook_timeout;
-    let error = |e: wasmtime::Error| one_line(&format!("{e:#}"));
+    let error = |e: wasmtime::Error| {
+        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
+            Error::HostAtCapacity(one_line(&format!("{e:#}")))
+        } else {
+            Error::Instantiate {
+                function: function.to_string(),
+                message: one_line(&format!("{e:#}")),
+            }
+        }
+    };
     let instance = prepared
         .pre
         .instantiate_async(&mut store)
@@ -142,7 +160,9 @@ pub(crate) async fn describe(
     prepared: &Prepared,
     env: &[(String, String)],
 ) -> Result<RawSpec, String> {
-    let mut instance = instantiate(prepared, env).await?;
+    let mut instance = instantiate(prepared, env, "describe")
+        .await
+        .map_err(|e| e.to_string())?;
     let timeout = prepared.hook_timeout;
     instance.begin(timeout);
     let Instance {
@@ -288,9 +308,7 @@ impl Pool {
             function: self.function.clone(),
             message,
         };
-        let mut instance = instantiate(&self.prepared, &self.env)
-            .await
-            .map_err(failed)?;
+        let mut instance = instantiate(&self.prepared, &self.env, &self.function).await?;
         instance._live = Some(guard);
         if self.prepared.run_enter {
             enter(&mut instance, self.prepared.hook_timeout)

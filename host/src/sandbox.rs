@@ -3,6 +3,7 @@
 //! the execution deadline that the epoch callback enforces.
 
 use crate::logs::LogCapture;
+use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
@@ -14,7 +15,7 @@ pub(crate) struct Sandbox {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: DenyOutbound,
+    hooks: Outbound,
     pub(crate) memory: MemoryLimiter,
     /// When the current execution must stop; checked on every epoch tick.
     pub(crate) deadline: Instant,
@@ -52,24 +53,90 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Outbound HTTP is denied unless an app is granted it.
-struct DenyOutbound;
+/// Where an app may send HTTP requests: `host` (any port) or `host:port`
+/// grants, given at deploy. Everything else gets the standard
+/// `HTTP-request-denied` error.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Outbound {
+    grants: Arc<[(String, Option<u16>)]>,
+}
 
-impl WasiHttpHooks for DenyOutbound {
+impl Outbound {
+    /// Parses grants such as `api.example.com` or `127.0.0.1:8080`.
+    pub(crate) fn parse(grants: &[String]) -> Result<Outbound, String> {
+        let parsed = grants
+            .iter()
+            .map(|g| {
+                let (host, port) = match g.rsplit_once(':') {
+                    Some((h, p)) if !h.ends_with(']') || g.starts_with('[') => {
+                        let port = p
+                            .parse::<u16>()
+                            .map_err(|_| format!("invalid port in `{g}`"))?;
+                        (h, Some(port))
+                    }
+                    _ => (g.as_str(), None),
+                };
+                let host = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase();
+                let valid = !host.is_empty()
+                    && host.len() <= 253
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':');
+                if !valid {
+                    return Err(format!("`{g}` is not HOST or HOST:PORT"));
+                }
+                Ok((host, port))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Outbound {
+            grants: parsed.into(),
+        })
+    }
+
+    fn allows(&self, uri: &http::Uri) -> bool {
+        let Some(host) = uri.host() else { return false };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        self.grants
+            .iter()
+            .any(|(h, p)| *h == host && p.is_none_or(|p| p == port))
+    }
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<wasmtime_wasi_http::WasiBody>,
+    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+)>;
+
+impl WasiHttpHooks for Outbound {
     fn send_request(
         &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = wasmtime_wasi_http::Result<(
-                    http::Response<wasmtime_wasi_http::WasiBody>,
-                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                )>,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        if !self.allows(request.uri()) {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let io: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> =
+                Box::new(io);
+            Ok((response.map(BodyExt::boxed_unsync), io))
+        })
     }
 }
 
@@ -96,6 +163,7 @@ impl WasiHttpView for Sandbox {
 pub(crate) fn new_store(
     engine: &wasmtime::Engine,
     env: &[(String, String)],
+    outbound: &Outbound,
     memory_limit: usize,
     log_limit: usize,
 ) -> Store<Sandbox> {
@@ -112,7 +180,7 @@ pub(crate) fn new_store(
         wasi,
         http: WasiHttpCtx::new(),
         table: ResourceTable::new(),
-        hooks: DenyOutbound,
+        hooks: outbound.clone(),
         memory: MemoryLimiter {
             limit: memory_limit,
             hit: false,
@@ -133,4 +201,24 @@ pub(crate) fn new_store(
     });
     store.set_epoch_deadline(1);
     store
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outbound;
+
+    #[test]
+    fn grants_match_host_and_port() {
+        let grants = Outbound::parse(&["api.example.com".into(), "127.0.0.1:8080".into()]).unwrap();
+        let allows = |u: &str| grants.allows(&u.parse().unwrap());
+        assert!(allows("https://api.example.com/x"));
+        assert!(allows("http://API.example.com:9000/"));
+        assert!(allows("http://127.0.0.1:8080/ping"));
+        assert!(!allows("http://127.0.0.1:8081/ping"));
+        assert!(!allows("http://127.0.0.1/"));
+        assert!(!allows("https://evil.example.com/"));
+        assert!(Outbound::parse(&["bad host".into()]).is_err());
+        assert!(Outbound::parse(&["host:notaport".into()]).is_err());
+        assert!(Outbound::default().grants.is_empty());
+    }
 }

@@ -5,8 +5,10 @@ use crate::error::Error;
 use crate::pool::{Instance, Lease, Pool};
 use bytes::Bytes;
 use http::HeaderValue;
-use http_body_util::BodyExt;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -21,6 +23,12 @@ pub type WebBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 /// A web function's response.
 pub type WebResponse = hyper::Response<WebBody>;
 
+/// An id for the failure of a web request, set by the caller as a request
+/// extension: when the execution fails, a line with it is added to the
+/// execution's logs, so the id in an error answer leads to the logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorId(pub String);
+
 impl LoadedApp {
     /// Serves `request` with the web function `function`. The response is
     /// returned as soon as the guest sets it; its body streams while the
@@ -32,7 +40,7 @@ impl LoadedApp {
         request: hyper::Request<B>,
     ) -> Result<WebResponse, Error>
     where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
         self.try_serve_http(function, request)
@@ -49,7 +57,7 @@ impl LoadedApp {
         request: hyper::Request<B>,
     ) -> Result<WebResponse, (Error, Option<Box<hyper::Request<B>>>)>
     where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
         let started_at = SystemTime::now();
@@ -66,6 +74,20 @@ impl LoadedApp {
                 "`{function}` is not a web function: call it with `modal call` instead"
             ));
             return Err((e, None));
+        }
+        let limit = self.inner.max_request_body;
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err((
+                Error::TooLarge {
+                    limit: limit as usize,
+                },
+                None,
+            ));
         }
         let lease = match pool.checkout().await {
             Ok(lease) => lease,
@@ -87,12 +109,13 @@ impl LoadedApp {
         (started_at, start): (SystemTime, Instant),
     ) -> Result<WebResponse, Error>
     where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
         let function: &str = name;
         let name = name.clone();
         let (mut parts, body) = request.into_parts();
+        let error_id = parts.extensions.remove::<ErrorId>();
         parts.headers.remove(FUNCTION_HEADER);
         let value = HeaderValue::from_str(function).map_err(|e| Error::Internal(e.to_string()))?;
         parts.headers.insert(FUNCTION_HEADER, value);
@@ -101,9 +124,13 @@ impl LoadedApp {
                 .headers
                 .insert(http::header::HOST, HeaderValue::from_static("localhost"));
         }
-        let body = body.map_err(|e| {
-            wasmtime_wasi_http::Error::InternalError(Some(format!("reading the request body: {e}")))
-        });
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let body = CappedBody {
+            inner: body,
+            left: self.inner.max_request_body,
+            limit: self.inner.max_request_body,
+            exceeded: exceeded.clone(),
+        };
         let request = hyper::Request::from_parts(parts, body);
 
         let timeout = pool.settings.timeout;
@@ -149,8 +176,11 @@ impl LoadedApp {
                     reason,
                 }),
             };
-            let logs = instance.take_logs();
+            let mut logs = instance.take_logs();
             let outcome = outcome.map_err(|e| crate::app::refine(e, &logs));
+            if let (Err(e), Some(ErrorId(id))) = (&outcome, &error_id) {
+                logs.push_str(&format!("[modal] error {id}: {e}\n"));
+            }
             let healthy = !matches!(&outcome, Err(e) if e.poisons_instance());
             let cold = lease.fresh;
             pool.checkin(lease, healthy);
@@ -160,13 +190,20 @@ impl LoadedApp {
             execution.outcome.map(drop)
         });
 
+        let too_large = || Error::TooLarge {
+            limit: self.inner.max_request_body as usize,
+        };
         match receiver.await {
+            // A guest that answers after its body was cut off answers the
+            // failed read: the client is told why instead.
+            _ if exceeded.load(Ordering::Acquire) => Err(too_large()),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => Err(Error::Failed {
                 function: function.to_string(),
                 message: format!("the handler answered with error {code:?}"),
             }),
             Err(_) => match task.await {
+                _ if exceeded.load(Ordering::Acquire) => Err(too_large()),
                 Ok(Err(e)) => Err(e),
                 Ok(Ok(())) => Err(Error::NoResponse {
                     function: function.to_string(),
@@ -174,5 +211,57 @@ impl LoadedApp {
                 Err(join) => Err(Error::Internal(format!("the handler task failed: {join}"))),
             },
         }
+    }
+}
+
+/// A request body cut off at the limit: past it the guest's stream fails
+/// and the flag tells the host to answer 413.
+struct CappedBody<B> {
+    inner: B,
+    left: u64,
+    limit: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl<B> hyper::body::Body for CappedBody<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if len > this.left {
+                    this.exceeded.store(true, Ordering::Release);
+                    let error = wasmtime_wasi_http::Error::HttpRequestBodySize(Some(this.limit));
+                    return Poll::Ready(Some(Err(error)));
+                }
+                this.left -= len;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(
+                    format!("reading the request body: {e}"),
+                )))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }

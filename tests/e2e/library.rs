@@ -449,3 +449,35 @@ async fn drain_waits_for_calls_in_flight_then_refuses_new_ones() {
     let e = app.call("incr", b"").await.outcome.unwrap_err();
     assert!(matches!(e, Error::ShuttingDown(_)), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_web_request_puts_its_error_id_in_the_logs() {
+    let host = host();
+    let logs = Arc::new(Mutex::new(String::new()));
+    let sink_logs = logs.clone();
+    let sink: modal_host::ExecutionSink = Arc::new(move |e: &modal_host::Execution| {
+        sink_logs.lock().unwrap().push_str(&e.logs);
+    });
+    let (app, _) = host
+        .load_with(&wasm(FAULTY), AppMeta::new("faulty", 1), Some(sink))
+        .await
+        .unwrap();
+    let mut request = hyper::Request::get("/")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(modal_host::ErrorId("e1d2c3".into()));
+    let e = app.serve_http("crash", request).await.unwrap_err();
+    assert_eq!(e.http_status(), 500);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let logs = logs.lock().unwrap().clone();
+    assert!(
+        logs.contains("the crash endpoint panics on purpose"),
+        "{logs}"
+    );
+    assert!(
+        logs.ends_with("[modal] error e1d2c3: function `crash` trapped: panicked: the crash endpoint panics on purpose\n"),
+        "{logs}"
+    );
+}

@@ -5,6 +5,7 @@ mod cli;
 mod http;
 mod library;
 mod server;
+mod web;
 
 use modal_host::{AppMeta, Host, HostConfig, LoadedApp, PoolingLimits};
 use std::time::Duration;

@@ -474,7 +474,7 @@ fn bad_deploys_change_nothing() {
     );
     assert_eq!(
         server.err(&["deploy", &big, n[0], n[1]]),
-        "error: the upload is larger than the limit of 1 MiB"
+        "error: the request body is larger than the limit of 1 MiB"
     );
     assert!(
         server

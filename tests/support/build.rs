@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The example apps, by crate name.
-const EXAMPLES: &[&str] = &["hello", "counter", "cron", "faulty", "http-plain"];
+const EXAMPLES: &[&str] = &["hello", "counter", "cron", "faulty", "http-plain", "fetch"];
 
 fn main() {
     let manifest_dir =

@@ -1,7 +1,8 @@
 //! The faulty app: functions that misbehave, to show that each fault fails
 //! only its own call. `modal run faulty.wasm::spin` fails with a timeout
 //! after 2 s; `hog` hits the memory limit; `recurse` overflows the stack;
-//! `trap` panics; `echo` returns its input.
+//! `trap` panics; `echo` returns its input. Web endpoints: `hang` never
+//! answers (504 after 1 s), `crash` panics (500).
 
 #[modal_guest::app]
 mod faulty {
@@ -44,6 +45,22 @@ mod faulty {
             std::hint::black_box(go(std::hint::black_box(n + 1))) + 1
         }
         go(depth)
+    }
+
+    /// A web endpoint that never answers; stopped by its 1 s timeout (504).
+    /// One instance at most, so a second request waits in the queue.
+    #[function(web, timeout = "1s", max_instances = 1)]
+    fn hang() -> modal_guest::Response {
+        let mut i: u64 = 0;
+        loop {
+            i = std::hint::black_box(i.wrapping_add(1));
+        }
+    }
+
+    /// A web endpoint that panics (500 with an error id).
+    #[function(web)]
+    fn crash() -> modal_guest::Response {
+        panic!("the crash endpoint panics on purpose");
     }
 
     /// Returns its input.

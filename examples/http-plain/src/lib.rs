@@ -1,29 +1,60 @@
-//! A plain `wasi:http/proxy` component, built without modal-guest: it
-//! answers every request with `Hello from wasi:http! You asked for PATH`.
-//! Such a component deploys as an app with one web function, `web`:
+//! A plain `wasi:http/proxy` component, built without modal-guest. Such a
+//! component deploys as an app with one web function, `web`:
 //! `modal run http_plain.wasm::web /some/path`.
+//!
+//! - `GET` any path: `Hello from wasi:http! You asked for PATH`.
+//! - `POST`: streams the request body back as it arrives, chunk by chunk.
+//! - `/silent`: returns without ever setting a response.
 
 use wasip2::exports::http::incoming_handler::Guest;
-use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+use wasip2::io::streams::{OutputStream, StreamError};
+
+/// Bytes written per `blocking-write-and-flush` (the most it takes).
+const CHUNK: usize = 4096;
 
 struct Handler;
+
+fn write_all(stream: &OutputStream, bytes: &[u8]) -> bool {
+    bytes
+        .chunks(CHUNK)
+        .all(|chunk| stream.blocking_write_and_flush(chunk).is_ok())
+}
 
 impl Guest for Handler {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path = request.path_with_query().unwrap_or_else(|| "/".into());
-        let body_text = format!("Hello from wasi:http! You asked for {path}\n");
-        let headers = Fields::from_list(&[("content-type".to_string(), b"text/plain".to_vec())])
+        if path == "/silent" {
+            return;
+        }
+        let echo = matches!(request.method(), Method::Post);
+        let content_type = if echo { "application/octet-stream" } else { "text/plain" };
+        let headers = Fields::from_list(&[("content-type".to_string(), content_type.as_bytes().to_vec())])
             .unwrap_or_else(|_| Fields::new());
         let response = OutgoingResponse::new(headers);
         let Ok(body) = response.body() else { return };
         ResponseOutparam::set(out, Ok(response));
-        if let Ok(stream) = body.write() {
-            for chunk in body_text.as_bytes().chunks(4096) {
-                if stream.blocking_write_and_flush(chunk).is_err() {
-                    return;
+        let Ok(stream) = body.write() else { return };
+        if echo {
+            let Ok(incoming) = request.consume() else { return };
+            let Ok(input) = incoming.stream() else { return };
+            loop {
+                match input.blocking_read(64 * 1024) {
+                    Ok(chunk) => {
+                        if !write_all(&stream, &chunk) {
+                            return;
+                        }
+                    }
+                    Err(StreamError::Closed) => break,
+                    Err(StreamError::LastOperationFailed(_)) => return,
                 }
             }
+        } else if !write_all(&stream, format!("Hello from wasi:http! You asked for {path}\n").as_bytes()) {
+            return;
         }
+        drop(stream);
         let _ = OutgoingBody::finish(body, None);
     }
 }

@@ -24,6 +24,10 @@ pub struct DeployArgs {
     /// A label for this version, shown in `modal app history`.
     #[arg(long)]
     tag: Option<String>,
+    /// Let the app send HTTP requests to HOST (any port) or HOST:PORT
+    /// (repeatable); all other outbound requests are denied.
+    #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
+    allow_http: Vec<String>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -126,6 +130,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let mut query = vec![format!("deployer={}", encode(&deployer()))];
     for (k, v) in &args.env {
         query.push(format!("env={}", encode(&format!("{k}={v}"))));
+    }
+    for host in &args.allow_http {
+        query.push(format!("allow_http={}", encode(host)));
     }
     if let Some(tag) = &args.tag {
         query.push(format!("tag={}", encode(tag)));

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod apps;
 mod client;
 mod run;
+mod serve;
 mod server;
 
 /// modal: a self-hosted serverless host for WebAssembly components.
@@ -22,6 +23,8 @@ enum Command {
     Run(run::RunArgs),
     /// Print the functions a component declares and their settings.
     Describe(run::DescribeArgs),
+    /// Serve a component's web functions locally, redeploying on change.
+    Serve(serve::ServeArgs),
     /// Run the server: control API, web endpoints and deployed apps.
     Server(server::ServerArgs),
     /// Deploy a component as a new live version of an app.
@@ -50,6 +53,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(args).await,
             Command::Describe(args) => run::describe(args).await,
+            Command::Serve(args) => serve::run(args).await,
             Command::Server(args) => server::run(args).await,
             Command::Deploy(args) => apps::deploy(args).await,
             Command::Call(args) => apps::call(args).await,
@@ -81,9 +85,11 @@ fn one_line(e: &anyhow::Error) -> String {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

@@ -28,6 +28,10 @@ pub struct RunArgs {
     /// Memory limit of the instance, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEMORY_LIMIT >> 20)]
     memory: usize,
+    /// Let the function send HTTP requests to HOST (any port) or HOST:PORT
+    /// (repeatable); all other outbound requests are denied.
+    #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
+    allow_http: Vec<String>,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -116,6 +120,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let host = args.cache.host(args.memory << 20)?;
     let mut meta = AppMeta::new(app_name(&path), 1);
     meta.env = args.env.clone();
+    meta.allow_http = args.allow_http.clone();
     let app = host.load(&wasm, meta).await?;
     let spec = app.spec();
     let function = match function {

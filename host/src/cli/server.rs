@@ -3,9 +3,10 @@
 
 use anyhow::Context;
 use clap::Args;
-use modal_host::server::{DEFAULT_HEADER_READ_TIMEOUT, Server, ServerConfig, load_or_create_token};
+use modal_host::server::{Server, ServerConfig, load_or_create_token};
 use modal_host::{
-    DEFAULT_MAX_UPLOAD, DEFAULT_MEMORY_LIMIT, HostConfig, Platform, PlatformConfig, parse_duration,
+    DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_UPLOAD, DEFAULT_MEMORY_LIMIT, HostConfig, Platform,
+    PlatformConfig, parse_duration,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +17,8 @@ use std::time::Duration;
 const DRAIN_DEFAULT: &str = "5m";
 const GRACE_DEFAULT: &str = "30s";
 const RETENTION_DEFAULT: &str = "7d";
+const HEADER_TIMEOUT_DEFAULT: &str = "10s";
+const QUEUE_TIMEOUT_DEFAULT: &str = "10s";
 
 /// How often stopped apps and unreferenced artifacts are collected.
 const GC_PERIOD: Duration = Duration::from_secs(3600);
@@ -53,6 +56,19 @@ pub struct ServerArgs {
     /// Memory limit of each instance, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEMORY_LIMIT >> 20)]
     memory: usize,
+    /// Largest request body a web function is given, in MiB; larger
+    /// requests get 413.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MAX_REQUEST_BODY >> 20)]
+    max_request_body: u64,
+    /// How long a call or request waits for a free instance when a
+    /// function runs its `max_instances` already; then 503 with
+    /// `Retry-After`.
+    #[arg(long, value_parser = parse_duration, default_value = QUEUE_TIMEOUT_DEFAULT)]
+    queue_timeout: Duration,
+    /// Time a client has to send its request headers before the connection
+    /// is closed.
+    #[arg(long, value_parser = parse_duration, default_value = HEADER_TIMEOUT_DEFAULT)]
+    header_timeout: Duration,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -65,6 +81,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let host_config = HostConfig {
         memory_limit: args.memory << 20,
+        max_request_body: args.max_request_body << 20,
+        queue_timeout: args.queue_timeout,
         ..HostConfig::default()
     };
     let platform_config = PlatformConfig {
@@ -81,7 +99,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         ServerConfig {
             token,
             domain: args.domain,
-            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            header_read_timeout: args.header_timeout,
+            root_app: None,
         },
     )?;
     println!(
@@ -99,7 +118,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves on the first SIGTERM or Ctrl-C; a second one exits at once.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -134,5 +153,13 @@ mod tests {
         assert_eq!(parse_duration(DRAIN_DEFAULT), Ok(DEFAULT_DRAIN_TIMEOUT));
         assert_eq!(parse_duration(GRACE_DEFAULT), Ok(DEFAULT_GRACE));
         assert_eq!(parse_duration(RETENTION_DEFAULT), Ok(DEFAULT_RETENTION));
+        assert_eq!(
+            parse_duration(QUEUE_TIMEOUT_DEFAULT),
+            Ok(modal_host::DEFAULT_QUEUE_TIMEOUT)
+        );
+        assert_eq!(
+            parse_duration(HEADER_TIMEOUT_DEFAULT),
+            Ok(modal_host::server::DEFAULT_HEADER_READ_TIMEOUT)
+        );
     }
 }

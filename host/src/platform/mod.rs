@@ -68,6 +68,8 @@ pub struct DeployRequest {
     pub name: String,
     /// Environment variables for the guest.
     pub env: Vec<(String, String)>,
+    /// Hosts (`host` or `host:port`) the app may send HTTP requests to.
+    pub allow_http: Vec<String>,
     /// A label for this version, shown in the history.
     pub tag: Option<String>,
     /// Who deploys.
@@ -329,6 +331,7 @@ impl Platform {
             name: app.to_string(),
             version,
             env: record.env.clone(),
+            allow_http: record.allow_http.clone(),
         };
         let (loaded, _) = self
             .inner
@@ -381,6 +384,7 @@ impl Platform {
             name: request.name.clone(),
             version,
             env: request.env.clone(),
+            allow_http: request.allow_http.clone(),
         };
         let (loaded, stats): (LoadedApp, CompileStats) = self
             .inner
@@ -394,6 +398,7 @@ impl Platform {
             digest: digest.clone(),
             spec: loaded.spec().clone(),
             env: request.env,
+            allow_http: request.allow_http,
             deployed_at: now,
             deployer: request.deployer,
             tag: request.tag,
@@ -537,6 +542,7 @@ impl Platform {
         let request = DeployRequest {
             name: app.to_string(),
             env: old.env.clone(),
+            allow_http: old.allow_http.clone(),
             tag: old.tag.clone(),
             deployer: deployer.to_string(),
             git: old.git.clone(),
@@ -650,7 +656,7 @@ impl Platform {
         mut request: hyper::Request<B>,
     ) -> Result<crate::WebResponse, Error>
     where
-        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
         let mut attempts = 0;

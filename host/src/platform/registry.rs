@@ -74,6 +74,8 @@ pub struct VersionRecord {
     pub spec: AppSpec,
     /// Environment variables set at deploy.
     pub env: Vec<(String, String)>,
+    /// Hosts the app may send HTTP requests to.
+    pub allow_http: Vec<String>,
     /// When it was deployed (Unix ms).
     pub deployed_at: u64,
     /// Who deployed it.
@@ -136,6 +138,7 @@ CREATE TABLE IF NOT EXISTS versions (
     git_commit TEXT,
     git_dirty INTEGER,
     rollback_of INTEGER,
+    allow_http TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (app, version)
 );
 ";
@@ -174,7 +177,8 @@ fn app_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
     })
 }
 
-const VERSION_COLUMNS: &str = "app, version, digest, spec, env, deployed_at, deployer, tag, git_commit, git_dirty, rollback_of";
+const VERSION_COLUMNS: &str = "app, version, digest, spec, env, deployed_at, deployer, tag, \
+     git_commit, git_dirty, rollback_of, allow_http";
 
 fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     let json_error = |i: usize, e: serde_json::Error| {
@@ -198,6 +202,8 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
             dirty: dirty.unwrap_or(false),
         }),
         rollback_of: row.get(10)?,
+        allow_http: serde_json::from_str(&row.get::<_, String>(11)?)
+            .map_err(|e| json_error(11, e))?,
     })
 }
 
@@ -255,6 +261,8 @@ impl Registry for SqliteRegistry {
     fn publish(&self, v: &VersionRecord, at: u64) -> Result<(), Error> {
         let spec = serde_json::to_string(&v.spec).map_err(|e| Error::Registry(e.to_string()))?;
         let env = serde_json::to_string(&v.env).map_err(|e| Error::Registry(e.to_string()))?;
+        let allow_http =
+            serde_json::to_string(&v.allow_http).map_err(|e| Error::Registry(e.to_string()))?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db)?;
         tx.execute(
@@ -264,7 +272,7 @@ impl Registry for SqliteRegistry {
         )
         .map_err(db)?;
         tx.execute(
-            &format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+            &format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
             params![
                 v.app,
                 v.version,
@@ -277,6 +285,7 @@ impl Registry for SqliteRegistry {
                 v.git.as_ref().map(|g| &g.commit),
                 v.git.as_ref().map(|g| g.dirty),
                 v.rollback_of,
+                allow_http,
             ],
         )
         .map_err(db)?;
@@ -342,6 +351,7 @@ mod tests {
                 has_exit: false,
             },
             env: vec![("K".into(), "V".into())],
+            allow_http: vec!["example.com".into()],
             deployed_at: 1000 + version,
             deployer: "me".into(),
             tag: Some("t".into()),

@@ -213,9 +213,15 @@ async fn deploy(
             commit: commit.to_string(),
             dirty: param(pairs, "git_dirty") == Some("true"),
         });
+    let allow_http = pairs
+        .iter()
+        .filter(|(k, _)| k == "allow_http")
+        .map(|(_, v)| v.clone())
+        .collect();
     let request = DeployRequest {
         name: name.to_string(),
         env,
+        allow_http,
         tag: param(pairs, "tag")
             .filter(|t| !t.is_empty())
             .map(str::to_string),

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub domain: String,
     /// Time a client has to send request headers.
     pub header_read_timeout: Duration,
+    /// An app whose single web function also answers at the root of the
+    /// bare address (what `modal serve` sets).
+    pub root_app: Option<String>,
 }
 
 pub(crate) struct State {
@@ -166,6 +169,9 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
             return response;
         }
         return api::handle(state, rest, req).await;
+    }
+    if let Some(app) = &state.config.root_app {
+        return web::serve_root(state, app, req).await;
     }
     text(
         StatusCode::NOT_FOUND,

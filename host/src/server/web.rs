@@ -47,6 +47,30 @@ pub(crate) async fn serve_path(
     serve(state, &app, &function, req, Some(path)).await
 }
 
+/// Serves a request at the root of the bare address with the single web
+/// function of `app`.
+pub(crate) async fn serve_root(state: &State, app: &str, req: Request<Incoming>) -> Response<Body> {
+    let live = match state.platform.live(app) {
+        Ok(live) => live,
+        Err(e) => return failure(app, &e),
+    };
+    let mut web = live
+        .spec()
+        .functions
+        .iter()
+        .filter(|f| matches!(f.kind, crate::spec::FunctionKind::Web { .. }));
+    match (web.next(), web.next()) {
+        (Some(f), None) => {
+            let label = crate::spec::web_label(&f.name);
+            serve(state, app, &label, req, None).await
+        }
+        _ => super::text(
+            StatusCode::NOT_FOUND,
+            format!("`{app}` has no single web function to serve at /; use its function URLs\n"),
+        ),
+    }
+}
+
 /// Serves a request with web function `label` (a function's URL label) of
 /// `app`'s live version; `path` replaces the request path when given.
 pub(crate) async fn serve(
@@ -58,7 +82,7 @@ pub(crate) async fn serve(
 ) -> Response<Body> {
     let live = match state.platform.live(app) {
         Ok(live) => live,
-        Err(e) => return failure(&e),
+        Err(e) => return failure(app, &e),
     };
     let Some(function) = live
         .spec()
@@ -74,7 +98,7 @@ pub(crate) async fn serve(
             name: label.to_string(),
             available: live.spec().names(),
         };
-        return failure(&e);
+        return failure(app, &e);
     };
     if let Some(path) = path {
         let query = req
@@ -92,16 +116,55 @@ pub(crate) async fn serve(
             body.map_err(|code| format!("{code:?}").into())
                 .boxed_unsync()
         }),
-        Err(e) => failure(&e),
+        Err(e) => failure(app, &e),
     }
 }
 
-fn failure(e: &Error) -> Response<Body> {
+fn failure(app: &str, e: &Error) -> Response<Body> {
+    failure_with_id(app, e, &error_id())
+}
+
+/// The answer to a failed web request. A 503 says when to retry; a 500
+/// carries an error id that is also in the execution's logs and in the
+/// server's log line for it.
+fn failure_with_id(app: &str, e: &Error, id: &str) -> Response<Body> {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json(
-        status,
-        &json!({"error": {"kind": e.kind(), "message": e.to_string()}}),
-    )
+    let mut error = json!({"kind": e.kind(), "message": e.to_string()});
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(app, error_id = %id, "web request failed: {e}");
+        error["id"] = json!(id);
+    }
+    let mut response = json(status, &json!({ "error": error }));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+    }
+    response
+}
+
+/// A short unguessable id that ties an error answer to its log lines:
+/// a counter mixed (splitmix64) with a random per-process key, so making
+/// one costs no system call.
+fn error_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static KEY: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let key = *KEY.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        let _ = getrandom::fill(&mut bytes);
+        u64::from_le_bytes(bytes)
+    });
+    let mut z = key.wrapping_add(
+        NEXT.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    format!("{:012x}", z & 0xffff_ffff_ffff)
 }
 
 #[cfg(test)]

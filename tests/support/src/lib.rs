@@ -15,6 +15,9 @@ pub const FAULTY: &str = env!("MODAL_EXAMPLE_FAULTY");
 /// `examples/http-plain`: a plain `wasi:http` component built without the SDK.
 pub const HTTP_PLAIN: &str = env!("MODAL_EXAMPLE_HTTP_PLAIN");
 
+/// `examples/fetch`: `get` fetches a URL with outbound `wasi:http`.
+pub const FETCH: &str = env!("MODAL_EXAMPLE_FETCH");
+
 /// The bytes of an example component.
 pub fn wasm(path: &str) -> Vec<u8> {
     std::fs::read(Path::new(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))

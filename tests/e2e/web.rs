@@ -1,0 +1,498 @@
+//! Web endpoints through `modal server`: statuses for every failure,
+//! streaming bodies, HTTP/2 cleartext, slow and malformed clients, and a
+//! redeploy under HTTP load.
+
+use crate::http::{Http, get};
+use crate::server::Server;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use modal_test_support::{FAULTY, HELLO, HTTP_PLAIN};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn error_of(body: &str) -> Value {
+    serde_json::from_str::<Value>(body).unwrap_or_else(|_| panic!("not JSON: {body}"))["error"]
+        .clone()
+}
+
+#[test]
+fn failures_get_clear_statuses() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start_with(state.path(), &["--max-request-body", "1"]);
+    server.ok(&["deploy", FAULTY]);
+    server.ok(&["deploy", HTTP_PLAIN, "--name", "plain"]);
+
+    let start = Instant::now();
+    let (status, body) = get(&server.addr, "faulty--hang.localhost", "/");
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(
+        error_of(&body)["message"],
+        "function `hang` timed out after 1s"
+    );
+    assert!(start.elapsed() < Duration::from_secs(3));
+
+    let (status, body) = get(&server.addr, "faulty--crash.localhost", "/");
+    assert_eq!(status, 500, "{body}");
+    let error = error_of(&body);
+    assert_eq!(
+        error["message"],
+        "function `crash` trapped: panicked: the crash endpoint panics on purpose"
+    );
+    assert_eq!(
+        error["id"].as_str().map(str::len),
+        Some(12),
+        "an error id: {error}"
+    );
+
+    let (status, body) = get(&server.addr, "plain--web.localhost", "/silent");
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(error_of(&body)["kind"], "no_response");
+
+    let (status, body) = get(&server.addr, "nope--web.localhost", "/");
+    assert_eq!(status, 404);
+    assert_eq!(error_of(&body)["message"], "no app named `nope`");
+
+    // Over the body limit: declared up front, and streamed without a length.
+    let big = vec![b'x'; (1 << 20) + 1];
+    let rt = runtime();
+    let (status, body) = rt.block_on(async {
+        let mut http = Http::connect(&server.addr, "").await;
+        http.request("POST", "plain--web.localhost", "/", &big, false)
+            .await
+    });
+    assert_eq!(status, 413, "{body}");
+    // Without a declared length (chunked), the limit cuts the stream; the
+    // SDK's handler fails to read the body and the host answers 413.
+    let status = rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let body = Chunks {
+            left: 40,
+            chunk: Bytes::from(vec![b'y'; 64 << 10]),
+        };
+        let request = hyper::Request::post("/")
+            .header("host", "faulty--crash.localhost")
+            .body(body)
+            .unwrap();
+        sender
+            .send_request(request)
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    });
+    assert_eq!(status, 413);
+
+    server.ok(&["app", "stop", "plain"]);
+    let (status, body) = get(&server.addr, "plain--web.localhost", "/");
+    assert_eq!(status, 410);
+    assert_eq!(
+        error_of(&body)["message"],
+        "app `plain` is stopped; deploy it again to restart it"
+    );
+}
+
+/// A body of `left` equal chunks with no declared length (sent chunked).
+struct Chunks {
+    left: usize,
+    chunk: Bytes,
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.left -= 1;
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(self.chunk.clone()))))
+    }
+}
+
+#[test]
+fn bodies_of_several_mib_stream_intact_both_ways() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    server.ok(&["deploy", HTTP_PLAIN, "--name", "echo"]);
+    let payload: Vec<u8> = (0..(6 << 20))
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let rt = runtime();
+    let (status, body) = rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let request = hyper::Request::post("/")
+            .header("host", "echo--web.localhost")
+            .body(Full::new(Bytes::from(payload.clone())))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
+    });
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), payload.len());
+    assert!(body == payload, "the echoed body differs");
+}
+
+#[test]
+fn http2_cleartext_and_keep_alive_are_served() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    server.ok(&["deploy", HELLO]);
+    let rt = runtime();
+    let bodies = rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let mut bodies = Vec::new();
+        for name in ["a", "b", "c"] {
+            let request =
+                hyper::Request::get(format!("http://hello--greet.localhost/?name={name}"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            assert_eq!(response.version(), hyper::Version::HTTP_2);
+            bodies.push(response.into_body().collect().await.unwrap().to_bytes());
+        }
+        bodies
+    });
+    assert_eq!(bodies, ["Hello, a!", "Hello, b!", "Hello, c!"]);
+    // HTTP/1.1 keep-alive: several requests on one connection.
+    let replies = rt.block_on(async {
+        let mut http = Http::connect(&server.addr, "").await;
+        let mut replies = Vec::new();
+        for name in ["x", "y"] {
+            replies.push(
+                http.request(
+                    "GET",
+                    "hello--greet.localhost",
+                    &format!("/?name={name}"),
+                    b"",
+                    false,
+                )
+                .await,
+            );
+        }
+        replies
+    });
+    assert_eq!(
+        replies,
+        [
+            (200, "Hello, x!".to_string()),
+            (200, "Hello, y!".to_string())
+        ]
+    );
+}
+
+#[test]
+fn slow_and_malformed_clients_do_not_disturb_others() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start_with(state.path(), &["--header-timeout", "1s"]);
+    server.ok(&["deploy", HELLO]);
+    // A client that never finishes its headers is cut off...
+    let mut slow = std::net::TcpStream::connect(&server.addr).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: hello--greet.localhost\r\n")
+        .unwrap();
+    // ...a malformed request gets 400...
+    let mut bad = std::net::TcpStream::connect(&server.addr).unwrap();
+    bad.write_all(b"THIS IS NOT HTTP\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    bad.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = bad.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    // ...and everyone else is served meanwhile.
+    assert_eq!(
+        get(&server.addr, "hello--greet.localhost", "/?name=ok"),
+        (200, "Hello, ok!".to_string())
+    );
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let start = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "the slow client was cut off"
+    );
+}
+
+#[test]
+fn a_redeploy_under_http_load_fails_no_request() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    server.ok(&["deploy", HELLO]);
+    let rt = runtime();
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..32)
+        .map(|i| {
+            let (addr, stop, count) = (server.addr.clone(), stop.clone(), count.clone());
+            rt.spawn(async move {
+                let mut http = Http::connect(&addr, "").await;
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let reply = http
+                        .request(
+                            "GET",
+                            "hello--greet.localhost",
+                            &format!("/?name=c{i}"),
+                            b"",
+                            false,
+                        )
+                        .await;
+                    count.fetch_add(1, Ordering::Relaxed);
+                    if reply != (200, format!("Hello, c{i}!")) {
+                        failures.push(reply);
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(600));
+    server.ok(&["deploy", HELLO]);
+    std::thread::sleep(Duration::from_millis(600));
+    server.ok(&["deploy", HELLO]);
+    std::thread::sleep(Duration::from_millis(600));
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<_> = clients
+        .into_iter()
+        .flat_map(|c| rt.block_on(c).unwrap())
+        .collect();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(
+        count.load(Ordering::Relaxed) > 500,
+        "{} requests",
+        count.load(Ordering::Relaxed)
+    );
+}
+
+#[test]
+fn modal_serve_redeploys_on_change_without_dropping_requests() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.wasm");
+    std::fs::copy(HELLO, &file).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["serve", file.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let addr = first.split("http://").nth(1).unwrap().trim().to_string();
+    let lines: Vec<String> = (0..3)
+        .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
+        .collect();
+    assert!(
+        lines[0].contains("greet => http://app--greet.localhost:"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].contains(&format!("greet also answers at http://{addr}/")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        get(&addr, &addr, "/?name=dev"),
+        (200, "Hello, dev!".to_string())
+    );
+
+    let rt = runtime();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (addr, stop) = (addr.clone(), stop.clone());
+        rt.spawn(async move {
+            let mut http = Http::connect(&addr, "").await;
+            let mut failures = Vec::new();
+            let mut answers = std::collections::BTreeSet::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (status, body) = http.request("GET", &addr, "/", b"", false).await;
+                if status != 200 {
+                    failures.push((status, body));
+                } else {
+                    answers.insert(body);
+                }
+            }
+            (failures, answers)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let tmp = dir.path().join("app.wasm.tmp");
+    std::fs::copy(HTTP_PLAIN, &tmp).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let redeployed = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(redeployed.starts_with("✓ Redeployed as v2"), "{redeployed}");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (failures, answers) = rt.block_on(load).unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(answers.contains("Hello, world!"), "{answers:?}");
+    assert!(
+        answers.contains("Hello from wasi:http! You asked for /\n"),
+        "{answers:?}"
+    );
+    // A broken file keeps the running version.
+    std::fs::write(&tmp, b"broken").unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let refused = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(refused.starts_with("✗ Not redeployed"), "{refused}");
+    assert_eq!(get(&addr, &addr, "/x").0, 200);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+}
+
+/// A one-route HTTP server on 127.0.0.1 answering `pong`, for outbound
+/// requests; it runs on its own thread until the test ends.
+fn pong_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong",
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn outbound_http_is_denied_unless_granted() {
+    let port = pong_server();
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    let grant = format!("127.0.0.1:{port}");
+    server.ok(&[
+        "deploy",
+        modal_test_support::FETCH,
+        "--name",
+        "granted",
+        "--allow-http",
+        &grant,
+    ]);
+    server.ok(&["deploy", modal_test_support::FETCH, "--name", "denied"]);
+    let url = format!("\"http://127.0.0.1:{port}/ping\"");
+    assert_eq!(
+        server.ok(&["call", "granted", "get", &url]),
+        "\"200 pong\"\n"
+    );
+    let err = server.err(&["call", "denied", "get", &url]);
+    assert_eq!(
+        err,
+        "error: function `get` failed: ErrorCode::HttpRequestDenied"
+    );
+    let other = format!("\"http://127.0.0.1:{}/ping\"", port.wrapping_add(1));
+    let err = server.err(&["call", "granted", "get", &other]);
+    assert_eq!(
+        err, "error: function `get` failed: ErrorCode::HttpRequestDenied",
+        "only the granted port"
+    );
+    // A restart keeps the grant.
+    let server = server.restart();
+    assert_eq!(
+        server.ok(&["call", "granted", "get", &url]),
+        "\"200 pong\"\n"
+    );
+    // `modal run` takes the same flag.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args([
+            "run",
+            &format!("{}::get", modal_test_support::FETCH),
+            &url,
+            "--allow-http",
+            &grant,
+        ])
+        .env("MODAL_STATE", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "\"200 pong\"\n");
+}
+
+#[test]
+fn a_flood_beyond_max_instances_gets_503_with_retry_after() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start_with(state.path(), &["--queue-timeout", "200ms"]);
+    server.ok(&["deploy", FAULTY]);
+    let rt = runtime();
+    let answers = rt.block_on(async {
+        let requests: Vec<_> = (0..3)
+            .map(|_| {
+                let addr = server.addr.clone();
+                tokio::spawn(async move {
+                    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                    let (mut sender, conn) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                            .await
+                            .unwrap();
+                    tokio::spawn(conn);
+                    let request = hyper::Request::get("/")
+                        .header("host", "faulty--hang.localhost")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    let response = sender.send_request(request).await.unwrap();
+                    let retry = response
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_string());
+                    (response.status().as_u16(), retry)
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for r in requests {
+            answers.push(r.await.unwrap());
+        }
+        answers.sort();
+        answers
+    });
+    assert_eq!(
+        answers,
+        [
+            (503, Some("1".to_string())),
+            (503, Some("1".to_string())),
+            (504, None)
+        ],
+        "one request ran (and timed out); the others were refused after queueing"
+    );
+}
