@@ -4,8 +4,8 @@
 //!
 //! Run it with `cargo bench -p modal-host --bench deploy` (release build).
 
-use modal_host::{DeployRequest, HostConfig, Platform, PlatformConfig};
-use modal_test_support::{HELLO, wasm};
+use modal_host::{AppMeta, DeployRequest, Host, HostConfig, Platform, PlatformConfig};
+use modal_test_support::{COUNTER, HELLO, wasm};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -81,8 +81,53 @@ async fn open(state: &std::path::Path) -> Platform {
     .expect("platform opens")
 }
 
+/// Warm calls per second of `incr` on `app`, over `n` calls.
+async fn throughput(app: &modal_host::LoadedApp, n: u32) -> f64 {
+    for _ in 0..10_000 {
+        app.call("incr", b"").await.outcome.expect("incr");
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        app.call("incr", b"").await.outcome.expect("incr");
+    }
+    f64::from(n) / start.elapsed().as_secs_f64()
+}
+
 async fn run() {
     let hello = wasm(HELLO);
+    // Execution recording: the same warm call with and without it.
+    {
+        let state = tempfile::tempdir().expect("temp dir");
+        let platform = open(state.path()).await;
+        platform
+            .deploy(&wasm(COUNTER), request("counter"))
+            .await
+            .expect("deploys");
+        let recorded = platform.live("counter").expect("live");
+        let host = Host::new(HostConfig::default()).expect("host");
+        let bare = host
+            .load(&wasm(COUNTER), AppMeta::new("counter", 1))
+            .await
+            .expect("loads");
+        let n = 300_000;
+        let off = throughput(&bare, n).await;
+        let on = throughput(&recorded, n).await;
+        println!(
+            "{:<52} {:>12}",
+            "warm calls/s, recording off",
+            format!("{off:.0}")
+        );
+        println!(
+            "{:<52} {:>12}",
+            "warm calls/s, recording on (stored, counted)",
+            format!("{on:.0}")
+        );
+        println!(
+            "{:<52} {:>12}",
+            "recording on / off",
+            format!("{:.2}", on / off)
+        );
+    }
     println!("{:<52} {:>12}", "measure", "figure");
 
     let mut cold = Vec::new();

@@ -85,6 +85,9 @@ pub struct Execution {
     pub logs: String,
     /// Whether it ran on a newly created instance.
     pub cold: bool,
+    /// Linear memory of the instance after the execution, in bytes (its
+    /// peak: wasm memory only grows); 0 when no instance ran.
+    pub memory: usize,
 }
 
 /// Receives every execution of an app (to record it, export metrics...).
@@ -308,8 +311,10 @@ impl LoadedApp {
         let outcome = outcome.map_err(|e| refine(e, &logs));
         let healthy = !matches!(&outcome, Err(e) if e.poisons_instance());
         let cold = lease.fresh;
+        let memory = lease.instance().memory_size();
         pool.checkin(lease, healthy);
-        let execution = self.execution(name, trigger, started_at, start, outcome, logs, cold);
+        let mut execution = self.execution(name, trigger, started_at, start, outcome, logs, cold);
+        execution.memory = memory;
         self.record(&execution);
         execution
     }
@@ -354,6 +359,7 @@ impl LoadedApp {
             outcome,
             logs,
             cold,
+            memory: 0,
         }
     }
 

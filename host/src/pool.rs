@@ -67,6 +67,11 @@ impl Instance {
         self.store.data().memory.hit
     }
 
+    /// Bytes of linear memory in use (its peak so far).
+    pub(crate) fn memory_size(&self) -> usize {
+        self.store.data().memory.size
+    }
+
     /// The logs captured since the last take.
     pub(crate) fn take_logs(&mut self) -> String {
         self.store.data().logs.take()

@@ -27,6 +27,9 @@ pub(crate) struct Sandbox {
 pub(crate) struct MemoryLimiter {
     pub(crate) limit: usize,
     pub(crate) hit: bool,
+    /// Bytes of linear memory the instance has grown to (memory never
+    /// shrinks, so this is also its peak).
+    pub(crate) size: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -40,6 +43,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        self.size = desired;
         Ok(true)
     }
 
@@ -184,6 +188,7 @@ pub(crate) fn new_store(
         memory: MemoryLimiter {
             limit: memory_limit,
             hit: false,
+            size: 0,
         },
         deadline: Instant::now(),
         logs,

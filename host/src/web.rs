@@ -183,9 +183,11 @@ impl LoadedApp {
             }
             let healthy = !matches!(&outcome, Err(e) if e.poisons_instance());
             let cold = lease.fresh;
+            let memory = lease.instance().memory_size();
             pool.checkin(lease, healthy);
-            let execution =
+            let mut execution =
                 app.execution(&name, Trigger::Web, started_at, start, outcome, logs, cold);
+            execution.memory = memory;
             app.record(&execution);
             execution.outcome.map(drop)
         });

@@ -4,6 +4,7 @@
 mod cli;
 mod http;
 mod library;
+mod observe;
 mod server;
 mod web;
 

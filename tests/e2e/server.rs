@@ -140,6 +140,25 @@ impl Drop for Server {
     }
 }
 
+/// Name, state, live version and function count of every app.
+fn summary(server: &Server) -> Vec<(String, String, u64, u64)> {
+    let apps = server.json(&["app", "list", "--json"]);
+    apps.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let text = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+            let number = |k: &str| a[k].as_u64().unwrap_or_default();
+            (
+                text("name"),
+                text("state"),
+                number("live_version"),
+                number("functions"),
+            )
+        })
+        .collect()
+}
+
 fn live_version(server: &Server, app: &str) -> Option<u64> {
     let apps = server.json(&["app", "list", "--json"]);
     apps.as_array()?.iter().find(|a| a["name"] == app)?["live_version"].as_u64()
@@ -360,7 +379,7 @@ fn restarts_keep_apps_and_do_not_recompile() {
     server.ok(&["deploy", COUNTER]);
     let compiled = compiled_files(state.path());
     assert_eq!(compiled.len(), 2);
-    let before = server.ok(&["app", "list"]);
+    let before = summary(&server);
 
     // A graceful stop lets a call in progress finish; then a SIGKILL: both
     // come back the same.
@@ -381,10 +400,10 @@ fn restarts_keep_apps_and_do_not_recompile() {
         "the call in progress finished"
     );
     let server = Server::start(state.path());
-    assert_eq!(server.ok(&["app", "list"]), before);
+    assert_eq!(summary(&server), before);
     assert_eq!(server.ok(&["call", "hello", "square", "12"]), "144\n");
     let server = server.restart();
-    assert_eq!(server.ok(&["app", "list"]), before);
+    assert_eq!(summary(&server), before);
     assert_eq!(
         server.ok(&["call", "counter", "slow", r#"{"ms": 1}"#]),
         "{\"version\":\"2\"}\n"

@@ -48,6 +48,34 @@ pub struct CallArgs {
     server: ServerArgs,
 }
 
+/// Arguments of `modal spawn`.
+#[derive(Args)]
+pub struct SpawnArgs {
+    /// The app.
+    app: String,
+    /// The function.
+    function: String,
+    /// The JSON input (leave it out for a function without parameters).
+    input: Option<String>,
+    /// Run this kept version instead of the live one.
+    #[arg(long, value_name = "N")]
+    version: Option<u64>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Arguments of `modal result`.
+#[derive(Args)]
+pub struct ResultArgs {
+    /// The call id `modal spawn` printed.
+    id: String,
+    /// Wait up to this long for the call to finish (e.g. `30s`).
+    #[arg(long, default_value = "0s")]
+    wait: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
 /// `modal app ...`.
 #[derive(Subcommand)]
 pub enum AppCommand {
@@ -76,6 +104,32 @@ pub enum AppCommand {
         /// The version to return to; default: the one before the live one.
         #[arg(long, value_name = "N")]
         version: Option<u64>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Recent executions of an app and their logs; `--follow` streams new ones.
+    Logs {
+        /// The app.
+        name: String,
+        /// Only this function.
+        #[arg(long)]
+        function: Option<String>,
+        /// Keep printing executions as they happen.
+        #[arg(long, short)]
+        follow: bool,
+        /// How many recent executions to print first.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Usage per version and function: calls, errors, durations, memory.
+    Stats {
+        /// The app.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -330,6 +384,47 @@ pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
             let size = body["deployment"]["size"].as_u64().unwrap_or(0) as usize;
             print!("{}", render_deploy(Path::new(&name), size, &body));
         }
+        AppCommand::Logs {
+            name,
+            function,
+            follow,
+            limit,
+            server,
+        } => {
+            let client = server.client()?;
+            let filter = function
+                .as_deref()
+                .map(|f| format!("&function={}", encode(f)))
+                .unwrap_or_default();
+            let path = format!("/api/v1/apps/{}/logs?limit={limit}{filter}", encode(&name));
+            let body = client.expect(Method::GET, &path, Vec::new()).await?;
+            for e in body["executions"].as_array().into_iter().flatten() {
+                print!("{}", render_execution(e));
+            }
+            if follow {
+                let path = format!("/api/v1/apps/{}/logs?follow=1{filter}", encode(&name));
+                client
+                    .events(&path, |data| {
+                        if let Ok(e) = serde_json::from_str::<Value>(data) {
+                            print!("{}", render_execution(&e));
+                            let _ = std::io::stdout().flush();
+                        }
+                    })
+                    .await?;
+            }
+        }
+        AppCommand::Stats { name, json, server } => {
+            let path = format!("/api/v1/apps/{}/stats", encode(&name));
+            let body = server
+                .client()?
+                .expect(Method::GET, &path, Vec::new())
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body["usage"])?);
+            } else {
+                print!("{}", render_stats(&body["usage"]));
+            }
+        }
         AppCommand::Stop { name, server } => {
             let path = format!("/api/v1/apps/{}/stop", encode(&name));
             server
@@ -340,6 +435,114 @@ pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One execution: a header line, then its logs indented.
+fn render_execution(e: &Value) -> String {
+    let mut out = format!(
+        "{}  v{} {} [{}] {} {:.1} ms",
+        timestamp(e["started_at"].as_u64()),
+        e["version"].as_u64().unwrap_or(0),
+        e["function"].as_str().unwrap_or("?"),
+        e["trigger"].as_str().unwrap_or("?"),
+        e["outcome"].as_str().unwrap_or("?"),
+        e["duration_ms"].as_f64().unwrap_or(0.0),
+    );
+    if let Some(error) = e["error"].as_str() {
+        out.push_str(&format!(": {error}"));
+    }
+    out.push('\n');
+    for line in e["logs"].as_str().unwrap_or("").lines() {
+        out.push_str(&format!("    {line}\n"));
+    }
+    out
+}
+
+fn render_stats(usage: &Value) -> String {
+    let rows = usage
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| {
+            vec![
+                format!("v{}", u["version"].as_u64().unwrap_or(0)),
+                u["function"].as_str().unwrap_or("").to_string(),
+                u["calls"].as_u64().unwrap_or(0).to_string(),
+                u["errors"].as_u64().unwrap_or(0).to_string(),
+                format!("{:.2} ms", u["p50_ms"].as_f64().unwrap_or(0.0)),
+                format!("{:.2} ms", u["p99_ms"].as_f64().unwrap_or(0.0)),
+                format!("{:.1} ms", u["total_ms"].as_f64().unwrap_or(0.0)),
+                bytes(u["peak_memory"].as_u64().unwrap_or(0) as usize),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "VERSION",
+            "FUNCTION",
+            "CALLS",
+            "ERRORS",
+            "P50",
+            "P99",
+            "TOTAL",
+            "PEAK MEMORY",
+        ],
+        rows,
+    )
+}
+
+pub async fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
+    let client = args.server.client()?;
+    let mut path = format!(
+        "/api/v1/apps/{}/functions/{}/spawn",
+        encode(&args.app),
+        encode(&args.function)
+    );
+    if let Some(v) = args.version {
+        path.push_str(&format!("?version={v}"));
+    }
+    let body = client
+        .expect(
+            Method::POST,
+            &path,
+            args.input.unwrap_or_default().into_bytes(),
+        )
+        .await?;
+    println!("{}", body["call_id"].as_str().unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit code of `modal result` for a call still running.
+const PENDING: u8 = 3;
+
+pub async fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
+    let client = args.server.client()?;
+    let path = format!(
+        "/api/v1/calls/{}?wait={}",
+        encode(&args.id),
+        encode(&args.wait)
+    );
+    let body = client.expect(Method::GET, &path, Vec::new()).await?;
+    match body["state"].as_str() {
+        Some("succeeded") => {
+            match (body.get("output"), body["output_text"].as_str()) {
+                (Some(v), _) => println!("{}", serde_json::to_string(v)?),
+                (None, Some(t)) => println!("{t}"),
+                _ => println!(),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("failed") => bail!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("the call failed")
+                .to_string()
+        ),
+        _ => {
+            eprintln!("call {} is still pending", args.id);
+            Ok(ExitCode::from(PENDING))
+        }
+    }
 }
 
 /// `v3 live (2 warm)` plus `v2 draining (5 in flight)` for each draining
@@ -399,10 +602,23 @@ fn render_list(apps: &Value) -> String {
                 version_column(a),
                 timestamp(a["updated_at"].as_u64()),
                 a["functions"].as_u64().unwrap_or(0).to_string(),
+                a["calls"].as_u64().unwrap_or(0).to_string(),
+                a["errors"].as_u64().unwrap_or(0).to_string(),
             ]
         })
         .collect();
-    table(&["NAME", "STATE", "VERSION", "DEPLOYED", "FUNCTIONS"], rows)
+    table(
+        &[
+            "NAME",
+            "STATE",
+            "VERSION",
+            "DEPLOYED",
+            "FUNCTIONS",
+            "CALLS",
+            "ERRORS",
+        ],
+        rows,
+    )
 }
 
 fn render_history(body: &Value) -> String {

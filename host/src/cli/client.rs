@@ -139,6 +139,60 @@ impl Client {
         Ok(Answer { status, body })
     }
 
+    /// Sends a GET and hands each server-sent event's data to `on_event`
+    /// until the server closes the stream.
+    pub async fn events(&self, path: &str, mut on_event: impl FnMut(&str)) -> anyhow::Result<()> {
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the modal server at {} (is `modal server` running?)",
+                    self.base
+                )
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP handshake with the server failed")?;
+        tokio::spawn(conn);
+        let request = Request::get(path)
+            .header(hyper::header::HOST, &self.authority)
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .body(Full::new(Bytes::new()))
+            .context("building the request")?;
+        let response = sender
+            .send_request(request)
+            .await
+            .context("the request to the server failed")?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let bytes = response.into_body().collect().await?.to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let answer = Answer { status, body };
+            bail!(answer.error_message().unwrap_or_default());
+        }
+        let mut body = response.into_body();
+        let mut pending = String::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("the event stream broke")?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.push_str(&String::from_utf8_lossy(&data));
+            while let Some(end) = pending.find("\n\n") {
+                let event: String = pending.drain(..end + 2).collect();
+                for line in event.lines() {
+                    if let Some(data) = line.strip_prefix("data: ") {
+                        on_event(data);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Sends a request and fails with the API's message unless it succeeded.
     pub async fn expect(&self, method: Method, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
         let answer = self.send(method, path, body).await?;

@@ -31,6 +31,10 @@ enum Command {
     Deploy(apps::DeployArgs),
     /// Call a function of a deployed app and print its result.
     Call(apps::CallArgs),
+    /// Start a call in the background and print its id.
+    Spawn(apps::SpawnArgs),
+    /// Print the result of a spawned call (exit code 3 while pending).
+    Result(apps::ResultArgs),
     /// Manage deployed apps.
     #[command(subcommand)]
     App(apps::AppCommand),
@@ -57,6 +61,8 @@ pub fn main() -> ExitCode {
             Command::Server(args) => server::run(args).await,
             Command::Deploy(args) => apps::deploy(args).await,
             Command::Call(args) => apps::call(args).await,
+            Command::Spawn(args) => apps::spawn(args).await,
+            Command::Result(args) => apps::result(args).await,
             Command::App(command) => apps::app(command).await,
         }
     });

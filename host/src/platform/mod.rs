@@ -4,9 +4,11 @@
 //! function and call it.
 
 mod artifacts;
+mod records;
 mod registry;
 
 pub use artifacts::{ArtifactStore, FileArtifacts};
+pub use records::{CallRecord, ExecutionRecord, Usage};
 pub use registry::{AppRecord, AppState, GitInfo, Registry, SqliteRegistry, VersionRecord};
 
 use crate::app::{AppMeta, Execution, ExecutionSink, LoadedApp, Trigger};
@@ -129,6 +131,10 @@ pub struct AppStatus {
     pub instances: usize,
     /// Executions in progress on the live version.
     pub in_flight: usize,
+    /// Executions recorded (all versions, within the retention).
+    pub calls: u64,
+    /// Of those, the failed ones.
+    pub errors: u64,
     /// Versions still draining.
     pub draining: Vec<DrainStatus>,
     /// Set when the live version could not be loaded at start-up.
@@ -179,6 +185,9 @@ pub struct Platform {
 
 struct Inner {
     host: Host,
+    recorder: Arc<records::Recorder>,
+    /// Bumped whenever a spawned call finishes, to wake waiting readers.
+    calls_done: tokio::sync::watch::Sender<u64>,
     registry: Arc<dyn Registry>,
     artifacts: Arc<dyn ArtifactStore>,
     config: PlatformConfig,
@@ -236,20 +245,42 @@ impl Platform {
         let artifacts = FileArtifacts::open(&state_dir.join("artifacts"))?;
         host_config.cache_dir = Some(state_dir.join("compiled"));
         let host = Host::new(host_config)?;
-        Platform::with_parts(host, Arc::new(registry), Arc::new(artifacts), config, sink).await
+        let records = state_dir.join("executions.db");
+        Platform::with_parts(
+            host,
+            Arc::new(registry),
+            Arc::new(artifacts),
+            &records,
+            config,
+            sink,
+        )
+        .await
     }
 
-    /// A platform on given parts (e.g. another registry implementation).
+    /// A platform on given parts (e.g. another registry implementation);
+    /// executions and spawned calls are kept in the SQLite file `records`.
     pub async fn with_parts(
         host: Host,
         registry: Arc<dyn Registry>,
         artifacts: Arc<dyn ArtifactStore>,
+        records: &Path,
         config: PlatformConfig,
         sink: Option<ExecutionSink>,
     ) -> Result<Platform, Error> {
+        let recorder = records::Recorder::start(Arc::new(records::Store::open(records)?))?;
+        let recording = recorder.clone();
+        let sink: ExecutionSink = Arc::new(move |e: &Execution| {
+            recording.record(e);
+            if let Some(user) = &sink {
+                user(e);
+            }
+        });
+        let sink = Some(sink);
         let platform = Platform {
             inner: Arc::new(Inner {
                 host,
+                recorder,
+                calls_done: tokio::sync::watch::channel(0).0,
                 registry,
                 artifacts,
                 config,
@@ -262,6 +293,7 @@ impl Platform {
             }),
         };
         platform.restore().await?;
+        platform.resume_calls()?;
         Ok(platform)
     }
 
@@ -410,6 +442,7 @@ impl Platform {
             return Err(e);
         }
         let previous = self.go_live(&request.name, loaded);
+        self.inner.recorder.deployed();
         match rollback_of {
             Some(from) => tracing::info!(app = %request.name, version, from, "rolled back"),
             None => {
@@ -673,14 +706,172 @@ impl Platform {
         }
     }
 
-    /// Every app, with its live version's figures and draining versions.
-    pub fn apps(&self) -> Result<Vec<AppStatus>, Error> {
+    /// Accepts a call to run in the background and returns its id at once.
+    /// The call is stored first, so one accepted before a crash runs after
+    /// the restart (at least once).
+    pub async fn spawn(
+        &self,
+        app: &str,
+        function: &str,
+        input: &[u8],
+        version: Option<u64>,
+    ) -> Result<String, Error> {
+        let loaded = match version {
+            Some(v) => self.version(app, v).await?,
+            None => self.live(app)?,
+        };
+        match loaded.spec().function(function) {
+            None => {
+                return Err(Error::UnknownFunction {
+                    name: function.to_string(),
+                    available: loaded.spec().names(),
+                });
+            }
+            Some(f) if matches!(f.kind, crate::spec::FunctionKind::Web { .. }) => {
+                return Err(Error::WrongKind(format!(
+                    "`{function}` is a web function and cannot be spawned"
+                )));
+            }
+            Some(_) => {}
+        }
+        let mut bytes = [0u8; 10];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| Error::Internal(format!("no randomness for a call id: {e}")))?;
+        let id = format!("call-{}", hex::encode(bytes));
+        self.inner
+            .recorder
+            .store
+            .insert_call(&id, app, function, version, input, now_ms())?;
+        self.run_spawned(
+            id.clone(),
+            app.to_string(),
+            function.to_string(),
+            version,
+            input.to_vec(),
+        );
+        Ok(id)
+    }
+
+    fn run_spawned(
+        &self,
+        id: String,
+        app: String,
+        function: String,
+        version: Option<u64>,
+        input: Vec<u8>,
+    ) {
+        let platform = self.clone();
+        tokio::spawn(async move {
+            let result = match platform
+                .call(&app, &function, &input, version, Trigger::Spawn)
+                .await
+            {
+                Ok(execution) => execution.outcome,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = platform
+                .inner
+                .recorder
+                .store
+                .finish_call(&id, &result, now_ms())
+            {
+                tracing::error!(call = %id, "could not store the result of a spawned call: {e}");
+            }
+            platform.inner.calls_done.send_modify(|n| *n += 1);
+        });
+    }
+
+    /// Runs the calls accepted before a restart that never finished.
+    fn resume_calls(&self) -> Result<(), Error> {
+        for call in self.inner.recorder.store.unfinished_calls()? {
+            tracing::info!(call = %call.id, app = %call.app, function = %call.function, "resuming a spawned call accepted before the restart");
+            self.run_spawned(call.id, call.app, call.function, call.version, call.input);
+        }
+        Ok(())
+    }
+
+    /// The state of a spawned call, waiting up to `wait` for it to finish.
+    pub async fn result(&self, id: &str, wait: Duration) -> Result<CallRecord, Error> {
+        let deadline = Instant::now() + wait;
+        let mut done = self.inner.calls_done.subscribe();
+        loop {
+            let record = self
+                .inner
+                .recorder
+                .store
+                .call(id)?
+                .ok_or_else(|| Error::BadInput(format!("no spawned call with id `{id}`")))?;
+            if record.state != "pending" || Instant::now() >= deadline {
+                return Ok(record);
+            }
+            let _ = tokio::time::timeout_at(deadline.into(), done.changed()).await;
+        }
+    }
+
+    /// The latest executions of an app (of one function if given).
+    pub fn logs(
+        &self,
+        app: &str,
+        function: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, Error> {
         self.inner
             .registry
-            .apps()?
+            .app(app)?
+            .ok_or_else(|| Error::AppNotFound(app.to_string()))?;
+        self.inner.recorder.store.recent(app, function, limit)
+    }
+
+    /// New executions of every app, as they are recorded.
+    pub fn follow(&self) -> tokio::sync::broadcast::Receiver<ExecutionRecord> {
+        self.inner.recorder.follow()
+    }
+
+    /// Usage per version and function of an app.
+    pub fn usage(&self, app: &str) -> Result<Vec<Usage>, Error> {
+        self.inner
+            .registry
+            .app(app)?
+            .ok_or_else(|| Error::AppNotFound(app.to_string()))?;
+        self.inner.recorder.store.usage(app)
+    }
+
+    /// Metrics in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        let mut instances: Vec<(String, u64, usize)> = self
+            .slots()
+            .iter()
+            .filter_map(|(name, slot)| match slot {
+                Slot::Serving(l) => {
+                    Some((name.clone(), l.meta().version, live_instances(&l.stats())))
+                }
+                _ => None,
+            })
+            .collect();
+        instances.extend(self.draining().iter().map(|d| {
+            (
+                d.app.meta().name.clone(),
+                d.app.meta().version,
+                live_instances(&d.app.stats()),
+            )
+        }));
+        instances.sort();
+        self.inner.recorder.metrics(&instances)
+    }
+
+    /// Every app, with its live version's figures and draining versions.
+    pub fn apps(&self) -> Result<Vec<AppStatus>, Error> {
+        let totals = self.inner.recorder.store.totals()?;
+        let apps = self.inner.registry.apps()?;
+        Ok(apps
             .into_iter()
-            .map(|record| Ok(self.status(record)))
-            .collect()
+            .map(|record| {
+                let (calls, errors) = totals.get(&record.name).copied().unwrap_or_default();
+                let mut status = self.status(record);
+                (status.calls, status.errors) = (calls, errors);
+                status
+            })
+            .collect())
     }
 
     /// One app.
@@ -723,6 +914,8 @@ impl Platform {
             functions,
             instances,
             in_flight,
+            calls: 0,
+            errors: 0,
             draining,
             load_error,
         }
@@ -773,6 +966,7 @@ impl Platform {
             tracing::info!(app, "garbage-collected stopped app");
             report.apps.push(app);
         }
+        self.inner.recorder.store.prune(cutoff, &report.apps)?;
         let referenced = registry.referenced_digests()?;
         for digest in self.inner.artifacts.list()? {
             if referenced.contains(&digest) {

@@ -146,6 +146,19 @@ pub(crate) async fn handle(state: &State, rest: &str, req: Request<Incoming>) ->
             return call(state, name, function, &pairs, req).await;
         }
         (&Method::POST, ["gc"]) => state.platform.gc().await.map(|r| json!(r)),
+        (&Method::POST, ["apps", name, "functions", function, "spawn"]) => {
+            spawn(state, name, function, &pairs, req).await
+        }
+        (&Method::GET, ["calls", id]) => result(state, id, &pairs).await,
+        (&Method::GET, ["apps", name, "logs"])
+            if param(&pairs, "follow").is_some_and(|f| f == "1" || f == "true") =>
+        {
+            return follow(state, name, param(&pairs, "function"));
+        }
+        (&Method::GET, ["apps", name, "logs"]) => logs(state, name, &pairs),
+        (&Method::GET, ["apps", name, "stats"]) => {
+            state.platform.usage(name).map(|u| json!({"usage": u}))
+        }
         _ => return not_found(&format!("{method} /api/v1/{rest}")),
     };
     match result {
@@ -293,6 +306,130 @@ async fn call(
                 StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             json(status, &body)
         }
+    }
+}
+
+async fn spawn(
+    state: &State,
+    app: &str,
+    function: &str,
+    pairs: &[(String, String)],
+    req: Request<Incoming>,
+) -> Result<Value, Error> {
+    let version = version_param(pairs)?;
+    let input = read_body(req, state.platform.config().max_upload).await?;
+    let id = state.platform.spawn(app, function, &input, version).await?;
+    Ok(json!({"call_id": id}))
+}
+
+/// Longest `wait` a result request may ask for.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+async fn result(state: &State, id: &str, pairs: &[(String, String)]) -> Result<Value, Error> {
+    let wait = match param(pairs, "wait") {
+        None | Some("") => std::time::Duration::ZERO,
+        Some(w) => crate::spec::parse_duration(w)
+            .or_else(|_| {
+                w.parse::<u64>()
+                    .map(std::time::Duration::from_secs)
+                    .map_err(|_| ())
+            })
+            .map_err(|()| Error::BadInput(format!("`{w}` is not a duration")))?,
+    };
+    let record = state.platform.result(id, wait.min(MAX_WAIT)).await?;
+    let mut body = json!({
+        "id": record.id,
+        "app": record.app,
+        "function": record.function,
+        "state": record.state,
+        "created_at": record.created_at,
+        "finished_at": record.finished_at,
+    });
+    if let Some(output) = &record.output {
+        match serde_json::from_slice::<Value>(output) {
+            Ok(value) => body["output"] = value,
+            Err(_) => {
+                body["output_text"] = Value::String(String::from_utf8_lossy(output).into_owned())
+            }
+        }
+    }
+    if let Some(message) = &record.error {
+        body["error"] = json!({"kind": record.error_kind, "message": message});
+    }
+    Ok(body)
+}
+
+/// Most executions one logs request returns.
+const MAX_LOGS: usize = 1000;
+
+fn logs(state: &State, app: &str, pairs: &[(String, String)]) -> Result<Value, Error> {
+    let limit = param(pairs, "limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(50)
+        .min(MAX_LOGS);
+    let function = param(pairs, "function").filter(|f| !f.is_empty());
+    Ok(json!({"executions": state.platform.logs(app, function, limit)?}))
+}
+
+/// Streams new executions of `app` as server-sent events.
+fn follow(state: &State, app: &str, function: Option<&str>) -> Response<Body> {
+    if let Err(e) = state.platform.app(app) {
+        return error(&e);
+    }
+    let mut records = state.platform.follow();
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+    let (app, function) = (
+        app.to_string(),
+        function.filter(|f| !f.is_empty()).map(str::to_string),
+    );
+    tokio::spawn(async move {
+        let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(15));
+        loop {
+            let event = tokio::select! {
+                record = records.recv() => match record {
+                    Ok(r) if r.app == app && function.as_ref().is_none_or(|f| *f == r.function) => {
+                        format!("data: {}\n\n", serde_json::to_string(&r).unwrap_or_default())
+                    }
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => format!(": {n} executions skipped\n\n"),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = keepalive.tick() => ": keep-alive\n\n".to_string(),
+            };
+            if tx.send(bytes::Bytes::from(event)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut response = Response::new(http_body_util::BodyExt::boxed_unsync(EventStream { rx }));
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-cache"),
+    );
+    response
+}
+
+/// A response body fed by a channel of chunks.
+struct EventStream {
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+}
+
+impl hyper::body::Body for EventStream {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(hyper::body::Frame::data(c))))
     }
 }
 

@@ -161,6 +161,14 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
     if path == "/healthz" {
         return text(StatusCode::OK, "ok\n");
     }
+    if path == "/metrics" {
+        let mut response = text(StatusCode::OK, state.platform.metrics());
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return response;
+    }
     if let Some(rest) = path.strip_prefix("/web/") {
         return web::serve_path(state, rest, req).await;
     }

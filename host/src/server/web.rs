@@ -111,12 +111,14 @@ pub(crate) async fn serve(
             Err(_) => return super::text(StatusCode::BAD_REQUEST, "invalid request path\n"),
         }
     }
+    let id = error_id();
+    req.extensions_mut().insert(crate::web::ErrorId(id.clone()));
     match state.platform.serve_http(app, &function, req).await {
         Ok(response) => response.map(|body| {
             body.map_err(|code| format!("{code:?}").into())
                 .boxed_unsync()
         }),
-        Err(e) => failure(app, &e),
+        Err(e) => failure_with_id(app, &e, &id),
     }
 }
 

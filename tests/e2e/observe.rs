@@ -1,0 +1,263 @@
+//! Invoking and observing through `modal server`: spawn and result (also
+//! across a SIGKILL), execution records and logs for each trigger, `logs
+//! --follow`, usage and Prometheus metrics.
+
+use crate::http::{Http, get};
+use crate::server::Server;
+use modal_test_support::{COUNTER, FAULTY};
+use serde_json::Value;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn spawn_returns_an_id_and_result_waits_for_it() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    server.ok(&["deploy", COUNTER]);
+    let id = server
+        .ok(&["spawn", "counter", "slow", r#"{"ms": 400}"#])
+        .trim()
+        .to_string();
+    assert!(id.starts_with("call-"), "{id}");
+    let pending = server.modal(&["result", &id]);
+    assert_eq!(pending.status.code(), Some(3), "still pending");
+    assert_eq!(
+        server.ok(&["result", &id, "--wait", "10s"]),
+        "{\"version\":\"1\"}\n"
+    );
+    assert_eq!(
+        server.ok(&["result", &id]),
+        "{\"version\":\"1\"}\n",
+        "results are kept"
+    );
+    let failed = server
+        .ok(&["spawn", "counter", "slow", "\"not an object\""])
+        .trim()
+        .to_string();
+    let err = server.err(&["result", &failed, "--wait", "10s"]);
+    assert!(
+        err.starts_with("error: bad input: invalid argument args: SlowArgs for `slow`"),
+        "{err}"
+    );
+    assert_eq!(
+        server.err(&["spawn", "counter", "nope"]),
+        "error: no function named `nope`; the app has `entered`, `incr`, `once`, `slow`"
+    );
+}
+
+#[test]
+fn a_spawned_call_survives_a_sigkill_of_the_server() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    server.ok(&["deploy", COUNTER]);
+    let id = server
+        .ok(&["spawn", "counter", "slow", r#"{"ms": 3000}"#])
+        .trim()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    let server = server.restart();
+    assert_eq!(
+        server.ok(&["result", &id, "--wait", "20s"]),
+        "{\"version\":\"1\"}\n"
+    );
+}
+
+fn executions(server: &Server, app: &str) -> Vec<Value> {
+    let body = Http::blocking_get_json(
+        &server.addr,
+        &server.token(),
+        &format!("/api/v1/apps/{app}/logs?limit=100"),
+    );
+    body["executions"].as_array().unwrap().clone()
+}
+
+/// Waits until `app` has `n` recorded executions (the writer batches).
+fn wait_for(server: &Server, app: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = executions(server, app);
+        if found.len() >= n || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_execution_is_recorded_with_its_outcome_and_logs() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start_with(state.path(), &["--memory", "64"]);
+    server.ok(&["deploy", FAULTY]);
+    server.ok(&["call", "faulty", "echo", "1"]);
+    server.err(&["call", "faulty", "trap"]);
+    server.err(&["call", "faulty", "spin"]);
+    server.err(&["call", "faulty", "hog"]);
+    let id = server
+        .ok(&["spawn", "faulty", "echo", "2"])
+        .trim()
+        .to_string();
+    server.ok(&["result", &id, "--wait", "10s"]);
+    assert_eq!(get(&server.addr, "faulty--crash.localhost", "/").0, 500);
+    let records = wait_for(&server, "faulty", 6);
+    let summary: Vec<(String, String, String)> = records
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            (s("function"), s("trigger"), s("outcome"))
+        })
+        .collect();
+    let expected = [
+        ("echo", "call", "ok"),
+        ("trap", "call", "trap"),
+        ("spin", "call", "timeout"),
+        ("hog", "call", "memory_limit"),
+        ("echo", "spawn", "ok"),
+        ("crash", "web", "trap"),
+    ];
+    let expected: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(summary, expected);
+    assert!(
+        records[1]["logs"]
+            .as_str()
+            .unwrap()
+            .contains("the trap function panics on purpose")
+    );
+    assert_eq!(
+        records[1]["error"],
+        "function `trap` trapped: panicked: the trap function panics on purpose"
+    );
+    assert!(
+        records[5]["logs"]
+            .as_str()
+            .unwrap()
+            .contains("[modal] error "),
+        "the error id is in the logs"
+    );
+    assert!(records[0]["memory"].as_u64().unwrap() > 0);
+    let out = server.ok(&["app", "logs", "faulty", "--function", "trap"]);
+    assert!(out.contains("v1 trap [call] trap"), "{out}");
+    assert!(
+        out.contains("    the trap function panics on purpose"),
+        "{out}"
+    );
+    let stats = server.json(&["app", "stats", "faulty", "--json"]);
+    let echo = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["function"] == "echo")
+        .unwrap();
+    assert_eq!(
+        (echo["calls"].as_u64(), echo["errors"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let list = server.json(&["app", "list", "--json"]);
+    assert_eq!(
+        (list[0]["calls"].as_u64(), list[0]["errors"].as_u64()),
+        (Some(6), Some(4))
+    );
+}
+
+#[test]
+fn logs_follow_delivers_a_new_execution_within_a_second() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    server.ok(&["deploy", COUNTER]);
+    server.ok(&["call", "counter", "incr"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["app", "logs", "counter", "--follow"])
+        .env("MODAL_SERVER", format!("http://{}", server.addr))
+        .env("MODAL_STATE", &server.state)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(first.contains("v1 incr [call] ok"), "{first}");
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    server.ok(&["call", "counter", "slow", r#"{"ms": 1}"#]);
+    let line = rx
+        .recv_timeout(Duration::from_secs(1))
+        .expect("the new execution arrives within a second");
+    assert!(line.contains("v1 slow [call] ok"), "{line}");
+    assert!(start.elapsed() < Duration::from_secs(1));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_count_the_calls() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    server.ok(&["deploy", COUNTER]);
+    for _ in 0..5 {
+        server.ok(&["call", "counter", "incr"]);
+    }
+    server.err(&["call", "counter", "slow", "7"]);
+    let (status, text) = get(&server.addr, &server.addr, "/metrics");
+    assert_eq!(status, 200);
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(comment) = line.strip_prefix('#') {
+            assert!(
+                comment.starts_with(" HELP ") || comment.starts_with(" TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        assert!(
+            series[..name_end]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "{line}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "{line}");
+        }
+        samples.insert(series.to_string(), value);
+    }
+    let labels =
+        |f: &str| format!("{{app=\"counter\",version=\"1\",function=\"{f}\",trigger=\"call\"}}");
+    assert_eq!(
+        samples[&format!("modal_executions_total{}", labels("incr"))],
+        5.0
+    );
+    assert_eq!(
+        samples[&format!("modal_execution_errors_total{}", labels("incr"))],
+        0.0
+    );
+    assert_eq!(
+        samples[&format!("modal_executions_total{}", labels("slow"))],
+        1.0
+    );
+    assert_eq!(
+        samples[&format!("modal_execution_errors_total{}", labels("slow"))],
+        1.0
+    );
+    assert_eq!(samples["modal_deploys_total"], 1.0);
+    assert_eq!(
+        samples["modal_instances{app=\"counter\",version=\"1\"}"], 2.0,
+        "incr and slow each have a warm instance"
+    );
+}
