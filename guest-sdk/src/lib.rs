@@ -39,6 +39,8 @@
 //! - kind: nothing for a plain function, `web` or `web(method = "GET")`,
 //!   `schedule = cron("sec min hour dom month dow")` or
 //!   `schedule = period("30s")`;
+//! - `schedule = cron("0 9 * * * *", tz = "Europe/Paris")` evaluates the
+//!   expression in a time zone (default UTC);
 //! - `timeout = "2s"` (or a number of seconds), `retries = N`,
 //!   `min_warm = N`, `max_instances = N`, `max_requests = N` (executions an
 //!   instance serves before it is replaced).
@@ -64,6 +66,13 @@ mod web;
 pub use modal_guest_macros::app;
 /// JSON values and numbers, for functions that take or return free-form JSON.
 pub use serde_json as json;
+
+/// The id of the scheduled run being executed, stable across the retries of
+/// one fire time (use it to make a scheduled function idempotent); `None`
+/// outside scheduled runs.
+pub fn run_id() -> Option<String> {
+    __bindings::modal::app::context::run_id()
+}
 pub use web::{IntoResponse, Request, Response};
 
 /// The bindings of the `modal:app/functions` world (generated; not part of
@@ -85,7 +94,8 @@ pub mod __bindings {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::__bindings::exports::modal::app::function::{
-        AppSpec, CallError, FunctionKind, FunctionSpec, Guest as FunctionGuest, Schedule, WebRoute,
+        AppSpec, CallError, CronSchedule, FunctionKind, FunctionSpec, Guest as FunctionGuest,
+        Schedule, WebRoute,
     };
     pub use crate::__bindings::exports::modal::app::lifecycle::Guest as LifecycleGuest;
     pub use crate::call::{

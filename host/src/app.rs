@@ -88,6 +88,9 @@ pub struct Execution {
     /// Linear memory of the instance after the execution, in bytes (its
     /// peak: wasm memory only grows); 0 when no instance ran.
     pub memory: usize,
+    /// For a scheduled run, its id (the same for every retry of one fire
+    /// time).
+    pub run_id: Option<String>,
 }
 
 /// Receives every execution of an app (to record it, export metrics...).
@@ -271,6 +274,23 @@ impl LoadedApp {
 
     /// Like [`call`](Self::call), recording `trigger` as what started it.
     pub async fn call_as(&self, function: &str, input: &[u8], trigger: Trigger) -> Execution {
+        self.execute(function, input, trigger, None).await
+    }
+
+    /// Runs a scheduled function for the run `run_id` (which the guest can
+    /// read through `context.run-id`).
+    pub async fn run_scheduled(&self, function: &str, run_id: &str) -> Execution {
+        self.execute(function, b"", Trigger::Schedule, Some(run_id))
+            .await
+    }
+
+    async fn execute(
+        &self,
+        function: &str,
+        input: &[u8],
+        trigger: Trigger,
+        run_id: Option<&str>,
+    ) -> Execution {
         let started_at = SystemTime::now();
         let start = Instant::now();
         let (name, pool) = match self.pool(function) {
@@ -306,7 +326,9 @@ impl LoadedApp {
         };
         let timeout = pool.settings.timeout;
         let instance = lease.instance();
+        instance.store.data_mut().run_id = run_id.map(str::to_string);
         let outcome = invoke(instance, name, input, timeout, &self.inner.cancel).await;
+        instance.store.data_mut().run_id = None;
         let logs = instance.take_logs();
         let outcome = outcome.map_err(|e| refine(e, &logs));
         let healthy = !matches!(&outcome, Err(e) if e.poisons_instance());
@@ -315,6 +337,7 @@ impl LoadedApp {
         pool.checkin(lease, healthy);
         let mut execution = self.execution(name, trigger, started_at, start, outcome, logs, cold);
         execution.memory = memory;
+        execution.run_id = run_id.map(str::to_string);
         self.record(&execution);
         execution
     }
@@ -360,6 +383,7 @@ impl LoadedApp {
             logs,
             cold,
             memory: 0,
+            run_id: None,
         }
     }
 

@@ -8,9 +8,15 @@ wasmtime::component::bindgen!({
 
 pub(crate) use exports::modal::app::function::AppSpec as RawSpec;
 pub(crate) use exports::modal::app::function::{
-    CallError, FunctionKind as RawKind, FunctionSpec as RawFunction, Guest as FunctionGuest,
-    GuestIndices as FunctionIndices, Schedule as RawSchedule,
+    CallError, CronSchedule as RawCron, FunctionKind as RawKind, FunctionSpec as RawFunction,
+    Guest as FunctionGuest, GuestIndices as FunctionIndices, Schedule as RawSchedule,
 };
 pub(crate) use exports::modal::app::lifecycle::{
     Guest as LifecycleGuest, GuestIndices as LifecycleIndices,
 };
+
+impl modal::app::context::Host for crate::sandbox::Sandbox {
+    fn run_id(&mut self) -> Option<String> {
+        self.run_id.clone()
+    }
+}

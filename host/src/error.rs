@@ -108,6 +108,10 @@ pub enum Error {
     /// Every instance slot of the host is taken (see `PoolingLimits`).
     #[error("the host is at capacity: {0}")]
     HostAtCapacity(String),
+    /// A scheduled fire time that did not run (previous run still going,
+    /// or missed while the host was down).
+    #[error("{0}")]
+    Skipped(String),
     /// A web function ended without setting a response.
     #[error("web function `{function}` returned without setting a response")]
     NoResponse {
@@ -253,6 +257,7 @@ impl Error {
             Error::Instantiate { .. } => "instantiate_failed",
             Error::NoResponse { .. } => "no_response",
             Error::HostAtCapacity(_) => "host_at_capacity",
+            Error::Skipped(_) => "skipped",
             Error::Cancelled { .. } => "cancelled",
             Error::InvalidAppName(_) => "invalid_app_name",
             Error::AppNotFound(_) => "app_not_found",

@@ -62,6 +62,11 @@ impl Host {
         let link = |e: wasmtime::Error| Error::Internal(format!("linking WASI: {e:#}"));
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
+        crate::bindings::modal::app::context::add_to_linker::<
+            _,
+            wasmtime::component::HasSelf<Sandbox>,
+        >(&mut linker, |s| s)
+        .map_err(link)?;
         spawn_epoch_ticker(&engine);
         let compiler = Compiler::new(engine.clone(), config.cache_dir.as_deref());
         Ok(Host {

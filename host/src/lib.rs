@@ -71,8 +71,8 @@ pub use host::Host;
 pub use platform::{
     AppRecord, AppState, AppStatus, ArtifactStore, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_UPLOAD,
     DEFAULT_RETENTION, DeployRequest, Deployment, DrainStatus, FileArtifacts, FunctionHandle,
-    GcReport, GitInfo, Platform, PlatformConfig, Registry, SqliteRegistry, VersionRecord,
-    VersionStatus, validate_app_name,
+    GcReport, GitInfo, Platform, PlatformConfig, Registry, ScheduleState, ScheduleStatus,
+    SqliteRegistry, VersionRecord, VersionStatus, validate_app_name,
 };
 pub use pool::PoolStats;
 pub use spec::{

@@ -20,6 +20,8 @@ pub(crate) struct Sandbox {
     /// When the current execution must stop; checked on every epoch tick.
     pub(crate) deadline: Instant,
     pub(crate) logs: LogCapture,
+    /// The id of the scheduled run in progress, for `context.run-id`.
+    pub(crate) run_id: Option<String>,
 }
 
 /// Limits linear memory and records whether the guest hit the limit, so a
@@ -192,6 +194,7 @@ pub(crate) fn new_store(
         },
         deadline: Instant::now(),
         logs,
+        run_id: None,
     };
     let mut store = Store::new(engine, sandbox);
     store.limiter(|s| &mut s.memory);

@@ -2,7 +2,7 @@
 //! (see `bindings`), and the validated form the rest of the host uses. No
 //! value from the guest is used before it passes [`validate`].
 
-use crate::bindings::{RawFunction, RawKind, RawSchedule, RawSpec};
+use crate::bindings::{RawCron, RawFunction, RawKind, RawSchedule, RawSpec};
 use crate::config::{HostConfig, MAX_TIMEOUT};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -118,8 +118,14 @@ impl FunctionKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Schedule {
-    /// A cron expression with seconds, in UTC.
-    Cron(String),
+    /// A cron expression with seconds, in a time zone (UTC if none).
+    Cron {
+        /// `sec min hour day-of-month month day-of-week [year]`.
+        expression: String,
+        /// An IANA time zone such as `Europe/Paris`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timezone: Option<String>,
+    },
     /// A fixed period.
     #[serde(rename = "period_ms", with = "millis")]
     Period(Duration),
@@ -128,7 +134,14 @@ pub enum Schedule {
 impl std::fmt::Display for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Schedule::Cron(expr) => write!(f, "cron `{expr}` (UTC)"),
+            Schedule::Cron {
+                expression,
+                timezone,
+            } => write!(
+                f,
+                "cron `{expression}` ({})",
+                timezone.as_deref().unwrap_or("UTC")
+            ),
             Schedule::Period(d) => write!(f, "every {}", human(*d)),
         }
     }
@@ -315,15 +328,29 @@ fn function(f: RawFunction, config: &HostConfig) -> Result<FunctionSpec, Vec<Str
             }
             FunctionKind::Web { method }
         }
-        RawKind::Scheduled(RawSchedule::Cron(expr)) => {
-            if let Err(e) = cron::Schedule::from_str(&expr) {
+        RawKind::Scheduled(RawSchedule::Cron(RawCron {
+            expression,
+            timezone,
+        })) => {
+            if let Err(e) = cron::Schedule::from_str(&expression) {
                 problems.push(format!(
                     "invalid cron expression `{}`: {e} (expected `sec min hour day month weekday [year]`)",
-                    shorten(&expr)
+                    shorten(&expression)
+                ));
+            }
+            if let Some(tz) = &timezone
+                && tz.parse::<chrono_tz::Tz>().is_err()
+            {
+                problems.push(format!(
+                    "unknown time zone `{}` (expected an IANA name such as `Europe/Paris`)",
+                    shorten(tz)
                 ));
             }
             FunctionKind::Scheduled {
-                schedule: Schedule::Cron(expr),
+                schedule: Schedule::Cron {
+                    expression,
+                    timezone,
+                },
             }
         }
         RawKind::Scheduled(RawSchedule::PeriodMs(ms)) => {
@@ -443,10 +470,20 @@ mod tests {
         let problems = check(vec![
             raw(
                 "tick",
-                RawKind::Scheduled(RawSchedule::Cron("* * *".into())),
+                RawKind::Scheduled(RawSchedule::Cron(RawCron {
+                    expression: "* * *".into(),
+                    timezone: None,
+                })),
             ),
             raw("dup", RawKind::Plain),
             raw("dup", RawKind::Plain),
+            raw(
+                "zoned",
+                RawKind::Scheduled(RawSchedule::Cron(RawCron {
+                    expression: "0 0 9 * * *".into(),
+                    timezone: Some("Mars/Olympus".into()),
+                })),
+            ),
             raw("9lives", RawKind::Plain),
             raw("fast", RawKind::Scheduled(RawSchedule::PeriodMs(5))),
             raw(

@@ -163,7 +163,7 @@ fn describe_lists_functions_and_settings() {
         serde_json::from_str(&succeeds(&["describe", "--json", CRON])).unwrap();
     assert_eq!(json["functions"][0]["name"], "tick");
     assert_eq!(
-        json["functions"][0]["kind"]["schedule"]["cron"],
+        json["functions"][0]["kind"]["schedule"]["cron"]["expression"],
         "* * * * * *"
     );
     assert_eq!(json["functions"][1]["settings"]["retries"], 2);

@@ -73,7 +73,10 @@ async fn the_spec_is_read_from_describe() {
     assert_eq!(
         tick.kind,
         FunctionKind::Scheduled {
-            schedule: Schedule::Cron("* * * * * *".into())
+            schedule: Schedule::Cron {
+                expression: "* * * * * *".into(),
+                timezone: None,
+            }
         }
     );
     let flaky = spec.function("flaky").unwrap();

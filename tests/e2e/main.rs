@@ -5,6 +5,7 @@ mod cli;
 mod http;
 mod library;
 mod observe;
+mod schedule;
 mod server;
 mod web;
 

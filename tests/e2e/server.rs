@@ -33,6 +33,7 @@ impl Server {
             .args(extra)
             .env_remove("MODAL_SERVER")
             .env_remove("MODAL_TOKEN")
+            .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

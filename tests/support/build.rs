@@ -6,7 +6,15 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The example apps, by crate name.
-const EXAMPLES: &[&str] = &["hello", "counter", "cron", "faulty", "http-plain", "fetch"];
+const EXAMPLES: &[&str] = &[
+    "hello",
+    "counter",
+    "cron",
+    "faulty",
+    "http-plain",
+    "fetch",
+    "bad-schedule",
+];
 
 fn main() {
     let manifest_dir =

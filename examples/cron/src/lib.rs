@@ -13,7 +13,8 @@ mod cron {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        println!("tick at {at} ms");
+        let run = modal_guest::run_id().unwrap_or_else(|| "none".into());
+        println!("tick at {at} ms (run {run})");
     }
 
     /// Fails every second, after two retries.

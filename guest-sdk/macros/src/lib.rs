@@ -32,8 +32,13 @@ pub fn app(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// What kind of function, as declared in `#[function(...)]`.
 enum Kind {
     Plain,
-    Web { method: Option<String> },
-    Cron(String),
+    Web {
+        method: Option<String>,
+    },
+    Cron {
+        expression: String,
+        timezone: Option<String>,
+    },
     PeriodMs(u64),
 }
 
@@ -274,9 +279,24 @@ fn parse_schedule(expr: &Expr) -> syn::Result<Kind> {
     let Expr::Path(func) = &*call.func else {
         return Err(err());
     };
-    if call.args.len() != 1 {
-        return Err(err());
-    }
+    let tz_arg = if func.path.is_ident("cron") && call.args.len() == 2 {
+        match &call.args[1] {
+            Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("tz")) => {
+                Some(lit_str(&a.right)?)
+            }
+            other => {
+                return Err(syn::Error::new(
+                    other.span(),
+                    "expected `tz = \"Area/City\"`",
+                ));
+            }
+        }
+    } else {
+        if call.args.len() != 1 {
+            return Err(err());
+        }
+        None
+    };
     let arg = &call.args[0];
     if func.path.is_ident("cron") {
         let expression = lit_str(arg)?;
@@ -290,7 +310,10 @@ fn parse_schedule(expr: &Expr) -> syn::Result<Kind> {
                 ),
             ));
         }
-        Ok(Kind::Cron(expression))
+        Ok(Kind::Cron {
+            expression,
+            timezone: tz_arg,
+        })
     } else if func.path.is_ident("period") {
         let ms = duration_ms(arg)?;
         if ms == 0 {
@@ -437,8 +460,15 @@ fn spec(f: &Function) -> TokenStream2 {
             let method = opt_string(method);
             quote!(#p::FunctionKind::Web(#p::WebRoute { method: #method }))
         }
-        Kind::Cron(expr) => {
-            quote!(#p::FunctionKind::Scheduled(#p::Schedule::Cron(::std::string::String::from(#expr))))
+        Kind::Cron {
+            expression,
+            timezone,
+        } => {
+            let timezone = opt_string(timezone);
+            quote!(#p::FunctionKind::Scheduled(#p::Schedule::Cron(#p::CronSchedule {
+                expression: ::std::string::String::from(#expression),
+                timezone: #timezone,
+            })))
         }
         Kind::PeriodMs(ms) => quote!(#p::FunctionKind::Scheduled(#p::Schedule::PeriodMs(#ms))),
     };

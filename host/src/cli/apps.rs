@@ -28,6 +28,10 @@ pub struct DeployArgs {
     /// (repeatable); all other outbound requests are denied.
     #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
     allow_http: Vec<String>,
+    /// Where failed scheduled runs are reported: a JSON POST with app,
+    /// version, function, fire time, error and log tail.
+    #[arg(long, value_name = "URL")]
+    notify: Option<String>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -74,6 +78,180 @@ pub struct ResultArgs {
     wait: String,
     #[command(flatten)]
     server: ServerArgs,
+}
+
+/// `modal schedule ...`.
+#[derive(Subcommand)]
+pub enum ScheduleCommand {
+    /// The schedules of an app: when they run, next fire time, paused.
+    List {
+        /// The app.
+        app: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop firing a schedule (without a redeploy).
+    Pause {
+        /// The app.
+        app: String,
+        /// The scheduled function.
+        function: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Fire a paused schedule again.
+    Resume {
+        /// The app.
+        app: String,
+        /// The scheduled function.
+        function: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Fire a schedule once, now (with its retries); prints the run id.
+    Run {
+        /// The app.
+        app: String,
+        /// The scheduled function.
+        function: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The recent runs of a schedule.
+    History {
+        /// The app.
+        app: String,
+        /// The scheduled function.
+        function: String,
+        /// How many runs.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub async fn schedule(command: ScheduleCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ScheduleCommand::List { app, server } => {
+            let path = format!("/api/v1/apps/{}/schedules", encode(&app));
+            let body = server
+                .client()?
+                .expect(Method::GET, &path, Vec::new())
+                .await?;
+            print!("{}", render_schedules(&body["schedules"]));
+        }
+        ScheduleCommand::Pause {
+            app,
+            function,
+            server,
+        } => {
+            let path = format!(
+                "/api/v1/apps/{}/schedules/{}/pause",
+                encode(&app),
+                encode(&function)
+            );
+            server
+                .client()?
+                .expect(Method::POST, &path, Vec::new())
+                .await?;
+            println!("✓ Paused {app}.{function}.");
+        }
+        ScheduleCommand::Resume {
+            app,
+            function,
+            server,
+        } => {
+            let path = format!(
+                "/api/v1/apps/{}/schedules/{}/resume",
+                encode(&app),
+                encode(&function)
+            );
+            server
+                .client()?
+                .expect(Method::POST, &path, Vec::new())
+                .await?;
+            println!("✓ Resumed {app}.{function}.");
+        }
+        ScheduleCommand::Run {
+            app,
+            function,
+            server,
+        } => {
+            let path = format!(
+                "/api/v1/apps/{}/schedules/{}/run",
+                encode(&app),
+                encode(&function)
+            );
+            let body = server
+                .client()?
+                .expect(Method::POST, &path, Vec::new())
+                .await?;
+            println!("{}", body["run_id"].as_str().unwrap_or_default());
+        }
+        ScheduleCommand::History {
+            app,
+            function,
+            limit,
+            server,
+        } => {
+            let path = format!(
+                "/api/v1/apps/{}/logs?limit={}&function={}",
+                encode(&app),
+                MAX_HISTORY,
+                encode(&function)
+            );
+            let body = server
+                .client()?
+                .expect(Method::GET, &path, Vec::new())
+                .await?;
+            let runs: Vec<&Value> = body["executions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["trigger"] == "schedule")
+                .collect();
+            for e in &runs[runs.len().saturating_sub(limit)..] {
+                let run = e["run_id"]
+                    .as_str()
+                    .map(|r| format!("  ({r})"))
+                    .unwrap_or_default();
+                print!(
+                    "{}",
+                    render_execution(e).replacen('\n', &format!("{run}\n"), 1)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Executions fetched to find a schedule's runs among all of its
+/// function's executions.
+const MAX_HISTORY: usize = 1000;
+
+fn render_schedules(schedules: &Value) -> String {
+    let rows = schedules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let state = if s["paused"] == true {
+                "paused"
+            } else if s["running"] == true {
+                "running"
+            } else {
+                "waiting"
+            };
+            vec![
+                s["function"].as_str().unwrap_or("").to_string(),
+                s["schedule"].as_str().unwrap_or("").to_string(),
+                state.to_string(),
+                timestamp(s["next_fire"].as_u64()),
+            ]
+        })
+        .collect();
+    table(&["FUNCTION", "SCHEDULE", "STATE", "NEXT FIRE"], rows)
 }
 
 /// `modal app ...`.
@@ -188,6 +366,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     for host in &args.allow_http {
         query.push(format!("allow_http={}", encode(host)));
     }
+    if let Some(url) = &args.notify {
+        query.push(format!("notify={}", encode(url)));
+    }
     if let Some(tag) = &args.tag {
         query.push(format!("tag={}", encode(tag)));
     }
@@ -264,8 +445,14 @@ fn render_deploy(file: &Path, size: usize, body: &Value) -> String {
             }
             Some("scheduled") => {
                 let schedule = &f["kind"]["schedule"];
-                let when = match (schedule["cron"].as_str(), schedule["period_ms"].as_u64()) {
-                    (Some(expr), _) => format!("cron `{expr}` UTC"),
+                let when = match (
+                    schedule["cron"]["expression"].as_str(),
+                    schedule["period_ms"].as_u64(),
+                ) {
+                    (Some(expr), _) => {
+                        let zone = schedule["cron"]["timezone"].as_str().unwrap_or("UTC");
+                        format!("cron `{expr}` {zone}")
+                    }
                     (_, Some(ms)) => format!(
                         "every {}",
                         modal_host::format_duration(std::time::Duration::from_millis(ms))
@@ -604,6 +791,7 @@ fn render_list(apps: &Value) -> String {
                 a["functions"].as_u64().unwrap_or(0).to_string(),
                 a["calls"].as_u64().unwrap_or(0).to_string(),
                 a["errors"].as_u64().unwrap_or(0).to_string(),
+                next_fire(a),
             ]
         })
         .collect();
@@ -616,9 +804,24 @@ fn render_list(apps: &Value) -> String {
             "FUNCTIONS",
             "CALLS",
             "ERRORS",
+            "NEXT FIRE",
         ],
         rows,
     )
+}
+
+/// The earliest next fire time of an app's schedules, and which.
+fn next_fire(app: &Value) -> String {
+    let next = app["schedules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some((s["next_fire"].as_u64()?, s["function"].as_str()?)))
+        .min();
+    match next {
+        Some((at, function)) => format!("{} ({function})", timestamp(Some(at))),
+        None => "-".into(),
+    }
 }
 
 fn render_history(body: &Value) -> String {

@@ -38,6 +38,9 @@ enum Command {
     /// Manage deployed apps.
     #[command(subcommand)]
     App(apps::AppCommand),
+    /// Pause, resume, fire and inspect schedules.
+    #[command(subcommand)]
+    Schedule(apps::ScheduleCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -64,6 +67,7 @@ pub fn main() -> ExitCode {
             Command::Spawn(args) => apps::spawn(args).await,
             Command::Result(args) => apps::result(args).await,
             Command::App(command) => apps::app(command).await,
+            Command::Schedule(command) => apps::schedule(command).await,
         }
     });
     match result {

@@ -50,6 +50,10 @@ pub struct ServerArgs {
     /// artifacts are deleted.
     #[arg(long, value_parser = parse_duration, default_value = RETENTION_DEFAULT)]
     retention: Duration,
+    /// Where failed scheduled runs are reported (a JSON POST) when the app
+    /// was deployed without `--notify`.
+    #[arg(long, value_name = "URL")]
+    notify: Option<String>,
     /// Largest component a deploy accepts, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MAX_UPLOAD >> 20)]
     max_upload: usize,
@@ -89,6 +93,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         drain_timeout: args.drain_timeout,
         max_upload: args.max_upload << 20,
         retention: args.retention,
+        notify: args.notify,
     };
     let platform = Platform::open(&state, host_config, platform_config, None).await?;
     platform.spawn_gc(GC_PERIOD);

@@ -6,10 +6,14 @@
 mod artifacts;
 mod records;
 mod registry;
+mod scheduler;
 
 pub use artifacts::{ArtifactStore, FileArtifacts};
 pub use records::{CallRecord, ExecutionRecord, Usage};
-pub use registry::{AppRecord, AppState, GitInfo, Registry, SqliteRegistry, VersionRecord};
+pub use registry::{
+    AppRecord, AppState, GitInfo, Registry, ScheduleState, SqliteRegistry, VersionRecord,
+};
+pub use scheduler::ScheduleStatus;
 
 use crate::app::{AppMeta, Execution, ExecutionSink, LoadedApp, Trigger};
 use crate::compile::{CompileStats, digest};
@@ -51,6 +55,9 @@ pub struct PlatformConfig {
     pub max_upload: usize,
     /// How long stopped apps are kept.
     pub retention: Duration,
+    /// Where failed scheduled runs are reported when the app names no
+    /// webhook of its own.
+    pub notify: Option<String>,
 }
 
 impl Default for PlatformConfig {
@@ -59,6 +66,7 @@ impl Default for PlatformConfig {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_upload: DEFAULT_MAX_UPLOAD,
             retention: DEFAULT_RETENTION,
+            notify: None,
         }
     }
 }
@@ -72,6 +80,9 @@ pub struct DeployRequest {
     pub env: Vec<(String, String)>,
     /// Hosts (`host` or `host:port`) the app may send HTTP requests to.
     pub allow_http: Vec<String>,
+    /// Where failed scheduled runs are reported (a JSON POST); the
+    /// platform's default when `None`.
+    pub notify: Option<String>,
     /// A label for this version, shown in the history.
     pub tag: Option<String>,
     /// Who deploys.
@@ -137,6 +148,8 @@ pub struct AppStatus {
     pub errors: u64,
     /// Versions still draining.
     pub draining: Vec<DrainStatus>,
+    /// Its schedules and their next fire times.
+    pub schedules: Vec<ScheduleStatus>,
     /// Set when the live version could not be loaded at start-up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_error: Option<String>,
@@ -185,6 +198,7 @@ pub struct Platform {
 
 struct Inner {
     host: Host,
+    scheduler: Arc<scheduler::Scheduler>,
     recorder: Arc<records::Recorder>,
     /// Bumped whenever a spawned call finishes, to wake waiting readers.
     calls_done: tokio::sync::watch::Sender<u64>,
@@ -279,6 +293,7 @@ impl Platform {
         let platform = Platform {
             inner: Arc::new(Inner {
                 host,
+                scheduler: Arc::default(),
                 recorder,
                 calls_done: tokio::sync::watch::channel(0).0,
                 registry,
@@ -294,6 +309,7 @@ impl Platform {
         };
         platform.restore().await?;
         platform.resume_calls()?;
+        scheduler::Scheduler::start(&platform)?;
         Ok(platform)
     }
 
@@ -431,6 +447,7 @@ impl Platform {
             spec: loaded.spec().clone(),
             env: request.env,
             allow_http: request.allow_http,
+            notify: request.notify,
             deployed_at: now,
             deployer: request.deployer,
             tag: request.tag,
@@ -443,6 +460,7 @@ impl Platform {
         }
         let previous = self.go_live(&request.name, loaded);
         self.inner.recorder.deployed();
+        self.inner.scheduler.changed();
         match rollback_of {
             Some(from) => tracing::info!(app = %request.name, version, from, "rolled back"),
             None => {
@@ -522,6 +540,7 @@ impl Platform {
             self.retire(old);
         }
         self.unpin(app).await;
+        self.inner.scheduler.changed();
         tracing::info!(app, "stopped");
         Ok(())
     }
@@ -576,6 +595,7 @@ impl Platform {
             name: app.to_string(),
             env: old.env.clone(),
             allow_http: old.allow_http.clone(),
+            notify: old.notify.clone(),
             tag: old.tag.clone(),
             deployer: deployer.to_string(),
             git: old.git.clone(),
@@ -663,13 +683,40 @@ impl Platform {
         version: Option<u64>,
         trigger: Trigger,
     ) -> Result<Execution, Error> {
+        self.execute(app, function, input, version, trigger, None)
+            .await
+    }
+
+    /// Runs a scheduled function of the live version for run `run_id`.
+    pub(crate) async fn run_scheduled(
+        &self,
+        app: &str,
+        function: &str,
+        run_id: &str,
+    ) -> Result<Execution, Error> {
+        self.execute(app, function, b"", None, Trigger::Schedule, Some(run_id))
+            .await
+    }
+
+    async fn execute(
+        &self,
+        app: &str,
+        function: &str,
+        input: &[u8],
+        version: Option<u64>,
+        trigger: Trigger,
+        run_id: Option<&str>,
+    ) -> Result<Execution, Error> {
         let mut attempts = 0;
         loop {
             let loaded = match version {
                 Some(v) => self.version(app, v).await?,
                 None => self.live(app)?,
             };
-            let execution = loaded.call_as(function, input, trigger).await;
+            let execution = match run_id {
+                Some(id) => loaded.run_scheduled(function, id).await,
+                None => loaded.call_as(function, input, trigger).await,
+            };
             attempts += 1;
             if matches!(execution.outcome, Err(Error::ShuttingDown(_))) && attempts < RETRIES {
                 tokio::task::yield_now().await;
@@ -885,6 +932,7 @@ impl Platform {
     }
 
     fn status(&self, record: AppRecord) -> AppStatus {
+        let schedules = self.inner.scheduler.status(&record.name);
         let slots = self.slots();
         let (functions, instances, in_flight, load_error) = match slots.get(&record.name) {
             Some(Slot::Serving(l)) => (
@@ -916,6 +964,7 @@ impl Platform {
             in_flight,
             calls: 0,
             errors: 0,
+            schedules,
             draining,
             load_error,
         }

@@ -48,6 +48,8 @@ pub struct ExecutionRecord {
     pub logs: String,
     /// Linear memory of the instance, bytes.
     pub memory: u64,
+    /// For a scheduled run, its id.
+    pub run_id: Option<String>,
 }
 
 /// Usage of one function of one version.
@@ -108,7 +110,8 @@ CREATE TABLE IF NOT EXISTS executions (
     outcome TEXT NOT NULL,
     error TEXT,
     logs TEXT NOT NULL,
-    memory INTEGER NOT NULL
+    memory INTEGER NOT NULL,
+    run_id TEXT
 );
 CREATE INDEX IF NOT EXISTS executions_by_app ON executions (app, id);
 CREATE TABLE IF NOT EXISTS calls (
@@ -184,6 +187,7 @@ fn execution_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         error: row.get(8)?,
         logs: row.get(9)?,
         memory: row.get(10)?,
+        run_id: row.get(11)?,
     })
 }
 
@@ -235,8 +239,8 @@ impl Store {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO executions (id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    "INSERT INTO executions (id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(db)?;
             for r in records {
@@ -252,6 +256,7 @@ impl Store {
                     r.error,
                     r.logs,
                     r.memory,
+                    r.run_id,
                 ])
                 .map_err(db)?;
             }
@@ -270,7 +275,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory
+                "SELECT id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id
                  FROM executions WHERE app = ?1 AND (?2 IS NULL OR function = ?2) ORDER BY id DESC LIMIT ?3",
             )
             .map_err(db)?;
@@ -528,6 +533,7 @@ impl Recorder {
             error,
             logs: e.logs.clone(),
             memory: e.memory as u64,
+            run_id: e.run_id.clone(),
         };
         if self.follow.receiver_count() > 0 {
             let _ = self.follow.send(record.clone());

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::spec::AppSpec;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
@@ -76,6 +76,8 @@ pub struct VersionRecord {
     pub env: Vec<(String, String)>,
     /// Hosts the app may send HTTP requests to.
     pub allow_http: Vec<String>,
+    /// Where failed scheduled runs are reported (a JSON POST).
+    pub notify: Option<String>,
     /// When it was deployed (Unix ms).
     pub deployed_at: u64,
     /// Who deployed it.
@@ -111,6 +113,22 @@ pub trait Registry: Send + Sync + 'static {
     fn delete_app(&self, app: &str) -> Result<(), Error>;
     /// Digests of every component some kept version uses.
     fn referenced_digests(&self) -> Result<HashSet<String>, Error>;
+    /// The stored state of every schedule, by (app, function).
+    fn schedules(&self) -> Result<HashMap<(String, String), ScheduleState>, Error>;
+    /// Records fire times as taken, in one transaction, before they run:
+    /// a fire time recorded here is never run again.
+    fn record_fires(&self, fires: &[(String, String, u64)]) -> Result<(), Error>;
+    /// Pauses or resumes a schedule.
+    fn set_paused(&self, app: &str, function: &str, paused: bool) -> Result<(), Error>;
+}
+
+/// What is kept of one schedule between restarts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScheduleState {
+    /// The last fire time taken (Unix ms).
+    pub last_fire: Option<u64>,
+    /// Whether it is paused.
+    pub paused: bool,
 }
 
 /// The embedded registry: one SQLite file (WAL, full sync).
@@ -139,7 +157,15 @@ CREATE TABLE IF NOT EXISTS versions (
     git_dirty INTEGER,
     rollback_of INTEGER,
     allow_http TEXT NOT NULL DEFAULT '[]',
+    notify TEXT,
     PRIMARY KEY (app, version)
+);
+CREATE TABLE IF NOT EXISTS schedules (
+    app TEXT NOT NULL,
+    function TEXT NOT NULL,
+    last_fire INTEGER,
+    paused INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (app, function)
 );
 ";
 
@@ -178,7 +204,7 @@ fn app_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
 }
 
 const VERSION_COLUMNS: &str = "app, version, digest, spec, env, deployed_at, deployer, tag, \
-     git_commit, git_dirty, rollback_of, allow_http";
+     git_commit, git_dirty, rollback_of, allow_http, notify";
 
 fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     let json_error = |i: usize, e: serde_json::Error| {
@@ -204,6 +230,7 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
         rollback_of: row.get(10)?,
         allow_http: serde_json::from_str(&row.get::<_, String>(11)?)
             .map_err(|e| json_error(11, e))?,
+        notify: row.get(12)?,
     })
 }
 
@@ -272,7 +299,7 @@ impl Registry for SqliteRegistry {
         )
         .map_err(db)?;
         tx.execute(
-            &format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            &format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
             params![
                 v.app,
                 v.version,
@@ -286,6 +313,7 @@ impl Registry for SqliteRegistry {
                 v.git.as_ref().map(|g| g.dirty),
                 v.rollback_of,
                 allow_http,
+                v.notify,
             ],
         )
         .map_err(db)?;
@@ -333,6 +361,53 @@ impl Registry for SqliteRegistry {
         let rows = stmt.query_map([], |r| r.get(0)).map_err(db)?;
         rows.collect::<Result<_, _>>().map_err(db)
     }
+
+    fn schedules(&self) -> Result<HashMap<(String, String), ScheduleState>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT app, function, last_fire, paused FROM schedules")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    (r.get(0)?, r.get(1)?),
+                    ScheduleState {
+                        last_fire: r.get(2)?,
+                        paused: r.get(3)?,
+                    },
+                ))
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    fn record_fires(&self, fires: &[(String, String, u64)]) -> Result<(), Error> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO schedules (app, function, last_fire) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(app, function) DO UPDATE SET last_fire = MAX(COALESCE(last_fire, 0), ?3)",
+                )
+                .map_err(db)?;
+            for (app, function, at) in fires {
+                stmt.execute(params![app, function, at]).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn set_paused(&self, app: &str, function: &str, paused: bool) -> Result<(), Error> {
+        self.conn()
+            .execute(
+                "INSERT INTO schedules (app, function, paused) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(app, function) DO UPDATE SET paused = ?3",
+                params![app, function, paused],
+            )
+            .map(drop)
+            .map_err(db)
+    }
 }
 
 #[cfg(test)]
@@ -352,6 +427,7 @@ mod tests {
             },
             env: vec![("K".into(), "V".into())],
             allow_http: vec!["example.com".into()],
+            notify: None,
             deployed_at: 1000 + version,
             deployer: "me".into(),
             tag: Some("t".into()),

@@ -159,6 +159,25 @@ pub(crate) async fn handle(state: &State, rest: &str, req: Request<Incoming>) ->
         (&Method::GET, ["apps", name, "stats"]) => {
             state.platform.usage(name).map(|u| json!({"usage": u}))
         }
+        (&Method::GET, ["apps", name, "schedules"]) => state
+            .platform
+            .app(name)
+            .map(|a| json!({"schedules": a.schedules})),
+        (&Method::POST, ["apps", name, "schedules", function, "pause"]) => state
+            .platform
+            .set_paused(name, function, true)
+            .await
+            .map(|()| json!({"paused": true})),
+        (&Method::POST, ["apps", name, "schedules", function, "resume"]) => state
+            .platform
+            .set_paused(name, function, false)
+            .await
+            .map(|()| json!({"paused": false})),
+        (&Method::POST, ["apps", name, "schedules", function, "run"]) => state
+            .platform
+            .run_now(name, function)
+            .await
+            .map(|id| json!({"run_id": id})),
         _ => return not_found(&format!("{method} /api/v1/{rest}")),
     };
     match result {
@@ -235,6 +254,9 @@ async fn deploy(
         name: name.to_string(),
         env,
         allow_http,
+        notify: param(pairs, "notify")
+            .filter(|n| !n.is_empty())
+            .map(str::to_string),
         tag: param(pairs, "tag")
             .filter(|t| !t.is_empty())
             .map(str::to_string),

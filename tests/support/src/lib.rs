@@ -18,6 +18,9 @@ pub const HTTP_PLAIN: &str = env!("MODAL_EXAMPLE_HTTP_PLAIN");
 /// `examples/fetch`: `get` fetches a URL with outbound `wasi:http`.
 pub const FETCH: &str = env!("MODAL_EXAMPLE_FETCH");
 
+/// `examples/bad-schedule`: a fixture with an invalid cron expression.
+pub const BAD_SCHEDULE: &str = env!("MODAL_EXAMPLE_BAD_SCHEDULE");
+
 /// The bytes of an example component.
 pub fn wasm(path: &str) -> Vec<u8> {
     std::fs::read(Path::new(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))

@@ -1,0 +1,171 @@
+//! Scheduler figures with 10,000 schedules on one host: CPU use while idle
+//! between fires, and fire-time lateness (p50, p99).
+//!
+//! Generates a guest with 250 functions scheduled `*/10 * * * * *` (built
+//! with cargo for wasm32-wasip2), deploys 40 distinct copies of it, and
+//! watches two rounds of fires. Run it with
+//! `cargo bench -p modal-host --bench schedules`.
+
+use modal_host::{DeployRequest, HostConfig, Platform, PlatformConfig};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const FUNCTIONS: usize = 250;
+const APPS: usize = 40;
+
+fn build_guest(root: &Path) -> Vec<u8> {
+    let dir = root.join("target/bench-guests/many-schedules");
+    std::fs::create_dir_all(dir.join("src")).expect("guest dir");
+    let sdk = root.join("guest-sdk");
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"many-schedules\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n\
+             [dependencies]\nmodal-guest = {{ path = \"{}\" }}\n\n[workspace]\n\n[profile.release]\nopt-level = \"s\"\n",
+            sdk.display()
+        ),
+    )
+    .expect("manifest");
+    let mut src = String::from("#[modal_guest::app]\nmod many {\n");
+    for i in 0..FUNCTIONS {
+        src.push_str(&format!(
+            "    #[function(schedule = cron(\"*/10 * * * * *\"))]\n    fn f{i}() {{}}\n"
+        ));
+    }
+    src.push_str("}\n");
+    std::fs::write(dir.join("src/lib.rs"), src).expect("source");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&dir)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(root.join("target/bench-guests/target"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the generated guest failed");
+    std::fs::read(root.join("target/bench-guests/target/wasm32-wasip2/release/many_schedules.wasm"))
+        .expect("guest built")
+}
+
+/// A copy of `wasm` with its own digest (an extra custom section).
+fn variant(wasm: &[u8], n: usize) -> Vec<u8> {
+    let name = format!("variant-{n}");
+    let mut out = wasm.to_vec();
+    out.push(0);
+    out.push((name.len() + 1) as u8);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// CPU time (user + system) of this process.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let guest = build_guest(&root);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let state = tempfile::tempdir().expect("temp dir");
+        let platform = Platform::open(
+            state.path(),
+            HostConfig::default(),
+            PlatformConfig::default(),
+            None,
+        )
+        .await
+        .expect("platform");
+        let start = Instant::now();
+        for i in 0..APPS {
+            let request = DeployRequest {
+                name: format!("s{i}"),
+                deployer: "bench".into(),
+                ..DeployRequest::default()
+            };
+            platform
+                .deploy(&variant(&guest, i), request)
+                .await
+                .expect("deploys");
+        }
+        println!(
+            "deployed {} schedules in {:.1?}",
+            APPS * FUNCTIONS,
+            start.elapsed()
+        );
+        // Align to just after a round of fires, then measure a quiet window.
+        let now_ms = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+        };
+        let next_round = (now_ms() / 10_000 + 1) * 10_000;
+        tokio::time::sleep(Duration::from_millis(next_round + 3_000 - now_ms())).await;
+        let cpu = cpu_time();
+        let wall = Instant::now();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let idle = (cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64() * 100.0;
+        tokio::time::sleep(Duration::from_millis(
+            (next_round + 12_000).saturating_sub(now_ms()),
+        ))
+        .await;
+        let mut lateness = Vec::new();
+        for i in 0..APPS {
+            for e in platform.logs(&format!("s{i}"), None, 1000).expect("logs") {
+                let Some(fire) = e
+                    .run_id
+                    .as_deref()
+                    .and_then(|r| r.rsplit('-').next())
+                    .and_then(|t| t.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                lateness.push(e.started_at.saturating_sub(fire));
+            }
+        }
+        lateness.sort_unstable();
+        let at = |p: f64| lateness[((lateness.len() - 1) as f64 * p).round() as usize];
+        println!("{:<52} {:>12}", "schedules", APPS * FUNCTIONS);
+        println!("{:<52} {:>12}", "runs observed", lateness.len());
+        println!(
+            "{:<52} {:>12}",
+            "scheduler CPU while idle between fires",
+            format!("{idle:.2} %")
+        );
+        println!(
+            "{:<52} {:>12}",
+            "fire lateness p50",
+            format!("{} ms", at(0.5))
+        );
+        println!(
+            "{:<52} {:>12}",
+            "fire lateness p99",
+            format!("{} ms", at(0.99))
+        );
+        println!(
+            "{:<52} {:>12}",
+            "fire lateness max",
+            format!("{} ms", at(1.0))
+        );
+    });
+}
