@@ -1,6 +1,7 @@
 //! End-to-end tests: the example guests (built by `modal-test-support`) run
 //! through the `modal-host` library and through the real `modal` binary.
 
+mod browser;
 mod cli;
 mod http;
 mod library;

@@ -65,6 +65,11 @@ fn unauthorized(message: &str) -> Response<Body> {
     response
 }
 
+/// Whether `given` is the token (compared in constant time).
+pub(crate) fn token_matches(given: &str, token: &str) -> bool {
+    constant_time_eq(given.as_bytes(), token.as_bytes())
+}
+
 /// Compares without an early exit, so timing does not reveal the token.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

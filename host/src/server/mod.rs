@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod pages;
 mod web;
 
 pub use auth::{TOKEN_FILE, load_or_create_token};
@@ -49,12 +50,22 @@ pub struct ServerConfig {
 
 pub(crate) struct State {
     pub(crate) platform: Platform,
+    /// Logged-in page sessions: id → CSRF token.
+    sessions: std::sync::Mutex<std::collections::HashMap<String, String>>,
     pub(crate) config: ServerConfig,
     /// The address clients reach the server at, for URLs in responses.
     pub(crate) addr: SocketAddr,
 }
 
 impl State {
+    pub(crate) fn sessions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Base URL of the control API and pages.
     pub(crate) fn base_url(&self) -> String {
         format!("http://{}", self.addr)
@@ -91,6 +102,7 @@ impl Server {
         Ok(Server {
             state: Arc::new(State {
                 platform,
+                sessions: Default::default(),
                 config,
                 addr,
             }),
@@ -171,6 +183,12 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
     }
     if let Some(rest) = path.strip_prefix("/web/") {
         return web::serve_path(state, rest, req).await;
+    }
+    if path == "/apps" || path.starts_with("/apps/") || path == "/login" || path == "/logout" {
+        if let Some(response) = pages::handle(state, &path, req).await {
+            return response;
+        }
+        return text(StatusCode::NOT_FOUND, "not found\n");
     }
     if let Some(rest) = path.strip_prefix("/api/v1/") {
         if let Some(response) = auth::reject(&req, &state.config.token) {

@@ -1,0 +1,352 @@
+//! The apps pages: `/apps` and `/apps/{name}`, server-rendered HTML behind
+//! a login with the control token (an HttpOnly, SameSite=Strict session
+//! cookie); the Stop button asks for confirmation and its form carries a
+//! per-session CSRF token.
+
+use super::{Body, State, full, text};
+use crate::platform::{AppState, AppStatus};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use hyper::{Method, Request, Response, StatusCode};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+/// The session cookie's name.
+const COOKIE_NAME: &str = "modal_session";
+/// Largest login or stop form accepted.
+const FORM_LIMIT: usize = 16 << 10;
+/// Executions shown on an app's page.
+const RECENT: usize = 20;
+
+const CSS: &str = "
+*{box-sizing:border-box}body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d2330;color:#fff;padding:.8rem 1.2rem;display:flex;gap:1rem;align-items:center;flex-wrap:wrap}
+header a{color:#fff;text-decoration:none;font-weight:600}main{padding:1rem 1.2rem;max-width:1100px;margin:auto}
+h1{font-size:1.4rem;margin:.2rem 0 1rem;display:flex;gap:.6rem;align-items:center;flex-wrap:wrap}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
+.scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #dde1e7}
+th,td{text-align:left;padding:.45rem .6rem;border-bottom:1px solid #eceef2;vertical-align:top;white-space:nowrap}
+td.wrap{white-space:normal;word-break:break-all}th{font-size:.8rem;text-transform:uppercase;color:#5b6475;background:#fafbfc}
+.badge{font-size:.75rem;padding:.15rem .5rem;border-radius:1rem;background:#e4e8ee;color:#333;font-weight:600}
+.deployed,.live,.ok{background:#dcf5e3;color:#176b34}.stopped,.error,.trap,.timeout,.memory_limit,.cancelled{background:#fde2e1;color:#a21a14}
+.draining,.rejected{background:#fff1d6;color:#8a5a00}
+pre{background:#11151c;color:#d8dee9;padding:.6rem;border-radius:4px;overflow-x:auto;margin:.3rem 0 0;font-size:.8rem;white-space:pre-wrap}
+button,.button{font:inherit;padding:.45rem 1rem;border-radius:4px;border:1px solid #aab;background:#fff;cursor:pointer;text-decoration:none;color:inherit}
+.danger{background:#d92d20;border-color:#b42318;color:#fff;font-weight:600}form.inline{display:inline}
+.card{background:#fff;border:1px solid #dde1e7;padding:1rem;border-radius:6px;max-width:420px}
+input[type=password]{width:100%;padding:.5rem;font:inherit;margin:.4rem 0 .8rem}.muted{color:#6b7385}.error-text{color:#a21a14}
+@media (max-width:600px){main{padding:.6rem}th,td{padding:.35rem .4rem;font-size:.85rem}}
+";
+
+fn page(title: &str, body: Markup) -> Response<Body> {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · modal" }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                header { a href="/apps" { "modal" } span.muted { "apps" } }
+                main { (body) }
+            }
+        }
+    };
+    let mut response = Response::new(full(markup.into_string()));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+fn redirect(to: &str) -> Response<Body> {
+    let mut response = Response::new(full(""));
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(value) = hyper::header::HeaderValue::from_str(to) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
+}
+
+/// The session id in the request's cookie, if it is a live session.
+fn session<B>(state: &State, req: &Request<B>) -> Option<String> {
+    let cookies = req.headers().get_all(COOKIE);
+    let id = cookies
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE_NAME)
+        .map(|(_, v)| v.to_string())?;
+    state.sessions().contains_key(&id).then_some(id)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    let _ = getrandom::fill(&mut buf);
+    hex::encode(buf)
+}
+
+async fn form(req: Request<Incoming>) -> Vec<(String, String)> {
+    match Limited::new(req.into_body(), FORM_LIMIT).collect().await {
+        Ok(body) => super::api::query_pairs(Some(&String::from_utf8_lossy(&body.to_bytes()))),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn field<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// Only local paths under /apps are followed after login.
+fn safe_next(next: &str) -> &str {
+    if next.starts_with("/apps") && !next.contains("//") {
+        next
+    } else {
+        "/apps"
+    }
+}
+
+/// Serves the pages; `None` when the path is not one of them.
+pub(crate) async fn handle(
+    state: &State,
+    path: &str,
+    req: Request<Incoming>,
+) -> Option<Response<Body>> {
+    let method = req.method().clone();
+    let response = match (&method, path) {
+        (&Method::GET, "/login") => {
+            let next = super::api::query_pairs(req.uri().query());
+            login_page(field(&next, "next"), false)
+        }
+        (&Method::POST, "/login") => {
+            let pairs = form(req).await;
+            let given = field(&pairs, "token").trim();
+            let next = safe_next(field(&pairs, "next")).to_string();
+            if given.is_empty() || !super::auth::token_matches(given, &state.config.token) {
+                let mut response = login_page(&next, true);
+                *response.status_mut() = StatusCode::UNAUTHORIZED;
+                return Some(response);
+            }
+            let id = random_hex(32);
+            state.sessions().insert(id.clone(), random_hex(16));
+            let mut response = redirect(&next);
+            let cookie = format!("{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict");
+            if let Ok(value) = hyper::header::HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(SET_COOKIE, value);
+            }
+            response
+        }
+        (&Method::POST, "/logout") => {
+            if let Some(id) = session(state, &req) {
+                state.sessions().remove(&id);
+            }
+            redirect("/login")
+        }
+        (_, p) if p == "/apps" || p.starts_with("/apps/") => {
+            let Some(id) = session(state, &req) else {
+                return Some(redirect(&format!("/login?next={}", super::api::encode(p))));
+            };
+            let csrf = state.sessions().get(&id).cloned().unwrap_or_default();
+            let rest: Vec<&str> = p
+                .trim_start_matches("/apps")
+                .trim_matches('/')
+                .split('/')
+                .collect();
+            match (&method, rest.as_slice()) {
+                (&Method::GET, [""]) => list_page(state),
+                (&Method::GET, [name]) => app_page(state, name, &csrf),
+                (&Method::GET, [name, "stop"]) => confirm_stop_page(state, name, &csrf),
+                (&Method::POST, [name, "stop"]) => {
+                    let name = name.to_string();
+                    let pairs = form(req).await;
+                    if field(&pairs, "csrf") != csrf || csrf.is_empty() {
+                        return Some(text(
+                            StatusCode::FORBIDDEN,
+                            "this form has expired or comes from another site; reload the page\n",
+                        ));
+                    }
+                    match state.platform.stop(&name).await {
+                        Ok(()) => redirect(&format!("/apps/{name}")),
+                        Err(e) => text(
+                            StatusCode::from_u16(e.http_status())
+                                .unwrap_or(StatusCode::BAD_REQUEST),
+                            format!("{e}\n"),
+                        ),
+                    }
+                }
+                _ => text(StatusCode::NOT_FOUND, "no such page\n"),
+            }
+        }
+        _ => return None,
+    };
+    Some(response)
+}
+
+fn login_page(next: &str, failed: bool) -> Response<Body> {
+    page(
+        "Log in",
+        html! {
+            div.card {
+                h1 { "Log in" }
+                p.muted { "Paste the control token (the " code { "token" } " file in the server's state directory)." }
+                @if failed { p.error-text { "That token is not right." } }
+                form method="post" action="/login" {
+                    input type="hidden" name="next" value=(safe_next(next));
+                    label for="token" { "Token" }
+                    input #token type="password" name="token" autocomplete="current-password" required;
+                    button type="submit" { "Log in" }
+                }
+            }
+        },
+    )
+}
+
+fn time(ms: Option<u64>) -> String {
+    let Some(ms) = ms else { return "-".into() };
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+fn state_badge(app: &AppStatus) -> Markup {
+    let (class, label) = match app.record.state {
+        AppState::Deployed => ("deployed", "deployed"),
+        AppState::Stopped => ("stopped", "stopped"),
+    };
+    html! { span class={"badge " (class)} data-state=(label) { (label) } }
+}
+
+fn list_page(state: &State) -> Response<Body> {
+    let apps = match state.platform.apps() {
+        Ok(apps) => apps,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    };
+    page(
+        "Apps",
+        html! {
+            h1 { "Apps" }
+            @if apps.is_empty() {
+                p.muted { "No apps yet. Deploy one with " code { "modal deploy APP.wasm" } "." }
+            } @else {
+                div.scroll { table #apps {
+                    thead { tr { th { "Name" } th { "State" } th { "Live version" } th { "Deployed" } th { "Calls" } th { "Errors" } } }
+                    tbody { @for app in &apps { tr data-app=(app.record.name) {
+                        td { a href={"/apps/" (app.record.name)} { (app.record.name) } }
+                        td { (state_badge(app)) }
+                        td { @if let Some(v) = app.record.live_version { "v" (v) } @else { "-" } }
+                        td { (time(Some(app.record.updated_at))) }
+                        td { (app.calls) }
+                        td { (app.errors) }
+                    } } }
+                } }
+            }
+        },
+    )
+}
+
+fn confirm_stop_page(state: &State, name: &str, csrf: &str) -> Response<Body> {
+    if let Err(e) = state.platform.app(name) {
+        return text(StatusCode::NOT_FOUND, format!("{e}\n"));
+    }
+    page(
+        "Stop app",
+        html! {
+            div.card {
+                h1 { "Stop " (name) "?" }
+                p { "Its web endpoints stop answering, its schedules stop and calls in progress drain. Deploy it again to restart it." }
+                form.inline method="post" action={"/apps/" (name) "/stop"} {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button #confirm-stop.danger type="submit" { "Yes, stop " (name) }
+                }
+                " "
+                a.button href={"/apps/" (name)} { "Cancel" }
+            }
+        },
+    )
+}
+
+fn app_page(state: &State, name: &str, csrf: &str) -> Response<Body> {
+    let platform = &state.platform;
+    let app = match platform.app(name) {
+        Ok(app) => app,
+        Err(e) => return text(StatusCode::NOT_FOUND, format!("{e}\n")),
+    };
+    let versions = platform.history(name).unwrap_or_default();
+    let executions = platform.logs(name, None, RECENT).unwrap_or_default();
+    let usage = platform.usage(name).unwrap_or_default();
+    let live = platform.live(name).ok();
+    let _ = csrf;
+    page(
+        name,
+        html! {
+            h1 { (name) " " (state_badge(&app))
+                @if app.record.state == AppState::Deployed {
+                    a.button.danger #stop href={"/apps/" (name) "/stop"} { "Stop" }
+                }
+            }
+            @if let Some(e) = &app.load_error { p.error-text { "The live version failed to load: " (e) } }
+            h2 { "Functions" }
+            @if let Some(live) = &live {
+                div.scroll { table #functions {
+                    thead { tr { th { "Function" } th { "Kind" } th { "Where / when" } th { "Next fire" } } }
+                    tbody { @for f in &live.spec().functions { tr {
+                        td { (f.name) }
+                        td { (f.kind.name()) }
+                        td.wrap { @match &f.kind {
+                            crate::spec::FunctionKind::Web { .. } => {
+                                @let url = state.web_url(name, &f.name);
+                                a.web-url href=(url) { (url) }
+                            }
+                            crate::spec::FunctionKind::Scheduled { schedule } => { (schedule.to_string()) }
+                            crate::spec::FunctionKind::Plain => { code { "modal call " (name) " " (f.name) } }
+                        } }
+                        td { @if let Some(s) = app.schedules.iter().find(|s| s.function == f.name) {
+                            @if s.paused { "paused" } @else { (time(s.next_fire)) }
+                        } @else { "-" } }
+                    } } }
+                } }
+            } @else { p.muted { "No version is serving." } }
+            h2 { "Versions" }
+            div.scroll { table #versions {
+                thead { tr { th { "Version" } th { "Status" } th { "Instances" } th { "In flight" } th { "Deployed" } th { "By" } th { "Tag" } } }
+                tbody { @for v in versions.iter().rev() { tr {
+                    td { "v" (v.record.version) }
+                    td { span class={"badge " (v.status)} { (v.status) } }
+                    td { (v.instances) }
+                    td { (v.in_flight) }
+                    td { (time(Some(v.record.deployed_at))) }
+                    td { (v.record.deployer) }
+                    td { (v.record.tag.as_deref().unwrap_or("-")) }
+                } } }
+            } }
+            h2 { "Usage" }
+            div.scroll { table #usage {
+                thead { tr { th { "Version" } th { "Function" } th { "Calls" } th { "Errors" } th { "p50" } th { "p99" } th { "Peak memory" } } }
+                tbody { @for u in &usage { tr {
+                    td { "v" (u.version) } td { (u.function) } td { (u.calls) } td { (u.errors) }
+                    td { (format!("{:.2} ms", u.p50_ms)) } td { (format!("{:.2} ms", u.p99_ms)) }
+                    td { (format!("{:.1} MiB", u.peak_memory as f64 / 1048576.0)) }
+                } } }
+            } }
+            h2 { "Recent executions" }
+            @if executions.is_empty() { p.muted { "None yet." } }
+            div #executions {
+                @for e in executions.iter().rev() {
+                    div.execution {
+                        span class={"badge " (e.outcome.as_str())} { (e.outcome.as_str()) }
+                        " " strong { (e.function) } " "
+                        span.muted { "v" (e.version) " · " (e.trigger.as_str()) " · " (time(Some(e.started_at))) " · " (format!("{:.1} ms", e.duration_ms)) }
+                        @if let Some(err) = &e.error { div.error-text { (err) } }
+                        @if !e.logs.is_empty() { pre { (e.logs) } }
+                    }
+                }
+            }
+        },
+    )
+}

@@ -1,0 +1,353 @@
+//! The apps pages in a real browser: Debian's headless Chromium driven
+//! through chromedriver's WebDriver protocol. Screenshots of both pages are
+//! saved under `target/test-artifacts/`.
+
+use crate::http::get;
+use crate::server::Server;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use modal_test_support::HELLO;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The key under which WebDriver returns an element reference.
+const ELEMENT: &str = "element-6066-11e4-a5ec-4f2d6e2a5b9b";
+
+/// A chromedriver process and one browser session, ended on drop.
+struct Browser {
+    driver: Child,
+    port: u16,
+    session: String,
+    runtime: tokio::runtime::Runtime,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let driver_path = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("chromedriver is installed (`.ci/setup` installs Debian's chromium-driver)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let profile = tempfile::tempdir().unwrap();
+        let mut browser = Browser {
+            driver,
+            port,
+            session: String::new(),
+            runtime,
+            _profile: profile,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,900",
+        ];
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.push(format!(
+            "--user-data-dir={}",
+            browser._profile.path().display()
+        ));
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}
+        }}});
+        let created = browser.command("POST", "/session", Some(caps));
+        browser.session = created["value"]["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_string();
+        browser
+    }
+
+    fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let port = self.port;
+        let (status, text) = self.runtime.block_on(async move {
+            let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+            let request = hyper::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", format!("127.0.0.1:{port}"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(bytes)))
+                .unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.into_body().collect().await.unwrap().to_bytes(),
+            )
+        });
+        let value: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+        assert!(
+            status < 300,
+            "WebDriver {method} {path} failed ({status}): {value}"
+        );
+        value
+    }
+
+    fn session_command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.command(method, &format!("/session/{}{path}", self.session), body)["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.session_command("POST", "/url", Some(json!({"url": url})));
+    }
+
+    fn url(&self) -> String {
+        self.session_command("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn find(&self, css: &str) -> String {
+        let found = self.session_command(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        // The reference is under the W3C element key (the only entry).
+        found
+            .get(ELEMENT)
+            .or_else(|| found.as_object().and_then(|o| o.values().next()))
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}: {found}"))
+            .to_string()
+    }
+
+    fn text(&self, css: &str) -> String {
+        let element = self.find(css);
+        self.session_command("GET", &format!("/element/{element}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let element = self.find(css);
+        self.session_command(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        );
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css);
+        self.session_command(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+
+    fn resize(&self, width: u32, height: u32) {
+        self.session_command(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
+    fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.session_command("GET", "/screenshot", None);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "a PNG");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let path = format!("/session/{}", self.session);
+            let port = self.port;
+            let _ = self.runtime.block_on(async move {
+                let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()?;
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .ok()?;
+                tokio::spawn(conn);
+                let request = hyper::Request::delete(path)
+                    .header("host", "127.0.0.1")
+                    .body(Full::new(Bytes::new()))
+                    .ok()?;
+                sender.send_request(request).await.ok()
+            });
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[test]
+fn log_in_see_apps_and_stop_one_in_a_real_browser() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    server.ok(&["deploy", HELLO]);
+    assert_eq!(server.ok(&["call", "hello", "square", "6"]), "36\n");
+    let base = format!("http://{}", server.addr);
+
+    // Without logging in, no app data.
+    let (status, body) = get(&server.addr, &server.addr, "/apps");
+    assert_eq!(status, 303);
+    assert!(!body.contains("hello"));
+
+    let browser = Browser::start();
+    browser.go(&format!("{base}/apps"));
+    assert!(
+        browser.url().starts_with(&format!("{base}/login")),
+        "{}",
+        browser.url()
+    );
+    browser.type_into("#token", "wrong");
+    browser.click("button[type=submit]");
+    assert!(browser.text(".error-text").contains("not right"));
+    browser.type_into("#token", &server.token());
+    browser.click("button[type=submit]");
+    assert_eq!(browser.url(), format!("{base}/apps"));
+    let row = browser.text("#apps tr[data-app=hello]");
+    assert!(row.contains("deployed") && row.contains("v1"), "{row}");
+    browser.screenshot("apps.png");
+
+    browser.click("#apps a[href='/apps/hello']");
+    let port = server.addr.rsplit(':').next().unwrap();
+    assert_eq!(
+        browser.text("#functions .web-url"),
+        format!("http://hello--greet.localhost:{port}/")
+    );
+    let executions = browser.text("#executions");
+    assert!(
+        executions.contains("square") && executions.contains("ok"),
+        "{executions}"
+    );
+    browser.screenshot("app.png");
+    browser.resize(390, 844);
+    browser.screenshot("app-phone.png");
+    browser.resize(1280, 900);
+
+    browser.click("#stop");
+    assert!(browser.text("h1").contains("Stop hello?"));
+    browser.click("#confirm-stop");
+    assert_eq!(browser.url(), format!("{base}/apps/hello"));
+    assert_eq!(browser.text("h1 .badge"), "stopped");
+    browser.screenshot("app-stopped.png");
+
+    assert_eq!(
+        server.err(&["call", "hello", "square", "2"]),
+        "error: app `hello` is stopped; deploy it again to restart it"
+    );
+    let (status, _) = get(&server.addr, "hello--greet.localhost", "/");
+    assert_eq!(status, 410);
+}
+
+#[test]
+fn stop_needs_the_session_and_its_csrf_token() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    server.ok(&["deploy", HELLO]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let post = |path: &str, cookie: Option<&str>, body: &str| {
+        let (addr, path, cookie, body) = (
+            server.addr.clone(),
+            path.to_string(),
+            cookie.map(str::to_string),
+            body.to_string(),
+        );
+        rt.block_on(async move {
+            let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut request = hyper::Request::post(path)
+                .header("host", &addr)
+                .header("content-type", "application/x-www-form-urlencoded");
+            if let Some(c) = cookie {
+                request = request.header("cookie", c);
+            }
+            let response = sender
+                .send_request(request.body(Full::new(Bytes::from(body))).unwrap())
+                .await
+                .unwrap();
+            let cookie = response
+                .headers()
+                .get("set-cookie")
+                .map(|v| v.to_str().unwrap().to_string());
+            (response.status().as_u16(), cookie)
+        })
+    };
+    // A cross-site form without the session is sent to the login page.
+    assert_eq!(post("/apps/hello/stop", None, "csrf=x").0, 303);
+    let (status, cookie) = post(
+        "/login",
+        None,
+        &format!("token={}&next=/apps", server.token()),
+    );
+    assert_eq!(status, 303);
+    let cookie = cookie.unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    // With the session but without its CSRF token: refused.
+    assert_eq!(
+        post("/apps/hello/stop", Some(&session), "csrf=guess").0,
+        403
+    );
+    assert_eq!(
+        server.ok(&["call", "hello", "square", "3"]),
+        "9\n",
+        "still running"
+    );
+}
