@@ -480,6 +480,15 @@ pub(crate) fn classify(
             limit: instance.store.data().memory.limit,
         };
     }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return Error::Trap {
+            function,
+            message: format!(
+                "the guest exited (status {}); its instance is dropped",
+                exit.0
+            ),
+        };
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Error::Timeout {
             function,

@@ -6,6 +6,7 @@ mod cli;
 mod http;
 mod library;
 mod observe;
+mod python;
 mod schedule;
 mod server;
 mod web;

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 /// Arguments of `modal deploy`.
 #[derive(Args)]
 pub struct DeployArgs {
-    /// The component to deploy.
+    /// The component to deploy (`.wasm`, or a `.py` module to build).
     wasm: PathBuf,
     /// The app's name (a DNS label); default: the file name.
     #[arg(long)]
@@ -353,8 +353,9 @@ fn git_info() -> Option<(String, bool)> {
 
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let client = args.server.client()?;
-    let wasm = std::fs::read(&args.wasm)
-        .with_context(|| format!("cannot read {}", args.wasm.display()))?;
+    let component = super::python::component(&args.wasm)?;
+    let wasm = std::fs::read(&component)
+        .with_context(|| format!("cannot read {}", component.display()))?;
     let name = args
         .name
         .clone()

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod apps;
 mod client;
+mod python;
 mod run;
 mod serve;
 mod server;
@@ -23,6 +24,8 @@ enum Command {
     Run(run::RunArgs),
     /// Print the functions a component declares and their settings.
     Describe(run::DescribeArgs),
+    /// Build a Python module into a component (with componentize-py).
+    Build(run::BuildArgs),
     /// Serve a component's web functions locally, redeploying on change.
     Serve(serve::ServeArgs),
     /// Run the server: control API, web endpoints and deployed apps.
@@ -60,6 +63,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(args).await,
             Command::Describe(args) => run::describe(args).await,
+            Command::Build(args) => run::build(args),
             Command::Serve(args) => serve::run(args).await,
             Command::Server(args) => server::run(args).await,
             Command::Deploy(args) => apps::deploy(args).await,

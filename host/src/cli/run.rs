@@ -15,8 +15,9 @@ use std::process::ExitCode;
 /// Arguments of `modal run`.
 #[derive(Args)]
 pub struct RunArgs {
-    /// The component and the function to run, as `APP.wasm::FUNCTION`. The
-    /// function may be left out when the app has only one.
+    /// The component and the function to run, as `APP.wasm::FUNCTION` (or
+    /// `app.py::FUNCTION`, built first). The function may be left out when
+    /// the app has only one.
     target: String,
     /// The input. For a plain or scheduled function: JSON (leave it out for
     /// a function without parameters). For a web function: the request
@@ -116,12 +117,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some((path, function)) => (PathBuf::from(path), Some(function.to_string())),
         None => (PathBuf::from(&args.target), None),
     };
-    let wasm = read_wasm(&path)?;
+    let component = super::python::component(&path)?;
+    let wasm = read_wasm(&component)?;
     let host = args.cache.host(args.memory << 20)?;
     let mut meta = AppMeta::new(app_name(&path), 1);
     meta.env = args.env.clone();
     meta.allow_http = args.allow_http.clone();
-    let app = host.load(&wasm, meta).await?;
+    // The guest's output goes to stderr as each execution ends.
+    let sink: modal_host::ExecutionSink = std::sync::Arc::new(|e: &modal_host::Execution| {
+        let _ = std::io::stderr().lock().write_all(e.logs.as_bytes());
+    });
+    let (app, _) = host.load_with(&wasm, meta, Some(sink)).await?;
     let spec = app.spec();
     let function = match function {
         Some(f) => f,
@@ -151,9 +157,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let input = args.input.unwrap_or_default();
     let execution = app.call(&function, input.as_bytes()).await;
-    let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_all(execution.logs.as_bytes());
-    drop(stderr);
     let output = execution.outcome?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&output)?;
@@ -199,7 +202,8 @@ async fn run_web(
 }
 
 pub async fn describe(args: DescribeArgs) -> anyhow::Result<ExitCode> {
-    let wasm = read_wasm(&args.wasm)?;
+    let component = super::python::component(&args.wasm)?;
+    let wasm = read_wasm(&component)?;
     let host = args.cache.host(DEFAULT_MEMORY_LIMIT)?;
     let spec = host.describe(&wasm).await?;
     if args.json {
@@ -259,4 +263,24 @@ fn render_spec(path: &Path, spec: &AppSpec) -> String {
         let _ = writeln!(out, "{pad}{settings}");
     }
     out
+}
+
+/// Arguments of `modal build`.
+#[derive(Args)]
+pub struct BuildArgs {
+    /// The Python module (written with the Python SDK, `import modal`).
+    source: PathBuf,
+    /// Where to write the component; default: beside the module, `.wasm`.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    if !super::python::is_python(&args.source) {
+        bail!(
+            "`modal build` builds Python modules (`app.py`); Rust apps build with `cargo build --target wasm32-wasip2`"
+        );
+    }
+    super::python::build(&args.source, args.output.as_deref())?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,7 @@ const POLL: Duration = Duration::from_millis(300);
 /// Arguments of `modal serve`.
 #[derive(Args)]
 pub struct ServeArgs {
-    /// The component to serve.
+    /// The component to serve (`.wasm`, or a `.py` module to build).
     wasm: PathBuf,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
@@ -33,6 +33,12 @@ pub struct ServeArgs {
     /// (repeatable); all other outbound requests are denied.
     #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
     allow_http: Vec<String>,
+}
+
+/// The component bytes of `path`, building it first when it is Python.
+fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let wasm = super::python::component(path)?;
+    std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))
 }
 
 /// A file's identity for change detection: modification time and size.
@@ -69,9 +75,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let request = template.clone();
         async move { platform.deploy(&wasm, request).await }
     };
-    let wasm = std::fs::read(&args.wasm)
-        .with_context(|| format!("cannot read {}", args.wasm.display()))?;
-    let first = deploy(platform.clone(), wasm).await?;
+    let first = deploy(platform.clone(), read_component(&args.wasm)?).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -129,11 +133,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 last = now;
-                let result = match std::fs::read(&path) {
+                let source = path.clone();
+                let built = tokio::task::spawn_blocking(move || read_component(&source)).await;
+                let built =
+                    built.unwrap_or_else(|e| Err(anyhow::anyhow!("the build task failed: {e}")));
+                let result = match built {
                     Ok(wasm) => deploy(platform.clone(), wasm)
                         .await
                         .map_err(anyhow::Error::from),
-                    Err(e) => Err(anyhow::Error::from(e)),
+                    Err(e) => Err(e),
                 };
                 match result {
                     Ok(d) => println!(
@@ -157,8 +165,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Removes the ephemeral state directory when `modal serve` ends.
-struct RemoveOnDrop(PathBuf);
+/// Removes a temporary directory when dropped.
+pub struct RemoveOnDrop(pub PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

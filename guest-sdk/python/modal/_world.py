@@ -1,0 +1,200 @@
+"""The component's exports: `describe`, `call`, the lifecycle hooks and the
+`wasi:http` handler, implemented over the functions registered with
+`modal.App`. `modal build` makes this the entry point; users never import
+it.
+
+Every module used at run time is imported here, at the top: the component
+is a snapshot taken after import, and a module first imported later is not
+in it."""
+
+import inspect
+import json
+import traceback
+from urllib.parse import parse_qs
+
+from componentize_py_types import Err, Ok
+from wit_world import exports
+from wit_world.exports import function as spec
+from wit_world.imports import context, streams, types
+
+import modal
+
+# Bytes per `blocking-write-and-flush` (the most it takes).
+WRITE_CHUNK = 4096
+READ_CHUNK = 65536
+FUNCTION_HEADER = "modal-function"
+
+
+def _spec(f):
+    if f.kind == "web":
+        kind = spec.FunctionKind_Web(spec.WebRoute(method=f.method))
+    elif f.kind == "scheduled":
+        s = f.schedule
+        if isinstance(s, modal.Cron):
+            kind = spec.FunctionKind_Scheduled(spec.Schedule_Cron(spec.CronSchedule(expression=s.expression, timezone=s.tz)))
+        else:
+            kind = spec.FunctionKind_Scheduled(spec.Schedule_PeriodMs(s.millis()))
+    else:
+        kind = spec.FunctionKind_Plain()
+    doc = (inspect.getdoc(f.func) or "").strip().split("\n\n")[0].replace("\n", " ") or None
+    try:
+        signature = f"{f.name}{inspect.signature(f.func)}"
+    except (TypeError, ValueError):
+        signature = None
+    return spec.FunctionSpec(
+        name=f.name,
+        kind=kind,
+        description=doc,
+        signature=signature,
+        timeout_ms=int(f.timeout * 1000) if f.timeout is not None else None,
+        retries=f.retries,
+        min_warm=f.min_warm,
+        max_instances=f.max_instances,
+        max_requests_per_instance=f.max_requests,
+    )
+
+
+def _arguments(f, input):
+    """Turns JSON input bytes into (args, kwargs) for `f`."""
+    text = input.decode("utf-8", "replace").strip()
+    try:
+        value = json.loads(text) if text else None
+    except ValueError as e:
+        raise Err(spec.CallError_BadInput(f"input is not valid JSON: {e}"))
+    params = [p for p in inspect.signature(f.func).parameters.values()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY, p.KEYWORD_ONLY)]
+    if not params:
+        if value not in (None, {}, []):
+            raise Err(spec.CallError_BadInput(f"`{f.name}` takes no arguments, but was given {text[:60]}"))
+        return [], {}
+    if len(params) == 1:
+        if value is None and params[0].default is inspect.Parameter.empty:
+            raise Err(spec.CallError_BadInput(f"`{f.name}` takes an argument ({params[0].name}), but none was given"))
+        return ([] if value is None else [value]), {}
+    if isinstance(value, dict):
+        return [], value
+    if isinstance(value, list):
+        return value, {}
+    raise Err(spec.CallError_BadInput(f"`{f.name}` takes a JSON object keyed by parameter name"))
+
+
+class Function(exports.Function):
+    def describe(self):
+        return spec.AppSpec(
+            functions=[_spec(f) for f in modal._FUNCTIONS.values()],
+            sdk=modal.SDK,
+            has_enter=modal._HOOKS["enter"] is not None,
+            has_exit=modal._HOOKS["exit"] is not None,
+        )
+
+    def call(self, function, input):
+        f = modal._FUNCTIONS.get(function)
+        if f is None or f.kind == "web":
+            raise Err(spec.CallError_UnknownFunction(function))
+        args, kwargs = _arguments(f, input)
+        try:
+            result = f.func(*args, **kwargs)
+        except TypeError as e:
+            traceback.print_exc()
+            raise Err(spec.CallError_BadInput(f"invalid arguments for `{function}`: {e}"))
+        except Exception as e:
+            traceback.print_exc()
+            raise Err(spec.CallError_Failed(f"{type(e).__name__}: {e}"))
+        try:
+            return json.dumps(result).encode()
+        except (TypeError, ValueError) as e:
+            raise Err(spec.CallError_Failed(f"the result could not be encoded as JSON: {e}"))
+
+
+class Lifecycle(exports.Lifecycle):
+    def enter(self):
+        hook = modal._HOOKS["enter"]
+        if hook is not None:
+            try:
+                hook()
+            except Exception as e:
+                traceback.print_exc()
+                raise Err(f"{type(e).__name__}: {e}")
+
+    def exit(self):
+        hook = modal._HOOKS["exit"]
+        if hook is not None:
+            hook()
+
+
+def _method(m):
+    if isinstance(m, types.Method_Other):
+        return m.value.upper()
+    return type(m).__name__[len("Method_"):].upper()
+
+
+def _read_request(request):
+    path_with_query = request.path_with_query() or "/"
+    path, _, query_string = path_with_query.partition("?")
+    query = {k: v[0] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
+    headers = {}
+    target = None
+    for name, value in request.headers().entries():
+        if name.lower() == FUNCTION_HEADER:
+            target = value.decode("utf-8", "replace")
+        else:
+            headers[name.lower()] = value.decode("utf-8", "replace")
+    body = bytearray()
+    incoming = request.consume()
+    with incoming.stream() as stream:
+        while True:
+            try:
+                body.extend(stream.blocking_read(READ_CHUNK))
+            except Err as e:
+                if isinstance(e.value, streams.StreamError_Closed):
+                    break
+                raise
+    return target, modal.Request(method=_method(request.method()), path=path or "/", query=query,
+                                 headers=headers, body=bytes(body))
+
+
+def _to_response(result):
+    if isinstance(result, modal.Response):
+        response = result
+    elif result is None:
+        response = modal.Response(status=204)
+    elif isinstance(result, (str, bytes)):
+        response = modal.Response(body=result)
+    else:
+        response = modal.Response(body=json.dumps(result), headers={"content-type": "application/json"})
+    body = response.body
+    headers = dict(response.headers)
+    if isinstance(body, str):
+        body = body.encode()
+        headers.setdefault("content-type", "text/plain; charset=utf-8")
+    return response.status, headers, bytes(body)
+
+
+def _route(target, request):
+    web = [f for f in modal._FUNCTIONS.values() if f.kind == "web"]
+    f = modal._FUNCTIONS.get(target) if target else (web[0] if len(web) == 1 else None)
+    if f is None or f.kind != "web":
+        return 404, {"content-type": "text/plain"}, f"no web function named `{target}`\n".encode()
+    if f.method and f.method != request.method:
+        return 405, {"allow": f.method}, f"`{f.name}` accepts {f.method} requests only\n".encode()
+    takes_request = len(inspect.signature(f.func).parameters) > 0
+    try:
+        return _to_response(f.func(request) if takes_request else f.func())
+    except Exception as e:
+        traceback.print_exc()
+        return 500, {"content-type": "text/plain"}, f"{type(e).__name__}: {e}\n".encode()
+
+
+class IncomingHandler(exports.IncomingHandler):
+    def handle(self, request, response_out):
+        target, req = _read_request(request)
+        status, headers, body = _route(target, req)
+        fields = types.Fields.from_list([(k, v.encode()) for k, v in headers.items()])
+        response = types.OutgoingResponse(fields)
+        response.set_status_code(status)
+        outgoing = response.body()
+        types.ResponseOutparam.set(response_out, Ok(response))
+        with outgoing.write() as stream:
+            for i in range(0, len(body), WRITE_CHUNK):
+                stream.blocking_write_and_flush(body[i:i + WRITE_CHUNK])
+        types.OutgoingBody.finish(outgoing, None)

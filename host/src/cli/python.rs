@@ -1,0 +1,205 @@
+//! `modal build app.py`: turns a Python module written with the Python SDK
+//! into a component with componentize-py. The SDK and the WIT contract are
+//! built into the `modal` binary, so only componentize-py is needed.
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// The componentize-py release the Python SDK is tested with.
+pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+const SDK: &[(&str, &str)] = &[
+    (
+        "modal/__init__.py",
+        include_str!("../../../guest-sdk/python/modal/__init__.py"),
+    ),
+    (
+        "modal/_world.py",
+        include_str!("../../../guest-sdk/python/modal/_world.py"),
+    ),
+];
+
+const WIT: &[(&str, &str)] = &[
+    ("modal.wit", include_str!("../../../wit/modal.wit")),
+    ("deps/cli.wit", include_str!("../../../wit/deps/cli.wit")),
+    (
+        "deps/clocks.wit",
+        include_str!("../../../wit/deps/clocks.wit"),
+    ),
+    (
+        "deps/filesystem.wit",
+        include_str!("../../../wit/deps/filesystem.wit"),
+    ),
+    ("deps/http.wit", include_str!("../../../wit/deps/http.wit")),
+    ("deps/io.wit", include_str!("../../../wit/deps/io.wit")),
+    (
+        "deps/random.wit",
+        include_str!("../../../wit/deps/random.wit"),
+    ),
+    (
+        "deps/sockets.wit",
+        include_str!("../../../wit/deps/sockets.wit"),
+    ),
+];
+
+/// Whether `path` is a Python module to build first.
+pub fn is_python(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "py")
+}
+
+/// componentize-py: `$MODAL_COMPONENTIZE_PY`, else on `PATH`.
+fn componentize_py() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("MODAL_COMPONENTIZE_PY").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("componentize-py"))
+        .find(|p| p.is_file());
+    match found {
+        Some(path) => Ok(path),
+        None => bail!(
+            "componentize-py was not found; install it with `pip install {COMPONENTIZE_PY}` \
+             (or point MODAL_COMPONENTIZE_PY at it)"
+        ),
+    }
+}
+
+fn write_all(dir: &Path, files: &[(&str, &str)]) -> anyhow::Result<()> {
+    for (name, text) in files {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Builds `app.py` into `out` (default: `app.wasm` beside it); returns the
+/// component's path. Progress goes to stderr.
+pub fn build(source: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let tool = componentize_py()?;
+    let source = source
+        .canonicalize()
+        .with_context(|| format!("cannot read {}", source.display()))?;
+    let module = source
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .with_context(|| {
+            format!(
+                "{} is not an importable Python module name",
+                source.display()
+            )
+        })?;
+    let app_dir = source.parent().unwrap_or(Path::new("."));
+    let out = out.map_or_else(|| source.with_extension("wasm"), Path::to_path_buf);
+    let work = std::env::temp_dir().join(format!("modal-build-{}", std::process::id()));
+    let _cleanup = super::serve::RemoveOnDrop(work.clone());
+    write_all(&work.join("sdk"), SDK)?;
+    write_all(&work.join("wit"), WIT)?;
+    std::fs::write(
+        work.join("modal_entry.py"),
+        format!(
+            "import {module}  # registers the functions\nfrom modal._world import Function, Lifecycle, IncomingHandler\n"
+        ),
+    )?;
+    eprintln!("Building {} with componentize-py…", source.display());
+    let start = Instant::now();
+    let output = Command::new(&tool)
+        .arg("-d")
+        .arg(work.join("wit"))
+        .args(["-w", "modal:app/app", "componentize", "-p"])
+        .arg(app_dir)
+        .arg("-p")
+        .arg(work.join("sdk"))
+        .arg("-p")
+        .arg(&work)
+        .arg("modal_entry")
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .with_context(|| format!("running {}", tool.display()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let reason = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no output");
+        eprint!("{stderr}");
+        bail!("building {} failed: {}", source.display(), reason.trim());
+    }
+    let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "✓ Built {} ({:.1} MiB) in {:.1}s.",
+        out.display(),
+        size as f64 / (1 << 20) as f64,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(out)
+}
+
+/// The component for `path`: for a `.py` file, the one built from the same
+/// sources before (componentize-py's output differs from build to build,
+/// so reusing it is what lets an unchanged app hit the compiled-code
+/// cache), else a new build; any other path is returned as it is.
+pub fn component(path: &Path) -> anyhow::Result<PathBuf> {
+    if !is_python(path) {
+        return Ok(path.to_path_buf());
+    }
+    let key = sources_key(path)?;
+    let dir = super::state_dir(None)?.join("builds");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cached = dir.join(format!("{key}.wasm"));
+    if cached.is_file() {
+        eprintln!(
+            "✓ {} is unchanged; using its earlier build.",
+            path.display()
+        );
+        return Ok(cached);
+    }
+    let tmp = dir.join(format!(".{key}.{}.wasm", std::process::id()));
+    build(path, Some(&tmp))?;
+    std::fs::rename(&tmp, &cached)?;
+    Ok(cached)
+}
+
+/// A hash of everything a build depends on: the Python files beside the
+/// module (and below, three levels deep), the SDK, the WIT and the tool.
+fn sources_key(path: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let path = path
+        .canonicalize()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    hasher.update(path.to_string_lossy().as_bytes());
+    let mut files = Vec::new();
+    collect_py(path.parent().unwrap_or(Path::new(".")), 3, &mut files);
+    files.sort();
+    for file in files {
+        hasher.update(file.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&file).unwrap_or_default());
+    }
+    for (name, text) in SDK.iter().chain(WIT) {
+        hasher.update(name.as_bytes());
+        hasher.update(text.as_bytes());
+    }
+    hasher.update(componentize_py()?.to_string_lossy().as_bytes());
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn collect_py(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() && depth > 0 {
+            collect_py(&path, depth - 1, out);
+        } else if path.extension().is_some_and(|e| e == "py") {
+            out.push(path);
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Python functions: `modal build` of examples/python-hello with
+//! componentize-py (installed by `.ci/setup` into `.cache/venv`), then the
+//! component through a real `modal server`.
+
+use crate::http::{Http, get};
+use crate::server::Server;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// componentize-py: `$MODAL_COMPONENTIZE_PY`, else the one `.ci/setup`
+/// installs.
+fn componentize_py() -> PathBuf {
+    let path = std::env::var_os("MODAL_COMPONENTIZE_PY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache/venv/bin/componentize-py"));
+    assert!(
+        path.exists(),
+        "componentize-py is missing at {}: run .ci/setup",
+        path.display()
+    );
+    path
+}
+
+/// examples/python-hello built once per test run with `modal build`.
+fn python_hello() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = repo().join("target/test-artifacts/python-hello.wasm");
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let result = Command::new(env!("CARGO_BIN_EXE_modal"))
+            .args(["build", "examples/python-hello/app.py", "-o"])
+            .arg(&out)
+            .current_dir(repo())
+            .env("MODAL_COMPONENTIZE_PY", componentize_py())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(result.status.success(), "modal build failed:\n{stderr}");
+        assert!(stderr.contains("✓ Built "), "{stderr}");
+        out
+    })
+}
+
+#[test]
+fn python_functions_deploy_run_and_fail_like_rust_ones() {
+    let wasm = python_hello().to_str().unwrap().to_string();
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    let out = server.ok(&["deploy", &wasm, "--name", "py"]);
+    assert!(out.contains("Created web function greet"), "{out}");
+    assert!(out.contains("Created scheduled function tick"), "{out}");
+    assert_eq!(server.ok(&["call", "py", "square", "7"]), "49\n");
+    assert_eq!(
+        get(&server.addr, "py--greet.localhost", "/?name=Snake"),
+        (200, "Hello, Snake!".to_string())
+    );
+
+    // An exception fails the call; its traceback is in the logs.
+    assert_eq!(
+        server.err(&["call", "py", "fail"]),
+        "error: function `fail` failed: ValueError: fail raises on purpose"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let logs = server.ok(&["app", "logs", "py", "--function", "fail"]);
+        if logs.contains("Traceback (most recent call last)") {
+            assert!(
+                logs.contains("ValueError: fail raises on purpose"),
+                "{logs}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no traceback in the logs: {logs}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // sys.exit ends the instance: that call fails, the next one runs fresh.
+    let err = server.err(&["call", "py", "leave", "true"]);
+    assert!(err.contains("the guest exited"), "{err}");
+    assert_eq!(server.ok(&["call", "py", "leave", "false"]), "\"stayed\"\n");
+
+    // tick fires on its schedule and sees its run id.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = Http::blocking_get_json(
+            &server.addr,
+            &server.token(),
+            "/api/v1/apps/py/logs?function=tick&limit=5",
+        );
+        let runs = body["executions"].as_array().unwrap();
+        if let Some(run) = runs.iter().find(|r| r["outcome"] == "ok") {
+            assert!(
+                run["logs"]
+                    .as_str()
+                    .unwrap()
+                    .contains("tick (run run-py-tick-"),
+                "{run}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "tick never ran: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Redeploying the unchanged component reuses the compiled code.
+    let out = server.ok(&["deploy", &wasm, "--name", "py"]);
+    assert!(out.contains("✓ Compiled (from cache"), "{out}");
+}
+
+#[test]
+fn deploying_an_unchanged_py_file_reuses_its_build_and_compiled_code() {
+    python_hello();
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    let deploy = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_modal"))
+            .args(["deploy", "examples/python-hello/app.py"])
+            .current_dir(repo())
+            .env("MODAL_SERVER", format!("http://{}", server.addr))
+            .env("MODAL_STATE", &server.state)
+            .env("MODAL_COMPONENTIZE_PY", componentize_py())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (first, _) = deploy();
+    assert!(first.contains("✓ App deployed as app v1"), "{first}");
+    let (second, progress) = deploy();
+    assert!(
+        progress.contains("is unchanged; using its earlier build"),
+        "{progress}"
+    );
+    assert!(second.contains("✓ Compiled (from cache"), "{second}");
+    assert_eq!(server.ok(&["call", "app", "square", "3"]), "9\n");
+}
