@@ -3,7 +3,8 @@
 //!
 //! Generates a guest with 250 functions scheduled `*/10 * * * * *` (built
 //! with cargo for wasm32-wasip2), deploys 40 distinct copies of it, and
-//! watches two rounds of fires. Run it with
+//! watches a round of fires: CPU in the quiet seconds between rounds, and
+//! how late each run started after its fire time. Run it with
 //! `cargo bench -p modal-host --bench schedules`.
 
 use modal_host::{DeployRequest, HostConfig, Platform, PlatformConfig};

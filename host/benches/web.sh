@@ -61,16 +61,57 @@ run_modal() {
 
 run_wasmtime() {
     local name="$1" wasm="$2" path="$3" label="$4"; shift 4
-    "$wasmtime" serve -S cli=y --addr "127.0.0.1:$port" "$@" "$wasm" >/dev/null 2>&1 &
+    # SDK components also import modal:app/context, which wasmtime lacks.
+    # SDK components also import modal:app/context, which wasmtime lacks.
+    "$wasmtime" serve -S cli=y -W unknown-imports-trap=y --addr "127.0.0.1:$port" "$@" "$wasm" >/dev/null 2>&1 &
     local pid=$!
-    wait_port
-    curl -fsS "http://127.0.0.1:$port$path" >/dev/null
+    if ! wait_port || ! curl -fsS "http://127.0.0.1:$port$path" >/dev/null; then
+        echo "wasmtime serve could not serve $name" >&2
+        kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+        return 0
+    fi
     results["wasmtime $label $name"]=$(measure "http://127.0.0.1:$port$path")
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
 run_modal greet "$guests/hello.wasm" "/?name=bench"
 run_modal plain "$guests/http_plain.wasm" "/"
+
+# Python: the same greet, built with componentize-py (see .ci/setup).
+python_wasm=target/bench-guests/python-hello.wasm
+if [ -x .cache/venv/bin/componentize-py ]; then
+    mkdir -p target/bench-guests
+    MODAL_COMPONENTIZE_PY=.cache/venv/bin/componentize-py "$modal" build examples/python-hello/app.py -o "$python_wasm" 2>/dev/null
+    # Cold deploy: compile with an empty cache, then again from the cache.
+    state=$(mktemp -d)
+    start=$(date +%s.%N); MODAL_STATE=$state "$modal" describe "$python_wasm" >/dev/null; end=$(date +%s.%N)
+    cold=$(python3 -c "print(f'{($end - $start) * 1000:.0f} ms')")
+    start=$(date +%s.%N); MODAL_STATE=$state "$modal" describe "$python_wasm" >/dev/null; end=$(date +%s.%N)
+    cached=$(python3 -c "print(f'{($end - $start) * 1000:.0f} ms')")
+    rm -rf "$state"
+    echo "python-hello load (describe): compile $cold, from the compiled-code cache $cached"
+    run_modal py-greet "$python_wasm" "/?name=bench"
+    # Warm call latency through the control API: Rust hello vs Python.
+    state=$(mktemp -d)
+    "$modal" server --state "$state" --listen "127.0.0.1:$port" >/dev/null &
+    server_pid=$!
+    wait_port
+    MODAL_STATE=$state MODAL_SERVER="http://127.0.0.1:$port" "$modal" deploy "$guests/hello.wasm" --name rs >/dev/null
+    MODAL_STATE=$state MODAL_SERVER="http://127.0.0.1:$port" "$modal" deploy "$python_wasm" --name py >/dev/null
+    token=$(cat "$state/token")
+    for app in rs py; do
+        cat >/tmp/modal-post.lua <<LUA
+wrk.method = "POST"
+wrk.body = "7"
+wrk.headers["Authorization"] = "Bearer $token"
+LUA
+        wrk -t2 -c"$connections" -d"${duration}s" --latency -s /tmp/modal-post.lua \
+            "http://127.0.0.1:$port/api/v1/apps/$app/functions/square/call" >/tmp/modal-wrk.txt
+        results["modal call square ($app)"]="$(awk '/Requests\/sec/ {print $2}' /tmp/modal-wrk.txt) $(awk '$1 == "50%" {print $2}' /tmp/modal-wrk.txt) $(awk '$1 == "99%" {print $2}' /tmp/modal-wrk.txt)"
+    done
+    kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+    rm -rf "$state"
+fi
 
 if [ "$with_wasmtime" = 1 ]; then
     version=$(cargo metadata --format-version 1 --locked 2>/dev/null \
@@ -84,6 +125,10 @@ if [ "$with_wasmtime" = 1 ]; then
         run_wasmtime "$name" "$guests/$file" "$path" fresh
         run_wasmtime "$name" "$guests/$file" "$path" reuse --max-instance-reuse-count 1000
     done
+    if [ -f "$python_wasm" ]; then
+        # The SDK's handler serves the only web function without the header.
+        run_wasmtime py-greet "$python_wasm" "/?name=bench" reuse --max-instance-reuse-count 1000
+    fi
 fi
 
 printf '%-32s %12s %10s %10s\n' "setup (wrk -t2 -c$connections, ${duration}s)" "req/s" "p50" "p99"
@@ -92,7 +137,8 @@ for key in "${!results[@]}"; do
     printf '%-32s %12s %10s %10s\n' "$key" "$rps" "$p50" "$p99"
 done | sort
 if [ "$with_wasmtime" = 1 ]; then
-    for name in greet plain; do
+    for name in greet plain py-greet; do
+        [ -n "${results["wasmtime reuse $name"]:-}" ] || continue
         ours=$(cut -d' ' -f1 <<<"${results["modal $name"]}")
         theirs=$(cut -d' ' -f1 <<<"${results["wasmtime reuse $name"]}")
         python3 -c "print(f'$name: modal / wasmtime serve (reuse 1000) = {$ours / $theirs:.2f}')"

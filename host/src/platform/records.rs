@@ -136,8 +136,9 @@ fn db(e: rusqlite::Error) -> Error {
 /// Duration in ms, whether it failed, memory: one run, for usage figures.
 type Run = (f64, bool, u64);
 
-/// App, version, function, trigger: one Prometheus series.
-type SeriesKey = (String, u64, String, &'static str);
+/// App, version, function, trigger: one Prometheus series. Shared strings,
+/// so that counting an execution allocates nothing.
+type SeriesKey = (Arc<str>, u64, Arc<str>, Trigger);
 
 /// A spawned call to run (again) after a restart.
 pub(crate) struct PendingCall {
@@ -454,7 +455,7 @@ pub(crate) struct Recorder {
     next_id: AtomicU64,
     writer: mpsc::UnboundedSender<ExecutionRecord>,
     follow: broadcast::Sender<ExecutionRecord>,
-    series: Mutex<BTreeMap<SeriesKey, Series>>,
+    series: Mutex<std::collections::HashMap<SeriesKey, Series>>,
     deploys: AtomicU64,
     pub(crate) store: Arc<Store>,
 }
@@ -468,7 +469,7 @@ impl Recorder {
             next_id: AtomicU64::new(store.max_id()? + 1),
             writer,
             follow,
-            series: Mutex::new(BTreeMap::new()),
+            series: Mutex::default(),
             deploys: AtomicU64::new(0),
             store: store.clone(),
         });
@@ -507,12 +508,7 @@ impl Recorder {
         {
             let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
             let s = series
-                .entry((
-                    e.app.to_string(),
-                    e.version,
-                    e.function.to_string(),
-                    e.trigger.as_str(),
-                ))
+                .entry((e.app.clone(), e.version, e.function.clone(), e.trigger))
                 .or_default();
             s.calls += 1;
             s.errors += u64::from(outcome != Outcome::Ok);
@@ -559,17 +555,21 @@ impl Recorder {
                 .replace('"', "\\\"")
                 .replace('\n', "\\n")
         }
-        let series = self
+        let mut series: Vec<(SeriesKey, Series)> = self
             .series
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = String::new();
-        let labels = |(app, version, function, trigger): &(String, u64, String, &str)| {
+        let labels = |(app, version, function, trigger): &SeriesKey| {
             format!(
-                "app=\"{}\",version=\"{version}\",function=\"{}\",trigger=\"{trigger}\"",
+                "app=\"{}\",version=\"{version}\",function=\"{}\",trigger=\"{}\"",
                 esc(app),
-                esc(function)
+                esc(function),
+                trigger.as_str()
             )
         };
         out.push_str("# HELP modal_executions_total Executions of functions.\n# TYPE modal_executions_total counter\n");
