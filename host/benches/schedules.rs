@@ -88,14 +88,18 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let state = tempfile::tempdir().expect("temp dir");
-        let platform = Platform::open(
-            state.path(),
-            HostConfig::default(),
-            PlatformConfig::default(),
-            None,
-        )
-        .await
-        .expect("platform");
+        // Every scheduled function has its own pool, so 10,000 schedules
+        // firing together need 10,000 instances: more than the default
+        // pooling slots. Use the on-demand allocator and drop idle
+        // instances quickly, as a host with this many schedules would.
+        let config = HostConfig {
+            pooling: None,
+            idle_timeout: Duration::from_secs(2),
+            ..HostConfig::default()
+        };
+        let platform = Platform::open(state.path(), config, PlatformConfig::default(), None)
+            .await
+            .expect("platform");
         let start = Instant::now();
         for i in 0..APPS {
             let request = DeployRequest {

@@ -159,8 +159,12 @@ impl LoadedApp {
                 incoming,
                 outparam,
             );
+            // Polling the handler first means one that finishes at once
+            // never registers the timer or the cancellation waiter.
             let result = tokio::select! {
-                result = tokio::time::timeout(timeout, handle) => Ok(result),
+                biased;
+                result = handle => Ok(Ok(result)),
+                () = tokio::time::sleep(timeout) => Ok(Err(())),
                 reason = app.inner.cancel.cancelled() => Err(reason.to_string()),
             };
             instance.proxy = Some(proxy);

@@ -16,7 +16,10 @@ use std::time::UNIX_EPOCH;
 use tokio::sync::{broadcast, mpsc};
 
 /// Most records written in one transaction.
-const BATCH: usize = 512;
+const BATCH: usize = 4096;
+
+/// How long the writer lets records gather before a transaction.
+const BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Upper bounds (seconds) of the duration histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -475,6 +478,9 @@ impl Recorder {
         });
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
+                // Let a batch gather: one transaction per interval instead
+                // of one per execution under load.
+                tokio::time::sleep(BATCH_INTERVAL).await;
                 let mut batch = vec![first];
                 while batch.len() < BATCH {
                     match rx.try_recv() {
