@@ -126,8 +126,12 @@ if [ "$with_wasmtime" = 1 ]; then
         run_wasmtime "$name" "$guests/$file" "$path" reuse --max-instance-reuse-count 1000
     done
     if [ -f "$python_wasm" ]; then
-        # The SDK's handler serves the only web function without the header.
-        run_wasmtime py-greet "$python_wasm" "/?name=bench" reuse --max-instance-reuse-count 1000
+        # wasmtime serve lacks modal:app/context: build without it. The
+        # SDK's handler serves the only web function without the header.
+        portable=target/bench-guests/python-hello-portable.wasm
+        MODAL_COMPONENTIZE_PY=.cache/venv/bin/componentize-py "$modal" build --portable examples/python-hello/app.py -o "$portable" 2>/dev/null
+        run_wasmtime py-greet "$portable" "/?name=bench" fresh
+        run_wasmtime py-greet "$portable" "/?name=bench" reuse --max-instance-reuse-count 1000
     fi
 fi
 

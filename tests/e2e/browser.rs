@@ -137,6 +137,43 @@ impl Browser {
             .to_string()
     }
 
+    /// Waits (up to 10 s) until the page is `url`: a click that submits a
+    /// form may return before the navigation ends.
+    fn wait_url(&self, url: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.url() != url {
+            assert!(
+                Instant::now() < deadline,
+                "still at {} instead of {url}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (up to 10 s) until element `css` exists and its text holds `part`.
+    fn wait_text(&self, css: &str, part: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self.session_command(
+                "POST",
+                "/elements",
+                Some(json!({"using": "css selector", "value": css})),
+            );
+            let text = found
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|e| e.as_object()?.values().next()?.as_str().map(str::to_string))
+                .map(|id| self.session_command("GET", &format!("/element/{id}/text"), None))
+                .and_then(|t| t.as_str().map(str::to_string));
+            if let Some(text) = text.filter(|t| t.contains(part)) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "no `{css}` containing {part:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn find(&self, css: &str) -> String {
         let found = self.session_command(
             "POST",
@@ -248,11 +285,11 @@ fn log_in_see_apps_and_stop_one_in_a_real_browser() {
     );
     browser.type_into("#token", "wrong");
     browser.click("button[type=submit]");
-    assert!(browser.text(".error-text").contains("not right"));
+    browser.wait_text(".error-text", "not right");
     browser.type_into("#token", &server.token());
     browser.click("button[type=submit]");
-    assert_eq!(browser.url(), format!("{base}/apps"));
-    let row = browser.text("#apps tr[data-app=hello]");
+    browser.wait_url(&format!("{base}/apps"));
+    let row = browser.wait_text("#apps tr[data-app=hello]", "hello");
     assert!(row.contains("deployed") && row.contains("v1"), "{row}");
     browser.screenshot("apps.png");
 
@@ -273,10 +310,10 @@ fn log_in_see_apps_and_stop_one_in_a_real_browser() {
     browser.resize(1280, 900);
 
     browser.click("#stop");
-    assert!(browser.text("h1").contains("Stop hello?"));
+    browser.wait_text("h1", "Stop hello?");
     browser.click("#confirm-stop");
-    assert_eq!(browser.url(), format!("{base}/apps/hello"));
-    assert_eq!(browser.text("h1 .badge"), "stopped");
+    browser.wait_url(&format!("{base}/apps/hello"));
+    assert_eq!(browser.wait_text("h1 .badge", "stopped"), "stopped");
     browser.screenshot("app-stopped.png");
 
     assert_eq!(

@@ -168,6 +168,8 @@ fn logs_follow_delivers_a_new_execution_within_a_second() {
     let server = Server::start(state.path());
     server.ok(&["deploy", COUNTER]);
     server.ok(&["call", "counter", "incr"]);
+    // Records are written in batches: wait until this one is stored.
+    wait_for(&server, "counter", 1);
     let mut child = Command::new(env!("CARGO_BIN_EXE_modal"))
         .args(["app", "logs", "counter", "--follow"])
         .env("MODAL_SERVER", format!("http://{}", server.addr))

@@ -150,3 +150,33 @@ fn deploying_an_unchanged_py_file_reuses_its_build_and_compiled_code() {
     assert!(second.contains("✓ Compiled (from cache"), "{second}");
     assert_eq!(server.ok(&["call", "app", "square", "3"]), "9\n");
 }
+
+#[test]
+fn a_portable_build_runs_without_the_host_context() {
+    let out = repo().join("target/test-artifacts/python-hello-portable.wasm");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let built = Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["build", "--portable", "examples/python-hello/app.py", "-o"])
+        .arg(&out)
+        .current_dir(repo())
+        .env("MODAL_COMPONENTIZE_PY", componentize_py())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let state = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["run", &format!("{}::tick", out.display())])
+        .env("MODAL_STATE", state.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&run.stderr), "tick (run None)\n");
+}

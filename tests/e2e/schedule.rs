@@ -224,13 +224,21 @@ fn a_failing_run_is_retried_then_reported_to_the_webhook() {
     let fire = hook["fire_time_ms"].as_u64().unwrap();
     assert_eq!(hook["run_id"], format!("run-cron-flaky-{fire}"));
     assert!(hook["fire_time"].as_str().unwrap().ends_with('Z'));
-    // Each attempt is recorded, and so are the fire times skipped meanwhile.
-    let flaky = runs(&server, "flaky");
-    let attempts = flaky
-        .iter()
-        .filter(|r| r["run_id"] == hook["run_id"])
-        .count();
-    assert_eq!(attempts, 3);
+    // Each attempt is recorded (records are written in batches, so allow
+    // them a moment), and so are the fire times skipped meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let flaky = loop {
+        let flaky = runs(&server, "flaky");
+        let attempts = flaky
+            .iter()
+            .filter(|r| r["run_id"] == hook["run_id"])
+            .count();
+        if attempts >= 3 || Instant::now() > deadline {
+            assert_eq!(attempts, 3);
+            break flaky;
+        }
+        sleep_ms(50);
+    };
     assert!(flaky.iter().any(|r| {
         r["outcome"] == "rejected"
             && r["error"]

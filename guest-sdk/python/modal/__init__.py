@@ -159,4 +159,4 @@ def run_id() -> Optional[str]:
     # module first imported at run time would not be in the component).
     from modal import _world
 
-    return _world.context.run_id()
+    return _world.context.run_id() if _world.context is not None else None

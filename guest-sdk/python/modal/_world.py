@@ -15,7 +15,12 @@ from urllib.parse import parse_qs
 from componentize_py_types import Err, Ok
 from wit_world import exports
 from wit_world.exports import function as spec
-from wit_world.imports import context, streams, types
+from wit_world.imports import streams, types
+
+try:  # absent from components built with `modal build --portable`
+    from wit_world.imports import context
+except ImportError:
+    context = None
 
 import modal
 

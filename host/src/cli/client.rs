@@ -98,8 +98,10 @@ impl Answer {
 }
 
 impl Client {
-    /// Sends a request; a failed API call is still an `Answer`.
-    pub async fn send(&self, method: Method, path: &str, body: Vec<u8>) -> anyhow::Result<Answer> {
+    /// A fresh HTTP/1.1 connection to the server.
+    async fn connect(
+        &self,
+    ) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
             .with_context(|| {
@@ -109,11 +111,21 @@ impl Client {
                 )
             })?;
         let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .context("HTTP handshake with the server failed")?;
         tokio::spawn(conn);
-        let request = Request::builder()
+        Ok(sender)
+    }
+
+    /// A request with the server's host and the token.
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Request<Full<Bytes>>> {
+        Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, &self.authority)
@@ -122,9 +134,14 @@ impl Client {
                 format!("Bearer {}", self.token),
             )
             .body(Full::new(Bytes::from(body)))
-            .context("building the request")?;
+            .context("building the request")
+    }
+
+    /// Sends a request; a failed API call is still an `Answer`.
+    pub async fn send(&self, method: Method, path: &str, body: Vec<u8>) -> anyhow::Result<Answer> {
+        let mut sender = self.connect().await?;
         let response = sender
-            .send_request(request)
+            .send_request(self.request(method, path, body)?)
             .await
             .context("the request to the server failed")?;
         let status = response.status();
@@ -142,28 +159,9 @@ impl Client {
     /// Sends a GET and hands each server-sent event's data to `on_event`
     /// until the server closes the stream.
     pub async fn events(&self, path: &str, mut on_event: impl FnMut(&str)) -> anyhow::Result<()> {
-        let stream = tokio::net::TcpStream::connect(&self.authority)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the modal server at {} (is `modal server` running?)",
-                    self.base
-                )
-            })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .context("HTTP handshake with the server failed")?;
-        tokio::spawn(conn);
-        let request = Request::get(path)
-            .header(hyper::header::HOST, &self.authority)
-            .header(
-                hyper::header::AUTHORIZATION,
-                format!("Bearer {}", self.token),
-            )
-            .body(Full::new(Bytes::new()))
-            .context("building the request")?;
+        let mut sender = self.connect().await?;
         let response = sender
-            .send_request(request)
+            .send_request(self.request(Method::GET, path, Vec::new())?)
             .await
             .context("the request to the server failed")?;
         if !response.status().is_success() {

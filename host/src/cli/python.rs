@@ -80,8 +80,9 @@ fn write_all(dir: &Path, files: &[(&str, &str)]) -> anyhow::Result<()> {
 }
 
 /// Builds `app.py` into `out` (default: `app.wasm` beside it); returns the
-/// component's path. Progress goes to stderr.
-pub fn build(source: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// component's path. `portable` leaves out the host's `context` import (see
+/// `world portable-app`). Progress goes to stderr.
+pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Result<PathBuf> {
     let tool = componentize_py()?;
     let source = source
         .canonicalize()
@@ -113,7 +114,13 @@ pub fn build(source: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
     let output = Command::new(&tool)
         .arg("-d")
         .arg(work.join("wit"))
-        .args(["-w", "modal:app/app", "componentize", "-p"])
+        .arg("-w")
+        .arg(if portable {
+            "modal:app/portable-app"
+        } else {
+            "modal:app/app"
+        })
+        .args(["componentize", "-p"])
         .arg(app_dir)
         .arg("-p")
         .arg(work.join("sdk"))
@@ -164,7 +171,7 @@ pub fn component(path: &Path) -> anyhow::Result<PathBuf> {
         return Ok(cached);
     }
     let tmp = dir.join(format!(".{key}.{}.wasm", std::process::id()));
-    build(path, Some(&tmp))?;
+    build(path, Some(&tmp), false)?;
     std::fs::rename(&tmp, &cached)?;
     Ok(cached)
 }

@@ -273,6 +273,11 @@ pub struct BuildArgs {
     /// Where to write the component; default: beside the module, `.wasm`.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Leave out the host's `context` import so that plain wasi:http hosts
+    /// (e.g. `wasmtime serve`) can run the component; `modal.run_id()` then
+    /// returns None.
+    #[arg(long)]
+    portable: bool,
 }
 
 pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
@@ -281,6 +286,6 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             "`modal build` builds Python modules (`app.py`); Rust apps build with `cargo build --target wasm32-wasip2`"
         );
     }
-    super::python::build(&args.source, args.output.as_deref())?;
+    super::python::build(&args.source, args.output.as_deref(), args.portable)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -364,16 +364,20 @@ impl Platform {
         Ok(())
     }
 
+    /// The record of `version` of `app`.
+    fn version_record(&self, app: &str, version: u64) -> Result<VersionRecord, Error> {
+        self.inner
+            .registry
+            .version(app, version)?
+            .ok_or_else(|| Error::VersionNotFound {
+                app: app.to_string(),
+                version,
+            })
+    }
+
     /// Loads a recorded version from the artifact store.
     async fn load_version(&self, app: &str, version: u64) -> Result<LoadedApp, Error> {
-        let record =
-            self.inner
-                .registry
-                .version(app, version)?
-                .ok_or_else(|| Error::VersionNotFound {
-                    app: app.to_string(),
-                    version,
-                })?;
+        let record = self.version_record(app, version)?;
         let bytes = self.inner.artifacts.get(&record.digest)?;
         let meta = AppMeta {
             name: app.to_string(),
@@ -582,14 +586,7 @@ impl Platform {
                     })?
             }
         };
-        let old =
-            self.inner
-                .registry
-                .version(app, target)?
-                .ok_or_else(|| Error::VersionNotFound {
-                    app: app.to_string(),
-                    version: target,
-                })?;
+        let old = self.version_record(app, target)?;
         let bytes = self.inner.artifacts.get(&old.digest)?;
         let request = DeployRequest {
             name: app.to_string(),
