@@ -6,7 +6,6 @@ use crate::http::{Http, get};
 use crate::server::Server;
 use modal_test_support::{COUNTER, FAULTY};
 use serde_json::Value;
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -177,16 +176,7 @@ fn logs_follow_delivers_a_new_execution_within_a_second() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = crate::stdout_lines(&mut child);
     let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(first.contains("v1 incr [call] ok"), "{first}");
     std::thread::sleep(Duration::from_millis(500));

@@ -5,7 +5,6 @@
 use crate::http::{Http, get};
 use modal_test_support::{COUNTER, CRON, FAULTY, HELLO, HTTP_PLAIN};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -38,16 +37,8 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("modal server starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            // Keep draining so the server never blocks on a full pipe.
-            for _ in lines {}
-        });
+        // The reader keeps draining, so the server never blocks on a full pipe.
+        let rx = crate::stdout_lines(&mut child);
         let first = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the server prints its address");

@@ -296,7 +296,6 @@ fn a_redeploy_under_http_load_fails_no_request() {
 
 #[test]
 fn modal_serve_redeploys_on_change_without_dropping_requests() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("app.wasm");
     std::fs::copy(HELLO, &file).unwrap();
@@ -305,16 +304,7 @@ fn modal_serve_redeploys_on_change_without_dropping_requests() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = crate::stdout_lines(&mut child);
     let first = rx.recv_timeout(Duration::from_secs(60)).unwrap();
     let addr = first.split("http://").nth(1).unwrap().trim().to_string();
     let lines: Vec<String> = (0..3)

@@ -36,25 +36,9 @@ pub struct DeployArgs {
     server: ServerArgs,
 }
 
-/// Arguments of `modal call`.
+/// Arguments of `modal call` and `modal spawn`.
 #[derive(Args)]
 pub struct CallArgs {
-    /// The app.
-    app: String,
-    /// The function.
-    function: String,
-    /// The JSON input (leave it out for a function without parameters).
-    input: Option<String>,
-    /// Call this kept version instead of the live one.
-    #[arg(long, value_name = "N")]
-    version: Option<u64>,
-    #[command(flatten)]
-    server: ServerArgs,
-}
-
-/// Arguments of `modal spawn`.
-#[derive(Args)]
-pub struct SpawnArgs {
     /// The app.
     app: String,
     /// The function.
@@ -679,7 +663,7 @@ fn render_stats(usage: &Value) -> String {
     )
 }
 
-pub async fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
+pub async fn spawn(args: CallArgs) -> anyhow::Result<ExitCode> {
     let client = args.server.client()?;
     let mut path = format!(
         "/api/v1/apps/{}/functions/{}/spawn",

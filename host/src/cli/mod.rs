@@ -35,7 +35,7 @@ enum Command {
     /// Call a function of a deployed app and print its result.
     Call(apps::CallArgs),
     /// Start a call in the background and print its id.
-    Spawn(apps::SpawnArgs),
+    Spawn(apps::CallArgs),
     /// Print the result of a spawned call (exit code 3 while pending).
     Result(apps::ResultArgs),
     /// Manage deployed apps.
