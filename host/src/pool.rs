@@ -231,6 +231,9 @@ pub struct PoolStats {
 pub(crate) struct Pool {
     /// Whether the function is a web function (served, not called).
     pub(crate) web: bool,
+    /// The function's name as the value of the header that tells a web
+    /// guest which function a request is for.
+    pub(crate) header: http::HeaderValue,
     prepared: Arc<Prepared>,
     function: String,
     env: Vec<(String, String)>,
@@ -285,8 +288,12 @@ impl Pool {
         idle_timeout: Duration,
     ) -> Pool {
         let permits = Arc::new(Semaphore::new(settings.max_instances as usize));
+        // Function names are identifiers, always valid header values.
+        let header = http::HeaderValue::from_str(&function)
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""));
         Pool {
             web,
+            header,
             prepared,
             function,
             env,

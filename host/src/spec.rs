@@ -295,6 +295,19 @@ pub(crate) fn web_label(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
 }
 
+/// Whether `label` is [`web_label`]`(name)`, without building it.
+pub(crate) fn is_web_label(name: &str, label: &str) -> bool {
+    name.len() == label.len()
+        && name.bytes().zip(label.bytes()).all(|(n, l)| {
+            let n = if n == b'_' {
+                b'-'
+            } else {
+                n.to_ascii_lowercase()
+            };
+            n == l
+        })
+}
+
 fn shorten(text: &str) -> String {
     if text.len() <= MAX_TEXT {
         return text.to_string();
@@ -534,6 +547,17 @@ mod tests {
             problems,
             ["function `a-b`: its URL label `a-b` collides with another function's"]
         );
+    }
+
+    #[test]
+    fn web_labels_match_without_being_built() {
+        for (name, label) in [("say_hi", "say-hi"), ("Greet", "greet"), ("web", "web")] {
+            assert_eq!(web_label(name), label);
+            assert!(is_web_label(name, label), "{name} {label}");
+        }
+        assert!(!is_web_label("say_hi", "say_hi"));
+        assert!(!is_web_label("greet", "greets"));
+        assert!(!is_web_label("greet", "Greet"));
     }
 
     #[test]

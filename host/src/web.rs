@@ -37,13 +37,14 @@ impl LoadedApp {
     pub async fn serve_http<B>(
         &self,
         function: &str,
-        request: hyper::Request<B>,
+        mut request: hyper::Request<B>,
     ) -> Result<WebResponse, Error>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
-        self.try_serve_http(function, request)
+        let error_id = request.extensions_mut().remove::<ErrorId>();
+        self.try_serve_http(function, request, error_id)
             .await
             .map_err(|(e, _)| e)
     }
@@ -55,6 +56,7 @@ impl LoadedApp {
         &self,
         function: &str,
         request: hyper::Request<B>,
+        error_id: Option<ErrorId>,
     ) -> Result<WebResponse, (Error, Option<Box<hyper::Request<B>>>)>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -66,10 +68,7 @@ impl LoadedApp {
             Ok((name, pool)) => (name.clone(), pool.clone()),
             Err(e) => return Err((e, None)),
         };
-        if !matches!(
-            self.spec().function(function).map(|f| &f.kind),
-            Some(crate::FunctionKind::Web { .. })
-        ) {
+        if !pool.web {
             let e = Error::WrongKind(format!(
                 "`{function}` is not a web function: call it with `modal call` instead"
             ));
@@ -95,7 +94,7 @@ impl LoadedApp {
             Err(e) => return Err((e, None)),
         };
         let timing = (started_at, start);
-        self.serve_leased(&name, pool, lease, request, timing)
+        self.serve_leased(&name, (pool, lease), request, error_id, timing)
             .await
             .map_err(|e| (e, None))
     }
@@ -103,9 +102,9 @@ impl LoadedApp {
     async fn serve_leased<B>(
         &self,
         name: &Arc<str>,
-        pool: Arc<Pool>,
-        mut lease: Lease,
+        (pool, mut lease): (Arc<Pool>, Lease),
         request: hyper::Request<B>,
+        error_id: Option<ErrorId>,
         (started_at, start): (SystemTime, Instant),
     ) -> Result<WebResponse, Error>
     where
@@ -115,10 +114,7 @@ impl LoadedApp {
         let function: &str = name;
         let name = name.clone();
         let (mut parts, body) = request.into_parts();
-        let error_id = parts.extensions.remove::<ErrorId>();
-        parts.headers.remove(FUNCTION_HEADER);
-        let value = HeaderValue::from_str(function).map_err(|e| Error::Internal(e.to_string()))?;
-        parts.headers.insert(FUNCTION_HEADER, value);
+        parts.headers.insert(FUNCTION_HEADER, pool.header.clone());
         if !parts.headers.contains_key(http::header::HOST) && parts.uri.authority().is_none() {
             parts
                 .headers
@@ -149,10 +145,12 @@ impl LoadedApp {
             )));
         };
 
-        // The handler runs in its own task: it keeps writing the body after
-        // the response head has been returned to the client.
+        // The handler runs in this task until it sets the response; if it
+        // then keeps writing the body it moves to a task of its own. Most
+        // handlers finish in their first poll, so they cost no spawn and no
+        // wake-up of another worker thread.
         let app = self.clone();
-        let task = tokio::spawn(async move {
+        let run = async move {
             let instance: &mut Instance = lease.instance();
             let handle = proxy.wasi_http_incoming_handler().call_handle(
                 &mut instance.store,
@@ -194,29 +192,85 @@ impl LoadedApp {
             execution.memory = memory;
             app.record(&execution);
             execution.outcome.map(drop)
-        });
-
-        let too_large = || Error::TooLarge {
-            limit: self.inner.max_request_body as usize,
         };
-        match receiver.await {
+        let mut run = Detached::new(run);
+        let mut receiver = receiver;
+        let first = std::future::poll_fn(|cx| {
+            if let Poll::Ready(done) = run.poll(cx) {
+                return Poll::Ready(Ok(done));
+            }
+            Pin::new(&mut receiver).poll(cx).map(Err)
+        })
+        .await;
+        let (head, done) = match first {
+            Ok(done) => (receiver.try_recv().ok(), Some(done)),
+            Err(Ok(head)) => {
+                run.detach();
+                (Some(head), None)
+            }
+            Err(Err(_)) => (None, Some(std::future::poll_fn(|cx| run.poll(cx)).await)),
+        };
+        if exceeded.load(Ordering::Acquire) {
             // A guest that answers after its body was cut off answers the
             // failed read: the client is told why instead.
-            _ if exceeded.load(Ordering::Acquire) => Err(too_large()),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(Error::Failed {
+            return Err(Error::TooLarge {
+                limit: self.inner.max_request_body as usize,
+            });
+        }
+        match (head, done) {
+            (Some(Ok(response)), _) => Ok(response),
+            (Some(Err(code)), _) => Err(Error::Failed {
                 function: function.to_string(),
                 message: format!("the handler answered with error {code:?}"),
             }),
-            Err(_) => match task.await {
-                _ if exceeded.load(Ordering::Acquire) => Err(too_large()),
-                Ok(Err(e)) => Err(e),
-                Ok(Ok(())) => Err(Error::NoResponse {
-                    function: function.to_string(),
-                }),
-                Err(join) => Err(Error::Internal(format!("the handler task failed: {join}"))),
-            },
+            (None, Some(Err(e))) => Err(e),
+            (None, _) => Err(Error::NoResponse {
+                function: function.to_string(),
+            }),
         }
+    }
+}
+
+/// A guest handler run in the caller's task that moves to a task of its own
+/// when the caller stops polling it before it is done (the response head
+/// was sent while the body streams, or the client went away): an execution,
+/// once started, always runs to its end and is recorded.
+struct Detached<F: Future<Output = Result<(), Error>> + Send + 'static> {
+    future: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future<Output = Result<(), Error>> + Send + 'static> Detached<F> {
+    fn new(future: F) -> Self {
+        Detached {
+            future: Some(Box::pin(future)),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let Some(future) = self.future.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let done = future.as_mut().poll(cx);
+        if done.is_ready() {
+            self.future = None;
+        }
+        done
+    }
+
+    /// Lets the rest run in a task of its own.
+    fn detach(&mut self) {
+        if let Some(future) = self.future.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(future)),
+                Err(_) => tracing::warn!("no runtime to finish a web execution on; it is dropped"),
+            }
+        }
+    }
+}
+
+impl<F: Future<Output = Result<(), Error>> + Send + 'static> Drop for Detached<F> {
+    fn drop(&mut self) {
+        self.detach();
     }
 }
 

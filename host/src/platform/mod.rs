@@ -725,7 +725,10 @@ impl Platform {
 
     /// Serves an HTTP request with web function `function` of the live
     /// version of `app`. A request that reaches a version just replaced by
-    /// a deploy is passed on, untouched, to the new one.
+    /// a deploy is passed on, untouched, to the new one. An [`ErrorId`]
+    /// extension on the request goes into the logs of a failed execution.
+    ///
+    /// [`ErrorId`]: crate::ErrorId
     pub async fn serve_http<B>(
         &self,
         app: &str,
@@ -736,10 +739,30 @@ impl Platform {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
+        let error_id = request.extensions_mut().remove::<crate::ErrorId>();
+        self.serve_http_as(app, function, request, error_id).await
+    }
+
+    /// [`serve_http`](Self::serve_http) with the error id given directly.
+    pub(crate) async fn serve_http_as<B>(
+        &self,
+        app: &str,
+        function: &str,
+        mut request: hyper::Request<B>,
+        error_id: Option<crate::ErrorId>,
+    ) -> Result<crate::WebResponse, Error>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.live(app)?.try_serve_http(function, request).await {
+            let live = self.live(app)?;
+            match live
+                .try_serve_http(function, request, error_id.clone())
+                .await
+            {
                 Ok(response) => return Ok(response),
                 Err((_, Some(untouched))) if attempts < RETRIES => {
                     request = *untouched;

@@ -18,10 +18,11 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Time a client has to send a request's headers; a slower client is cut
 /// off so that it cannot hold a connection (slowloris).
@@ -118,14 +119,12 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and waits up
     /// to `grace` for requests in progress.
     pub async fn run(self, shutdown: impl Future<Output = ()>, grace: Duration) {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.state.config.header_read_timeout)
-            .keep_alive(true);
-        builder.http2().timer(TokioTimer::new());
+        let graceful = GracefulShutdown::new();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let lanes: Vec<Lane> = (0..threads)
+            .filter_map(|i| Lane::start(i, self.state.clone()))
+            .collect();
+        let mut next = 0usize;
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -142,18 +141,22 @@ impl Server {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let state = self.state.clone();
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&state, req).await) }
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn.into_owned());
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!("connection ended: {e}");
+            let watcher = graceful.watcher();
+            // Hand the connection to the next lane; serve it here when there
+            // is none (a lane that cannot start is logged and skipped).
+            next = next.wrapping_add(1);
+            let Some(lane) = lanes.get(next % lanes.len().max(1)) else {
+                tokio::spawn(serve_connection(self.state.clone(), stream, watcher));
+                continue;
+            };
+            match stream.into_std() {
+                Ok(stream) => {
+                    if lane.sender.send((stream, watcher)).is_err() {
+                        tracing::warn!("a connection thread is gone; a connection is dropped");
+                    }
                 }
-            });
+                Err(e) => tracing::warn!("could not hand a connection over: {e}"),
+            }
         }
         drop(self.listener);
         if tokio::time::timeout(grace, graceful.shutdown())
@@ -162,6 +165,67 @@ impl Server {
         {
             tracing::warn!("grace period over; closing connections still open");
         }
+        drop(lanes);
+    }
+}
+
+type Handover = (std::net::TcpStream, Watcher);
+
+/// A thread with its own single-threaded runtime serving the connections
+/// handed to it: each request is parsed, run and answered on one thread,
+/// with no work stealing and no wake-ups across threads.
+struct Lane {
+    sender: tokio::sync::mpsc::UnboundedSender<Handover>,
+}
+
+impl Lane {
+    fn start(i: usize, state: Arc<State>) -> Option<Lane> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| tracing::warn!("could not start connection thread {i}: {e}"))
+            .ok()?;
+        let (sender, mut handed) = tokio::sync::mpsc::unbounded_channel::<Handover>();
+        std::thread::Builder::new()
+            .name(format!("modal-http-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    while let Some((stream, watcher)) = handed.recv().await {
+                        match TcpStream::from_std(stream) {
+                            Ok(stream) => {
+                                tokio::spawn(serve_connection(state.clone(), stream, watcher));
+                            }
+                            Err(e) => tracing::warn!("could not take over a connection: {e}"),
+                        }
+                    }
+                });
+            })
+            .map_err(|e| tracing::warn!("could not start connection thread {i}: {e}"))
+            .ok()?;
+        Some(Lane { sender })
+    }
+}
+
+/// Serves HTTP/1.1 (keep-alive) and h2c on one connection until it closes.
+async fn serve_connection(state: Arc<State>, stream: TcpStream, watcher: Watcher) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_read_timeout)
+        // One buffer per response instead of a vectored write of its
+        // pieces: cheaper in the kernel for the small answers of most
+        // endpoints; large bodies still go out as they stream.
+        .writev(false)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(route(&state, req).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!("connection ended: {e}");
     }
 }
 

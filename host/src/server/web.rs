@@ -89,10 +89,10 @@ pub(crate) async fn serve(
         .functions
         .iter()
         .find(|f| {
-            crate::spec::web_label(&f.name) == label
-                && matches!(f.kind, crate::spec::FunctionKind::Web { .. })
+            matches!(f.kind, crate::spec::FunctionKind::Web { .. })
+                && crate::spec::is_web_label(&f.name, label)
         })
-        .map(|f| f.name.clone())
+        .map(|f| f.name.as_str())
     else {
         let e = Error::UnknownFunction {
             name: label.to_string(),
@@ -111,14 +111,16 @@ pub(crate) async fn serve(
             Err(_) => return super::text(StatusCode::BAD_REQUEST, "invalid request path\n"),
         }
     }
-    let id = error_id();
-    req.extensions_mut().insert(crate::web::ErrorId(id.clone()));
-    match state.platform.serve_http(app, &function, req).await {
+    let id = crate::web::ErrorId(error_id());
+    match (state.platform)
+        .serve_http_as(app, function, req, Some(id.clone()))
+        .await
+    {
         Ok(response) => response.map(|body| {
             body.map_err(|code| format!("{code:?}").into())
                 .boxed_unsync()
         }),
-        Err(e) => failure_with_id(app, &e, &id),
+        Err(e) => failure_with_id(app, &e, &id.0),
     }
 }
 

@@ -1,0 +1,153 @@
+//! The host's own cost of one web request, without sockets: a request
+//! handed to `Platform::serve_http` (routing to the live version, pool
+//! checkout, the guest's `wasi:http` handler, check-in, recording) and its
+//! body read to the end, for the plain wasi:http example and the SDK's
+//! `greet`; and the same through a `LoadedApp` with no recording, which
+//! shows what recording an execution costs.
+//!
+//! Run it with `cargo bench -p modal-host --bench serve` (release build).
+//! `host/benches/web.sh` measures the whole path over loopback HTTP.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use modal_host::{AppMeta, DeployRequest, Host, HostConfig, Platform, PlatformConfig};
+use modal_test_support::{HELLO, HTTP_PLAIN, wasm};
+use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 5;
+const REQUESTS: u32 = 50_000;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+fn request(path: &str) -> hyper::Request<Empty<Bytes>> {
+    hyper::Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::new())
+        .expect("request")
+}
+
+/// CPU time of this process so far (all threads, user + system), from
+/// `/proc/self/stat` in clock ticks of 10 ms.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Mean wall time per request over `REQUESTS`, best of `ROUNDS` (the
+/// least disturbed by the rest of the machine), and the process's CPU
+/// time per request in that round (which includes the record writer's
+/// thread).
+async fn best<F, Fut>(mut serve: F) -> (Duration, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = usize>,
+{
+    for _ in 0..5_000 {
+        serve().await;
+    }
+    let mut best = (Duration::MAX, Duration::ZERO);
+    for _ in 0..ROUNDS {
+        // Let the previous round's records be written first.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (start, cpu) = (Instant::now(), cpu_time());
+        for _ in 0..REQUESTS {
+            assert!(serve().await > 0, "the endpoint answers with a body");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let wall = (start.elapsed() - Duration::from_millis(100)) / REQUESTS;
+        if wall < best.0 {
+            best = (wall, (cpu_time() - cpu) / REQUESTS);
+        }
+    }
+    best
+}
+
+async fn body(response: modal_host::WebResponse) -> usize {
+    assert_eq!(response.status(), 200);
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    bytes.len()
+}
+
+async fn run() {
+    let state = tempfile::tempdir().expect("temp dir");
+    let platform = Platform::open(
+        state.path(),
+        HostConfig::default(),
+        PlatformConfig::default(),
+        None,
+    )
+    .await
+    .expect("platform opens");
+    let host = Host::new(HostConfig::default()).expect("host");
+    println!(
+        "{:<56} {:>10} {:>10}",
+        "one web request, in process (best of 5 × 50k)", "wall µs", "cpu µs"
+    );
+    for (app, file, function, path) in [
+        ("plain", HTTP_PLAIN, "web", "/"),
+        ("hello", HELLO, "greet", "/?name=bench"),
+    ] {
+        platform
+            .deploy(
+                &wasm(file),
+                DeployRequest {
+                    name: app.into(),
+                    deployer: "bench".into(),
+                    ..DeployRequest::default()
+                },
+            )
+            .await
+            .expect("deploys");
+        let recorded = best(|| async {
+            let response = platform
+                .serve_http(app, function, request(path))
+                .await
+                .expect("answers");
+            body(response).await
+        })
+        .await;
+        let loaded = host
+            .load(&wasm(file), AppMeta::new(app, 1))
+            .await
+            .expect("loads");
+        let bare = best(|| async {
+            let response = loaded
+                .serve_http(function, request(path))
+                .await
+                .expect("answers");
+            body(response).await
+        })
+        .await;
+        let us = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1e6);
+        for (what, (wall, cpu)) in [
+            ("platform, recorded", recorded),
+            ("loaded app, not recorded", bare),
+        ] {
+            println!(
+                "{:<56} {:>10} {:>10}",
+                format!("{app} {function}: {what}"),
+                us(wall),
+                us(cpu)
+            );
+        }
+    }
+    platform.shutdown(Duration::from_secs(5)).await;
+}
