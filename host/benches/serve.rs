@@ -14,8 +14,15 @@ use modal_host::{AppMeta, DeployRequest, Host, HostConfig, Platform, PlatformCon
 use modal_test_support::{HELLO, HTTP_PLAIN, wasm};
 use std::time::{Duration, Instant};
 
+/// Rounds and requests per round; `MODAL_BENCH_REQUESTS` overrides the
+/// latter (e.g. for a run under `valgrind --tool=callgrind`).
 const ROUNDS: usize = 5;
-const REQUESTS: u32 = 50_000;
+fn requests() -> u32 {
+    std::env::var("MODAL_BENCH_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50_000)
+}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -55,7 +62,8 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = usize>,
 {
-    for _ in 0..5_000 {
+    let requests = requests();
+    for _ in 0..requests.min(5_000) {
         serve().await;
     }
     let mut best = (Duration::MAX, Duration::ZERO);
@@ -63,13 +71,13 @@ where
         // Let the previous round's records be written first.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let (start, cpu) = (Instant::now(), cpu_time());
-        for _ in 0..REQUESTS {
+        for _ in 0..requests {
             assert!(serve().await > 0, "the endpoint answers with a body");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let wall = (start.elapsed() - Duration::from_millis(100)) / REQUESTS;
+        let wall = (start.elapsed() - Duration::from_millis(100)) / requests;
         if wall < best.0 {
-            best = (wall, (cpu_time() - cpu) / REQUESTS);
+            best = (wall, (cpu_time() - cpu) / requests);
         }
     }
     best

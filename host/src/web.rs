@@ -114,6 +114,7 @@ impl LoadedApp {
         let function: &str = name;
         let name = name.clone();
         let (mut parts, body) = request.into_parts();
+        let head_request = parts.method == http::Method::HEAD;
         parts.headers.insert(FUNCTION_HEADER, pool.header.clone());
         if !parts.headers.contains_key(http::header::HOST) && parts.uri.authority().is_none() {
             parts
@@ -218,6 +219,9 @@ impl LoadedApp {
             });
         }
         match (head, done) {
+            // A handler that has finished has written its whole body: it
+            // goes out with its length, in one piece, instead of chunked.
+            (Some(Ok(response)), Some(_)) if !head_request => Ok(response.map(settle)),
             (Some(Ok(response)), _) => Ok(response),
             (Some(Err(code)), _) => Err(Error::Failed {
                 function: function.to_string(),
@@ -227,6 +231,82 @@ impl LoadedApp {
             (None, _) => Err(Error::NoResponse {
                 function: function.to_string(),
             }),
+        }
+    }
+}
+
+/// Largest finished body sent with its length rather than chunked.
+const SETTLE_LIMIT: usize = 256 * 1024;
+
+/// The body of a handler that has returned: its frames are all waiting in
+/// the channel, so they are taken now and sent as one buffer with a
+/// `content-length` (hyper adds it for a body of known size). Anything
+/// unexpected (trailers, an error, a frame not yet there, a large body)
+/// keeps what was read in front of the rest, streamed as before.
+fn settle(mut body: WebBody) -> WebBody {
+    use http_body_util::BodyExt;
+    use hyper::body::Body;
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    let unsettled = loop {
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(None) => break None,
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    size += data.len();
+                    chunks.push(data);
+                    if size > SETTLE_LIMIT {
+                        break Some(None);
+                    }
+                }
+                Err(frame) => break Some(Some(Ok(frame))),
+            },
+            Poll::Ready(Some(Err(e))) => break Some(Some(Err(e))),
+            Poll::Pending => break Some(None),
+        }
+    };
+    match unsettled {
+        None => {
+            let data = match chunks.len() {
+                0 => Bytes::new(),
+                1 => chunks.pop().unwrap_or_default(),
+                _ => Bytes::from(chunks.concat()),
+            };
+            http_body_util::Full::new(data)
+                .map_err(|never| match never {})
+                .boxed_unsync()
+        }
+        Some(next) => {
+            let mut frames: std::collections::VecDeque<_> = chunks
+                .into_iter()
+                .map(|c| Ok(hyper::body::Frame::data(c)))
+                .collect();
+            frames.extend(next);
+            Prefixed { frames, rest: body }.boxed_unsync()
+        }
+    }
+}
+
+/// Frames already taken from a body, then the rest of it.
+struct Prefixed {
+    frames:
+        std::collections::VecDeque<Result<hyper::body::Frame<Bytes>, wasmtime_wasi_http::Error>>,
+    rest: WebBody,
+}
+
+impl hyper::body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match this.frames.pop_front() {
+            Some(frame) => Poll::Ready(Some(frame)),
+            None => Pin::new(&mut this.rest).poll_frame(cx),
         }
     }
 }

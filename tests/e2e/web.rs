@@ -210,6 +210,20 @@ fn http2_cleartext_and_keep_alive_are_served() {
             (200, "Hello, y!".to_string())
         ]
     );
+    // A handler that finished before its answer went out: the body is sent
+    // with its length, not chunked.
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    stream
+        .write_all(
+            b"GET /?name=z HTTP/1.1\r\nHost: hello--greet.localhost\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("content-length: 9\r\n"), "{answer}");
+    assert!(!answer.contains("transfer-encoding"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nHello, z!"), "{answer}");
 }
 
 #[test]
