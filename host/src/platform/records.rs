@@ -238,32 +238,42 @@ impl Store {
     }
 
     fn insert(&self, records: &[ExecutionRecord]) -> Result<(), Error> {
+        /// Rows per INSERT statement: one statement per row spends most
+        /// of its time starting and resetting the statement.
+        const ROWS: usize = 32;
+        fn statement(rows: usize) -> String {
+            let row = "(?,?,?,?,?,?,?,?,?,?,?,?)";
+            format!(
+                "INSERT INTO executions (id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id) VALUES {}",
+                vec![row; rows].join(",")
+            )
+        }
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO executions (id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )
-                .map_err(db)?;
-            for r in records {
-                stmt.execute(params![
-                    r.id,
-                    r.app,
-                    r.version,
-                    r.function,
-                    r.trigger.as_str(),
-                    r.started_at,
-                    r.duration_ms,
-                    r.outcome.as_str(),
-                    r.error,
-                    r.logs,
-                    r.memory,
-                    r.run_id,
-                ])
-                .map_err(db)?;
+        for chunk in records.chunks(ROWS) {
+            let mut stmt = tx.prepare_cached(&statement(chunk.len())).map_err(db)?;
+            let labels: Vec<(&str, &str)> = chunk
+                .iter()
+                .map(|r| (r.trigger.as_str(), r.outcome.as_str()))
+                .collect();
+            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 12);
+            for (r, (trigger, outcome)) in chunk.iter().zip(&labels) {
+                values.extend_from_slice(&[
+                    &r.id as &dyn rusqlite::ToSql,
+                    &r.app,
+                    &r.version,
+                    &r.function,
+                    trigger,
+                    &r.started_at,
+                    &r.duration_ms,
+                    outcome,
+                    &r.error,
+                    &r.logs,
+                    &r.memory,
+                    &r.run_id,
+                ]);
             }
+            stmt.execute(values.as_slice()).map_err(db)?;
         }
         tx.commit().map_err(db)
     }
