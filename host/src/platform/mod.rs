@@ -198,6 +198,10 @@ pub struct Platform {
 
 struct Inner {
     host: Host,
+    /// The runtime the platform was opened on: its background work (drains,
+    /// spawned calls, manual schedule runs) runs there, whichever thread
+    /// asked for it (e.g. a connection thread of the server).
+    runtime: tokio::runtime::Handle,
     scheduler: Arc<scheduler::Scheduler>,
     recorder: Arc<records::Recorder>,
     /// Bumped whenever a spawned call finishes, to wake waiting readers.
@@ -292,6 +296,7 @@ impl Platform {
         let sink = Some(sink);
         let platform = Platform {
             inner: Arc::new(Inner {
+                runtime: tokio::runtime::Handle::current(),
                 host,
                 scheduler: Arc::default(),
                 recorder,
@@ -509,7 +514,7 @@ impl Platform {
             deadline: Instant::now() + timeout,
         });
         let platform = self.clone();
-        tokio::spawn(async move {
+        self.spawn_task(async move {
             if tokio::time::timeout(timeout, old.drain()).await.is_err() {
                 let stragglers = old.in_flight();
                 tracing::warn!(
@@ -819,6 +824,11 @@ impl Platform {
         Ok(id)
     }
 
+    /// Runs `task` on the platform's runtime.
+    pub(crate) fn spawn_task(&self, task: impl Future<Output = ()> + Send + 'static) {
+        drop(self.inner.runtime.spawn(task));
+    }
+
     fn run_spawned(
         &self,
         id: String,
@@ -828,7 +838,7 @@ impl Platform {
         input: Vec<u8>,
     ) {
         let platform = self.clone();
-        tokio::spawn(async move {
+        self.spawn_task(async move {
             let result = match platform
                 .call(&app, &function, &input, version, Trigger::Spawn)
                 .await

@@ -396,7 +396,7 @@ impl Platform {
             }
             let run_id = format!("run-{app}-{function}-{at}");
             let platform = self.clone();
-            tokio::spawn(async move { platform.run(key, at, run_id, retries).await });
+            self.spawn_task(async move { platform.run(key, at, run_id, retries).await });
         }
     }
 
@@ -499,7 +499,7 @@ impl Platform {
         let run_id = format!("run-{app}-{function}-{at}-now");
         let platform = self.clone();
         let id = run_id.clone();
-        tokio::spawn(async move { platform.run(key, at, id, retries).await });
+        self.spawn_task(async move { platform.run(key, at, id, retries).await });
         Ok(run_id)
     }
 
