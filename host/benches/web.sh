@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # Web endpoint throughput on loopback: modal's `greet` (examples/hello, an
-# SDK web function) and the plain wasi:http example under wrk, and, with
-# --with-wasmtime, the same components under `wasmtime serve` (wasmtime-cli
-# of the same wasmtime version, installed into .cache/wasmtime by this
-# script) in its fastest setting, printing the ratio.
+# SDK web function), the plain wasi:http example and (when componentize-py
+# is set up) the Python greet under wrk; with --with-wasmtime, the same
+# components under `wasmtime serve` (wasmtime-cli of the same wasmtime
+# version, installed into .cache/wasmtime by this script) in its fastest
+# setting, `--max-instance-reuse-count 1000`.
 #
-# Usage: host/benches/web.sh [--with-wasmtime] [-d SECONDS] [-c CONNECTIONS]
+# Both servers of a component run side by side on their own ports and are
+# measured in alternation, ROUNDS times (the order flips every round), so
+# that both see the same state of a shared, noisy machine; the figures are
+# medians, and the ratio is the median of the per-round ratios.
+#
+# Usage: host/benches/web.sh [--with-wasmtime] [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-with_wasmtime=0 duration=10 connections=32
+with_wasmtime=0 duration=5 rounds=5 connections=32
 while [ $# -gt 0 ]; do
     case "$1" in
         --with-wasmtime) with_wasmtime=1 ;;
         -d) duration="$2"; shift ;;
+        -r) rounds="$2"; shift ;;
         -c) connections="$2"; shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -25,57 +32,90 @@ cargo build --release -q -p modal-host
 cargo build --release -q --target wasm32-wasip2 --manifest-path examples/Cargo.toml --target-dir target/guests
 modal=target/release/modal
 guests=target/guests/wasm32-wasip2/release
-port=18181
+wasmtime=.cache/wasmtime/bin/wasmtime
+if [ "$with_wasmtime" = 1 ]; then
+    version=$(cargo metadata --format-version 1 --locked 2>/dev/null \
+        | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "wasmtime"))')
+    if ! "$wasmtime" --version 2>/dev/null | grep -q "$version"; then
+        cargo install -q wasmtime-cli --version "$version" --locked --root .cache/wasmtime
+    fi
+fi
 
-wait_port() {
+servers=()
+trap 'stop_all' EXIT
+
+# Waits until $1 answers $2 with a 200.
+wait_ready() {
     for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        curl -fsS -o /dev/null "http://127.0.0.1:$1$2" 2>/dev/null && return 0
         sleep 0.1
     done
-    echo "nothing listens on $port" >&2
     return 1
 }
 
-# Prints "REQ_PER_S P50 P99" for a wrk run against $1.
+# Prints "REQ_PER_S P50 P99" for a wrk run of $2 seconds against $1.
 measure() {
-    wrk -t2 -c"$connections" -d"${duration}s" --latency "$1" >/tmp/modal-wrk.txt
-    local rps p50 p99
-    rps=$(awk '/Requests\/sec/ {print $2}' /tmp/modal-wrk.txt)
-    p50=$(awk '$1 == "50%" {print $2}' /tmp/modal-wrk.txt)
-    p99=$(awk '$1 == "99%" {print $2}' /tmp/modal-wrk.txt)
-    errors=$(awk '/Non-2xx|Socket errors/' /tmp/modal-wrk.txt)
+    local out
+    out=$(wrk -t2 -c"$connections" -d"$2s" --latency "$1")
+    errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
     [ -z "$errors" ] || echo "  wrk reported: $errors" >&2
-    echo "$rps $p50 $p99"
+    echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1 == "50%" {print $2}' <<<"$out") $(awk '$1 == "99%" {print $2}' <<<"$out")"
 }
 
-declare -A results
-run_modal() {
-    local name="$1" wasm="$2" path="$3"
-    "$modal" serve "$wasm" --listen "127.0.0.1:$port" >/dev/null &
-    local pid=$!
-    wait_port
-    curl -fsS "http://127.0.0.1:$port$path" >/dev/null
-    results["modal $name"]=$(measure "http://127.0.0.1:$port$path")
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+# Starts a server (the command line given) and registers it for cleanup.
+launch() {
+    "$@" >/dev/null 2>&1 &
+    servers+=($!)
 }
 
-run_wasmtime() {
-    local name="$1" wasm="$2" path="$3" label="$4"; shift 4
-    # SDK components also import modal:app/context, which wasmtime lacks.
-    # SDK components also import modal:app/context, which wasmtime lacks.
-    "$wasmtime" serve -S cli=y -W unknown-imports-trap=y --addr "127.0.0.1:$port" "$@" "$wasm" >/dev/null 2>&1 &
-    local pid=$!
-    if ! wait_port || ! curl -fsS "http://127.0.0.1:$port$path" >/dev/null; then
-        echo "wasmtime serve could not serve $name" >&2
-        kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
-        return 0
+# Stops the servers started so far.
+stop_all() {
+    [ ${#servers[@]} -eq 0 ] || kill "${servers[@]}" 2>/dev/null || true
+    wait 2>/dev/null || true
+    servers=()
+}
+
+results=()
+# compare NAME WASM PATH: modal (and wasmtime reuse) in alternation.
+compare() {
+    local name="$1" wasm="$2" path="$3" port_modal=18181 port_wt=18182
+    local labels=(modal) ports=($port_modal)
+    launch "$modal" serve "$wasm" --listen "127.0.0.1:$port_modal"
+    wait_ready $port_modal "$path" || { echo "modal could not serve $name" >&2; return 1; }
+    if [ "$with_wasmtime" = 1 ]; then
+        # SDK components also import modal:app/context, which wasmtime lacks.
+        launch "$wasmtime" serve -S cli=y -W unknown-imports-trap=y \
+            --addr "127.0.0.1:$port_wt" --max-instance-reuse-count 1000 "$wasm"
+        if wait_ready $port_wt "$path"; then
+            labels+=(wasmtime-reuse); ports+=($port_wt)
+        else
+            echo "wasmtime serve could not serve $name" >&2
+        fi
     fi
-    results["wasmtime $label $name"]=$(measure "http://127.0.0.1:$port$path")
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    for port in "${ports[@]}"; do wrk -t2 -c"$connections" -d1s "http://127.0.0.1:$port$path" >/dev/null; done
+    local runs=() order
+    for round in $(seq "$rounds"); do
+        order=$(seq 0 $((${#ports[@]} - 1)))
+        [ $((round % 2)) = 0 ] && order=$(tac <<<"$order")
+        for i in $order; do
+            runs+=("$round ${labels[$i]} $(measure "http://127.0.0.1:${ports[$i]}$path" "$duration")")
+        done
+    done
+    stop_all
+    if [ "$with_wasmtime" = 1 ]; then
+        # The fresh-instance setting, once, for reference.
+        launch "$wasmtime" serve -S cli=y -W unknown-imports-trap=y \
+            --addr "127.0.0.1:$port_wt" "$wasm"
+        if wait_ready $port_wt "$path"; then
+            runs+=("1 wasmtime-fresh $(measure "http://127.0.0.1:$port_wt$path" "$duration")")
+        fi
+        stop_all
+    fi
+    results+=("${runs[@]/#/$name }")
 }
 
-run_modal greet "$guests/hello.wasm" "/?name=bench"
-run_modal plain "$guests/http_plain.wasm" "/"
+compare greet "$guests/hello.wasm" "/?name=bench"
+compare plain "$guests/http_plain.wasm" "/"
 
 # Python: the same greet, built with componentize-py (see .ci/setup).
 python_wasm=target/bench-guests/python-hello.wasm
@@ -90,12 +130,17 @@ if [ -x .cache/venv/bin/componentize-py ]; then
     cached=$(python3 -c "print(f'{($end - $start) * 1000:.0f} ms')")
     rm -rf "$state"
     echo "python-hello load (describe): compile $cold, from the compiled-code cache $cached"
-    run_modal py-greet "$python_wasm" "/?name=bench"
+    # wasmtime serve lacks modal:app/context: the comparison runs the
+    # --portable build (no context import) under both.
+    portable=target/bench-guests/python-hello-portable.wasm
+    MODAL_COMPONENTIZE_PY=.cache/venv/bin/componentize-py "$modal" build --portable examples/python-hello/app.py -o "$portable" 2>/dev/null
+    compare py-greet "$portable" "/?name=bench"
+
     # Warm call latency through the control API: Rust hello vs Python.
     state=$(mktemp -d)
-    "$modal" server --state "$state" --listen "127.0.0.1:$port" >/dev/null &
-    server_pid=$!
-    wait_port
+    port=18183
+    launch "$modal" server --state "$state" --listen "127.0.0.1:$port"
+    wait_ready $port /healthz
     MODAL_STATE=$state MODAL_SERVER="http://127.0.0.1:$port" "$modal" deploy "$guests/hello.wasm" --name rs >/dev/null
     MODAL_STATE=$state MODAL_SERVER="http://127.0.0.1:$port" "$modal" deploy "$python_wasm" --name py >/dev/null
     token=$(cat "$state/token")
@@ -105,46 +150,33 @@ wrk.method = "POST"
 wrk.body = "7"
 wrk.headers["Authorization"] = "Bearer $token"
 LUA
-        wrk -t2 -c"$connections" -d"${duration}s" --latency -s /tmp/modal-post.lua \
-            "http://127.0.0.1:$port/api/v1/apps/$app/functions/square/call" >/tmp/modal-wrk.txt
-        results["modal call square ($app)"]="$(awk '/Requests\/sec/ {print $2}' /tmp/modal-wrk.txt) $(awk '$1 == "50%" {print $2}' /tmp/modal-wrk.txt) $(awk '$1 == "99%" {print $2}' /tmp/modal-wrk.txt)"
+        out=$(wrk -t2 -c"$connections" -d"${duration}s" --latency -s /tmp/modal-post.lua \
+            "http://127.0.0.1:$port/api/v1/apps/$app/functions/square/call")
+        results+=("call-square-$app 1 modal $(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1 == "50%" {print $2}' <<<"$out") $(awk '$1 == "99%" {print $2}' <<<"$out")")
     done
-    kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+    stop_all
     rm -rf "$state"
 fi
 
-if [ "$with_wasmtime" = 1 ]; then
-    version=$(cargo metadata --format-version 1 --locked 2>/dev/null \
-        | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "wasmtime"))')
-    wasmtime=.cache/wasmtime/bin/wasmtime
-    if ! "$wasmtime" --version 2>/dev/null | grep -q "$version"; then
-        cargo install -q wasmtime-cli --version "$version" --locked --root .cache/wasmtime
-    fi
-    for w in greet:hello.wasm:/?name=bench plain:http_plain.wasm:/; do
-        IFS=: read -r name file path <<<"$w"
-        run_wasmtime "$name" "$guests/$file" "$path" fresh
-        run_wasmtime "$name" "$guests/$file" "$path" reuse --max-instance-reuse-count 1000
-    done
-    if [ -f "$python_wasm" ]; then
-        # wasmtime serve lacks modal:app/context: build without it. The
-        # SDK's handler serves the only web function without the header.
-        portable=target/bench-guests/python-hello-portable.wasm
-        MODAL_COMPONENTIZE_PY=.cache/venv/bin/componentize-py "$modal" build --portable examples/python-hello/app.py -o "$portable" 2>/dev/null
-        run_wasmtime py-greet "$portable" "/?name=bench" fresh
-        run_wasmtime py-greet "$portable" "/?name=bench" reuse --max-instance-reuse-count 1000
-    fi
-fi
+printf '%s\n' "${results[@]}" >/tmp/modal-web-bench.txt
+HEADER="endpoint / server (wrk -t2 -c$connections, ${duration} s x $rounds rounds)" python3 - /tmp/modal-web-bench.txt <<'PY'
+import os, statistics, sys
+from collections import defaultdict
 
-printf '%-32s %12s %10s %10s\n' "setup (wrk -t2 -c$connections, ${duration}s)" "req/s" "p50" "p99"
-for key in "${!results[@]}"; do
-    read -r rps p50 p99 <<<"${results[$key]}"
-    printf '%-32s %12s %10s %10s\n' "$key" "$rps" "$p50" "$p99"
-done | sort
-if [ "$with_wasmtime" = 1 ]; then
-    for name in greet plain py-greet; do
-        [ -n "${results["wasmtime reuse $name"]:-}" ] || continue
-        ours=$(cut -d' ' -f1 <<<"${results["modal $name"]}")
-        theirs=$(cut -d' ' -f1 <<<"${results["wasmtime reuse $name"]}")
-        python3 -c "print(f'$name: modal / wasmtime serve (reuse 1000) = {$ours / $theirs:.2f}')"
-    done
-fi
+runs = defaultdict(dict)  # (name, server) -> round -> (rps, p50, p99)
+for line in open(sys.argv[1]):
+    name, rnd, server, rps, p50, p99 = line.split()
+    runs[(name, server)][int(rnd)] = (float(rps), p50, p99)
+print(f"{os.environ['HEADER']:<58} {'req/s':>9} {'p50':>9} {'p99':>9}")
+for (name, server), by_round in runs.items():
+    rps = statistics.median(r[0] for r in by_round.values())
+    mid = sorted(by_round.values(), key=lambda r: r[0])[len(by_round) // 2]
+    print(f"{name + ' / ' + server:<58} {rps:>9.0f} {mid[1]:>9} {mid[2]:>9}")
+for name in dict.fromkeys(n for n, _ in runs):
+    ours, theirs = runs.get((name, "modal")), runs.get((name, "wasmtime-reuse"))
+    if not ours or not theirs:
+        continue
+    ratios = [ours[r][0] / theirs[r][0] for r in ours if r in theirs]
+    print(f"{name}: modal / wasmtime serve (reuse 1000) = {statistics.median(ratios):.2f} "
+          f"(median of {len(ratios)} rounds; min {min(ratios):.2f}, max {max(ratios):.2f})")
+PY

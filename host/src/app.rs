@@ -146,6 +146,11 @@ impl LoadedApp {
         config: &crate::HostConfig,
         sink: Option<ExecutionSink>,
     ) -> LoadedApp {
+        let web_functions = spec
+            .functions
+            .iter()
+            .filter(|f| matches!(f.kind, FunctionKind::Web { .. }))
+            .count();
         let pools = spec
             .functions
             .iter()
@@ -156,7 +161,7 @@ impl LoadedApp {
                     ("MODAL_FUNCTION".to_string(), f.name.clone()),
                 ];
                 env.extend(meta.env.iter().cloned());
-                let pool = Pool::new(
+                let mut pool = Pool::new(
                     matches!(f.kind, FunctionKind::Web { .. }),
                     prepared.clone(),
                     f.name.clone(),
@@ -165,6 +170,9 @@ impl LoadedApp {
                     config.queue_timeout,
                     config.idle_timeout,
                 );
+                if web_functions == 1 {
+                    pool.header = None;
+                }
                 (f.name.clone(), (Arc::from(f.name.as_str()), Arc::new(pool)))
             })
             .collect();

@@ -232,8 +232,9 @@ pub(crate) struct Pool {
     /// Whether the function is a web function (served, not called).
     pub(crate) web: bool,
     /// The function's name as the value of the header that tells a web
-    /// guest which function a request is for.
-    pub(crate) header: http::HeaderValue,
+    /// guest which function a request is for; `None` when the app has a
+    /// single web function (the guest needs no header then).
+    pub(crate) header: Option<http::HeaderValue>,
     prepared: Arc<Prepared>,
     function: String,
     env: Vec<(String, String)>,
@@ -289,8 +290,7 @@ impl Pool {
     ) -> Pool {
         let permits = Arc::new(Semaphore::new(settings.max_instances as usize));
         // Function names are identifiers, always valid header values.
-        let header = http::HeaderValue::from_str(&function)
-            .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+        let header = http::HeaderValue::from_str(&function).ok();
         Pool {
             web,
             header,

@@ -14,7 +14,8 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 /// The header in which the host tells the guest which web function a
-/// request is for (see `wit/modal.wit`). A client's own is removed.
+/// request is for, when the app has several (see `wit/modal.wit`). A
+/// client's own is always removed.
 pub(crate) const FUNCTION_HEADER: &str = "modal-function";
 
 /// The body of a web function's response, streamed from the guest.
@@ -115,7 +116,10 @@ impl LoadedApp {
         let name = name.clone();
         let (mut parts, body) = request.into_parts();
         let head_request = parts.method == http::Method::HEAD;
-        parts.headers.insert(FUNCTION_HEADER, pool.header.clone());
+        match &pool.header {
+            Some(name) => drop(parts.headers.insert(FUNCTION_HEADER, name.clone())),
+            None => drop(parts.headers.remove(FUNCTION_HEADER)),
+        }
         if !parts.headers.contains_key(http::header::HOST) && parts.uri.authority().is_none() {
             parts
                 .headers

@@ -211,12 +211,13 @@ fn http2_cleartext_and_keep_alive_are_served() {
         ]
     );
     // A handler that finished before its answer went out: the body is sent
-    // with its length, not chunked.
+    // with its length, not chunked. A client's own `modal-function` header
+    // does not steer the request to another function.
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
     stream
         .write_all(
-            b"GET /?name=z HTTP/1.1\r\nHost: hello--greet.localhost\r\nConnection: close\r\n\r\n",
+            b"GET /?name=z HTTP/1.1\r\nHost: hello--greet.localhost\r\nModal-Function: square\r\nConnection: close\r\n\r\n",
         )
         .unwrap();
     let mut answer = String::new();
