@@ -188,7 +188,7 @@ impl LoadedApp {
                 max_request_body: config.max_request_body,
             }),
         };
-        app.spawn_scaler(config.idle_timeout);
+        app.spawn_scaler(config.idle_timeout, &prepared);
         app
     }
 
@@ -202,10 +202,10 @@ impl LoadedApp {
 
     /// Periodically drops instances idle past the scale-down window and
     /// restores `min_warm`; ends when the app is dropped.
-    fn spawn_scaler(&self, idle_timeout: Duration) {
+    fn spawn_scaler(&self, idle_timeout: Duration, prepared: &Prepared) {
         let period = (idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
         let weak: Weak<AppInner> = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        prepared.spawn(async move {
             let mut ticker = tokio::time::interval(period);
             ticker.tick().await;
             loop {

@@ -39,6 +39,9 @@ struct HostInner {
     linker: Linker<Sandbox>,
     config: HostConfig,
     compiler: Compiler,
+    /// The runtime the host was created on, if any: background work of its
+    /// apps (detached web handlers, scale-down, exit hooks) runs there.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Host {
@@ -75,6 +78,7 @@ impl Host {
                 linker,
                 config,
                 compiler,
+                runtime: tokio::runtime::Handle::try_current().ok(),
             }),
         })
     }
@@ -123,6 +127,7 @@ impl Host {
             memory_limit: config.memory_limit,
             log_limit: config.log_limit,
             hook_timeout: config.describe_timeout,
+            runtime: self.inner.runtime.clone(),
         };
         Ok((prepared, digest, stats))
     }

@@ -25,6 +25,8 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
 /// What every pool of one loaded version shares: the pre-linked component
 /// and where its exports are.
 pub(crate) struct Prepared {
+    /// Where background work runs (see [`Prepared::spawn`]).
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
     pub(crate) engine: Engine,
     pub(crate) pre: InstancePre<Sandbox>,
     pub(crate) function: Option<FunctionIndices>,
@@ -235,7 +237,7 @@ pub(crate) struct Pool {
     /// guest which function a request is for; `None` when the app has a
     /// single web function (the guest needs no header then).
     pub(crate) header: Option<http::HeaderValue>,
-    prepared: Arc<Prepared>,
+    pub(crate) prepared: Arc<Prepared>,
     function: String,
     env: Vec<(String, String)>,
     pub(crate) settings: Settings,
@@ -274,6 +276,18 @@ impl Drop for Lease {
             // store may be in any state. The instance is dropped with it.
             self.counters.busy.fetch_sub(1, Ordering::AcqRel);
             self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Prepared {
+    /// Runs `task` on the host's runtime (the one it was created on), so
+    /// that it outlives the thread that asked for it, e.g. a connection
+    /// thread of the server; on the current runtime when there is none.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        match (self.runtime.clone()).or_else(|| tokio::runtime::Handle::try_current().ok()) {
+            Some(runtime) => drop(runtime.spawn(task)),
+            None => tracing::warn!("no async runtime to run background work on; it is dropped"),
         }
     }
 }
@@ -408,7 +422,7 @@ impl Pool {
             return;
         }
         let timeout = self.prepared.hook_timeout;
-        tokio::spawn(run_exit(instance, timeout));
+        self.prepared.spawn(run_exit(instance, timeout));
     }
 
     /// Creates instances until `min_warm` are alive.

@@ -155,6 +155,7 @@ impl LoadedApp {
         // handlers finish in their first poll, so they cost no spawn and no
         // wake-up of another worker thread.
         let app = self.clone();
+        let prepared = pool.prepared.clone();
         let run = async move {
             let instance: &mut Instance = lease.instance();
             let handle = proxy.wasi_http_incoming_handler().call_handle(
@@ -198,7 +199,7 @@ impl LoadedApp {
             app.record(&execution);
             execution.outcome.map(drop)
         };
-        let mut run = Detached::new(run);
+        let mut run = Detached::new(run, prepared);
         let mut receiver = receiver;
         let first = std::future::poll_fn(|cx| {
             if let Poll::Ready(done) = run.poll(cx) {
@@ -225,7 +226,7 @@ impl LoadedApp {
         match (head, done) {
             // A handler that has finished has written its whole body: it
             // goes out with its length, in one piece, instead of chunked.
-            (Some(Ok(response)), Some(_)) if !head_request => Ok(response.map(settle)),
+            (Some(Ok(response)), Some(Ok(()))) if !head_request => Ok(settle(response)),
             (Some(Ok(response)), _) => Ok(response),
             (Some(Err(code)), _) => Err(Error::Failed {
                 function: function.to_string(),
@@ -247,7 +248,19 @@ const SETTLE_LIMIT: usize = 256 * 1024;
 /// `content-length` (hyper adds it for a body of known size). Anything
 /// unexpected (trailers, an error, a frame not yet there, a large body)
 /// keeps what was read in front of the rest, streamed as before.
-fn settle(mut body: WebBody) -> WebBody {
+fn settle(response: WebResponse) -> WebResponse {
+    let (parts, body) = response.into_parts();
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .map(|v| v.to_str().ok().and_then(|v| v.parse::<u64>().ok()));
+    WebResponse::from_parts(parts, settle_body(body, declared))
+}
+
+/// See [`settle`]; `declared` is the guest's `content-length` header, if
+/// it set one (`Some(None)` when unreadable). A body that does not match it
+/// streams as it is, and hyper deals with the mismatch as before.
+fn settle_body(mut body: WebBody, declared: Option<Option<u64>>) -> WebBody {
     use http_body_util::BodyExt;
     use hyper::body::Body;
     let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -270,8 +283,9 @@ fn settle(mut body: WebBody) -> WebBody {
             Poll::Pending => break Some(None),
         }
     };
+    let matches = declared.is_none_or(|d| d == Some(size as u64));
     match unsettled {
-        None => {
+        None if matches => {
             let data = match chunks.len() {
                 0 => Bytes::new(),
                 1 => chunks.pop().unwrap_or_default(),
@@ -281,12 +295,12 @@ fn settle(mut body: WebBody) -> WebBody {
                 .map_err(|never| match never {})
                 .boxed_unsync()
         }
-        Some(next) => {
+        next => {
             let mut frames: std::collections::VecDeque<_> = chunks
                 .into_iter()
                 .map(|c| Ok(hyper::body::Frame::data(c)))
                 .collect();
-            frames.extend(next);
+            frames.extend(next.flatten());
             Prefixed { frames, rest: body }.boxed_unsync()
         }
     }
@@ -321,12 +335,16 @@ impl hyper::body::Body for Prefixed {
 /// once started, always runs to its end and is recorded.
 struct Detached<F: Future<Output = Result<(), Error>> + Send + 'static> {
     future: Option<Pin<Box<F>>>,
+    /// Where the rest runs: the host's runtime, which outlives connection
+    /// threads, so the platform's shutdown waits for it.
+    prepared: Arc<crate::pool::Prepared>,
 }
 
 impl<F: Future<Output = Result<(), Error>> + Send + 'static> Detached<F> {
-    fn new(future: F) -> Self {
+    fn new(future: F, prepared: Arc<crate::pool::Prepared>) -> Self {
         Detached {
             future: Some(Box::pin(future)),
+            prepared,
         }
     }
 
@@ -344,10 +362,9 @@ impl<F: Future<Output = Result<(), Error>> + Send + 'static> Detached<F> {
     /// Lets the rest run in a task of its own.
     fn detach(&mut self) {
         if let Some(future) = self.future.take() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn(future)),
-                Err(_) => tracing::warn!("no runtime to finish a web execution on; it is dropped"),
-            }
+            self.prepared.spawn(async move {
+                let _ = future.await;
+            });
         }
     }
 }

@@ -60,6 +60,30 @@ fn failures_get_clear_statuses() {
     assert_eq!(status, 500, "{body}");
     assert_eq!(error_of(&body)["kind"], "no_response");
 
+    // A handler that fails after part of its body: the connection is
+    // closed, never a shorter body that looks complete.
+    {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"GET /partial HTTP/1.1\r\nHost: plain--web.localhost\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .expect("the server closes the connection");
+        let answer = String::from_utf8_lossy(&answer);
+        // hyper drops the connection, with or without the head sent.
+        assert!(
+            answer.is_empty() || answer.contains("content-length: 1000\r\n"),
+            "{answer}"
+        );
+        assert!(!answer.contains("content-length: 5\r\n"), "{answer}");
+    }
+
     let (status, body) = get(&server.addr, "nope--web.localhost", "/");
     assert_eq!(status, 404);
     assert_eq!(error_of(&body)["message"], "no app named `nope`");

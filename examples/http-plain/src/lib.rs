@@ -5,6 +5,7 @@
 //! - `GET` any path: `Hello from wasi:http! You asked for PATH`.
 //! - `POST`: streams the request body back as it arrives, chunk by chunk.
 //! - `/silent`: returns without ever setting a response.
+//! - `/partial`: promises 1000 bytes, sends 5, then traps.
 
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::types::{
@@ -28,6 +29,17 @@ impl Guest for Handler {
         let path = request.path_with_query().unwrap_or_else(|| "/".into());
         if path == "/silent" {
             return;
+        }
+        if path == "/partial" {
+            let headers = Fields::from_list(&[("content-length".to_string(), b"1000".to_vec())])
+                .unwrap_or_else(|_| Fields::new());
+            let response = OutgoingResponse::new(headers);
+            let Ok(body) = response.body() else { return };
+            ResponseOutparam::set(out, Ok(response));
+            if let Ok(stream) = body.write() {
+                let _ = stream.blocking_write_and_flush(b"short");
+            }
+            panic!("the partial endpoint fails after part of its body on purpose");
         }
         let echo = matches!(request.method(), Method::Post);
         let content_type = if echo { "application/octet-stream" } else { "text/plain" };

@@ -824,6 +824,11 @@ impl Platform {
         Ok(id)
     }
 
+    /// The runtime the platform was opened on.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.inner.runtime
+    }
+
     /// Runs `task` on the platform's runtime.
     pub(crate) fn spawn_task(&self, task: impl Future<Output = ()> + Send + 'static) {
         drop(self.inner.runtime.spawn(task));

@@ -229,7 +229,7 @@ async fn serve_connection(state: Arc<State>, stream: TcpStream, watcher: Watcher
     }
 }
 
-async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
+async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     if let Some((app, function)) = web::target_from_host(&req, &state.config.domain) {
         return web::serve(state, &app, &function, req, None).await;
     }
@@ -249,16 +249,23 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         return web::serve_path(state, rest, req).await;
     }
     if path == "/apps" || path.starts_with("/apps/") || path == "/login" || path == "/logout" {
-        if let Some(response) = pages::handle(state, &path, req).await {
-            return response;
-        }
-        return text(StatusCode::NOT_FOUND, "not found\n");
+        return on_platform(state, move |state| async move {
+            match pages::handle(&state, &path, req).await {
+                Some(response) => response,
+                None => text(StatusCode::NOT_FOUND, "not found\n"),
+            }
+        })
+        .await;
     }
     if let Some(rest) = path.strip_prefix("/api/v1/") {
         if let Some(response) = auth::reject(&req, &state.config.token) {
             return response;
         }
-        return api::handle(state, rest, req).await;
+        let rest = rest.to_string();
+        return on_platform(state, move |state| async move {
+            api::handle(&state, &rest, req).await
+        })
+        .await;
     }
     if let Some(app) = &state.config.root_app {
         return web::serve_root(state, app, req).await;
@@ -267,6 +274,24 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         StatusCode::NOT_FOUND,
         "not found: the control API is under /api/v1/, web endpoints at http://{app}--{function}.{domain}/ or /web/{app}/{function}/\n",
     )
+}
+
+/// Runs the control API and the pages on the platform's runtime, whose
+/// worker threads share the load: their registry and record queries block
+/// a thread for a while, which must not stall the web requests of a
+/// connection thread.
+async fn on_platform<F, Fut>(state: &Arc<State>, handle: F) -> Response<Body>
+where
+    F: FnOnce(Arc<State>) -> Fut,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    match state.platform.runtime().spawn(handle(state.clone())).await {
+        Ok(response) => response,
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the request failed: {e}\n"),
+        ),
+    }
 }
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
