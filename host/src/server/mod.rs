@@ -171,6 +171,9 @@ impl Server {
 
 type Handover = (std::net::TcpStream, Watcher);
 
+/// Scheduler ticks between two looks at timers and sockets on a lane.
+const LANE_EVENT_INTERVAL: u32 = 4;
+
 /// A thread with its own single-threaded runtime serving the connections
 /// handed to it: each request is parsed, run and answered on one thread,
 /// with no work stealing and no wake-ups across threads.
@@ -182,6 +185,11 @@ impl Lane {
     fn start(i: usize, state: Arc<State>) -> Option<Lane> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            // A guest that computes yields every epoch tick (10 ms) and is
+            // at once ready again: look at timers and sockets every few
+            // ticks (tokio's default is 61, i.e. ~0.6 s), or the lane's
+            // other connections and their timeouts would wait that long.
+            .event_interval(LANE_EVENT_INTERVAL)
             .build()
             .map_err(|e| tracing::warn!("could not start connection thread {i}: {e}"))
             .ok()?;
