@@ -329,19 +329,25 @@ impl hyper::body::Body for Prefixed {
     }
 }
 
+/// The rest of one web execution: the guest's handler, check-in, record.
+type HandlerRun = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
 /// A guest handler run in the caller's task that moves to a task of its own
 /// when the caller stops polling it before it is done (the response head
 /// was sent while the body streams, or the client went away): an execution,
 /// once started, always runs to its end and is recorded.
-struct Detached<F: Future<Output = Result<(), Error>> + Send + 'static> {
-    future: Option<Pin<Box<F>>>,
+struct Detached {
+    future: Option<HandlerRun>,
     /// Where the rest runs: the host's runtime, which outlives connection
     /// threads, so the platform's shutdown waits for it.
     prepared: Arc<crate::pool::Prepared>,
 }
 
-impl<F: Future<Output = Result<(), Error>> + Send + 'static> Detached<F> {
-    fn new(future: F, prepared: Arc<crate::pool::Prepared>) -> Self {
+impl Detached {
+    fn new(
+        future: impl Future<Output = Result<(), Error>> + Send + 'static,
+        prepared: Arc<crate::pool::Prepared>,
+    ) -> Self {
         Detached {
             future: Some(Box::pin(future)),
             prepared,
@@ -369,7 +375,7 @@ impl<F: Future<Output = Result<(), Error>> + Send + 'static> Detached<F> {
     }
 }
 
-impl<F: Future<Output = Result<(), Error>> + Send + 'static> Drop for Detached<F> {
+impl Drop for Detached {
     fn drop(&mut self) {
         self.detach();
     }
