@@ -23,6 +23,8 @@ pub struct AppMeta {
     /// Hosts (`host` or `host:port`) the app may send HTTP requests to;
     /// all others are denied.
     pub allow_http: Vec<String>,
+    /// Pool settings for a plain `wasi:http` component.
+    pub pool: crate::spec::PoolSettings,
 }
 
 impl AppMeta {
@@ -33,6 +35,7 @@ impl AppMeta {
             version,
             env: Vec::new(),
             allow_http: Vec::new(),
+            pool: Default::default(),
         }
     }
 }
@@ -93,6 +96,22 @@ pub struct Execution {
     /// For a scheduled run, its id (the same for every retry of one fire
     /// time).
     pub run_id: Option<String>,
+    /// For a call or spawned call, its id (the same for every retry).
+    pub call_id: Option<String>,
+    /// For a web execution, the HTTP status the client was answered with.
+    pub http_status: Option<u16>,
+}
+
+impl Execution {
+    /// How it ended, as recorded: a web execution answered with a 5xx
+    /// failed even when the guest returned normally.
+    pub fn outcome_class(&self) -> crate::error::Outcome {
+        match &self.outcome {
+            Err(e) => e.outcome(),
+            Ok(_) if self.http_status.is_some_and(|s| s >= 500) => crate::error::Outcome::Error,
+            Ok(_) => crate::error::Outcome::Ok,
+        }
+    }
 }
 
 /// Receives every execution of an app (to record it, export metrics...).
@@ -284,13 +303,25 @@ impl LoadedApp {
 
     /// Like [`call`](Self::call), recording `trigger` as what started it.
     pub async fn call_as(&self, function: &str, input: &[u8], trigger: Trigger) -> Execution {
-        self.execute(function, input, trigger, None).await
+        self.execute(function, input, trigger, None, None).await
+    }
+
+    /// Like [`call_as`](Self::call_as), recording `call_id` with it.
+    pub(crate) async fn call_with_id(
+        &self,
+        function: &str,
+        input: &[u8],
+        trigger: Trigger,
+        call_id: &str,
+    ) -> Execution {
+        self.execute(function, input, trigger, None, Some(call_id))
+            .await
     }
 
     /// Runs a scheduled function for the run `run_id` (which the guest can
     /// read through `context.run-id`).
     pub async fn run_scheduled(&self, function: &str, run_id: &str) -> Execution {
-        self.execute(function, b"", Trigger::Schedule, Some(run_id))
+        self.execute(function, b"", Trigger::Schedule, Some(run_id), None)
             .await
     }
 
@@ -300,20 +331,49 @@ impl LoadedApp {
         input: &[u8],
         trigger: Trigger,
         run_id: Option<&str>,
+        call_id: Option<&str>,
     ) -> Execution {
+        let (mut execution, recorded) = self.run(function, input, trigger, run_id).await;
+        execution.call_id = call_id.map(str::to_string);
+        if recorded {
+            self.record(&execution);
+        }
+        execution
+    }
+
+    /// Runs one execution; also says whether it is to be recorded (not when
+    /// it named no function, nor when its version stopped taking calls).
+    async fn run(
+        &self,
+        function: &str,
+        input: &[u8],
+        trigger: Trigger,
+        run_id: Option<&str>,
+    ) -> (Execution, bool) {
         let started_at = SystemTime::now();
         let start = Instant::now();
         let (name, pool) = match self.pool(function) {
             Ok(found) => found,
-            Err(e) => return self.rejected(function, trigger, started_at, start, e),
+            Err(e) => {
+                return (
+                    self.rejected(function, trigger, started_at, start, e),
+                    false,
+                );
+            }
         };
         if pool.web {
             let e = Error::WrongKind(format!(
                 "`{function}` is a web function: send it an HTTP request instead of a call"
             ));
-            return self.rejected(function, trigger, started_at, start, e);
+            return (
+                self.rejected(function, trigger, started_at, start, e),
+                false,
+            );
         }
-        let mut lease = match pool.checkout().await {
+        // A spawned call was accepted and stored: it waits for capacity
+        // instead of failing as overloaded.
+        let wait = (trigger != Trigger::Spawn).then_some(pool.queue_timeout());
+        let mut lease = match pool.checkout_within(wait).await {
             Ok(lease) => lease,
             Err(e) => {
                 let outcome = Err(e);
@@ -328,10 +388,8 @@ impl LoadedApp {
                 );
                 // A version that stopped taking calls is not a failure of
                 // the function: the caller retries on the live version.
-                if !matches!(execution.outcome, Err(Error::ShuttingDown(_))) {
-                    self.record(&execution);
-                }
-                return execution;
+                let recorded = !matches!(execution.outcome, Err(Error::ShuttingDown(_)));
+                return (execution, recorded);
             }
         };
         let timeout = pool.settings.timeout;
@@ -348,8 +406,7 @@ impl LoadedApp {
         let mut execution = self.execution(name, trigger, started_at, start, outcome, logs, cold);
         execution.memory = memory;
         execution.run_id = run_id.map(str::to_string);
-        self.record(&execution);
-        execution
+        (execution, true)
     }
 
     fn rejected(
@@ -394,6 +451,8 @@ impl LoadedApp {
             cold,
             memory: 0,
             run_id: None,
+            call_id: None,
+            http_status: None,
         }
     }
 

@@ -148,7 +148,7 @@ fn store(component: &Component, path: &Path) -> std::io::Result<()> {
         .serialize()
         .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    crate::platform::state::private_dir(dir)?;
     // Write then rename, so a crash never leaves a half-written file that
     // a later start would try to load.
     let tmp = dir.join(format!(
@@ -156,7 +156,7 @@ fn store(component: &Component, path: &Path) -> std::io::Result<()> {
         std::process::id(),
         std::thread::current().id()
     ));
-    std::fs::write(&tmp, &bytes)?;
+    std::io::Write::write_all(&mut crate::platform::state::private_file(&tmp)?, &bytes)?;
     std::fs::rename(&tmp, path)
 }
 

@@ -166,6 +166,15 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// Another process (e.g. a second `modal server`) holds the state
+    /// directory's lock.
+    #[error("the state directory {dir} is in use by another process{}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    StateInUse {
+        /// The state directory.
+        dir: String,
+        /// The holder's process id, as it wrote it into the lock file.
+        pid: Option<u32>,
+    },
     /// A host-side failure that is not the guest's fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -205,9 +214,33 @@ pub enum Outcome {
     Cancelled,
     /// It never ran: overloaded, shutting down, or could not start.
     Rejected,
+    /// A web function returned without setting a response.
+    NoResponse,
 }
 
 impl Outcome {
+    /// Every outcome, in the order of [`index`](Self::index).
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Ok,
+        Outcome::Error,
+        Outcome::Trap,
+        Outcome::Timeout,
+        Outcome::MemoryLimit,
+        Outcome::Cancelled,
+        Outcome::Rejected,
+        Outcome::NoResponse,
+    ];
+
+    /// The position of this outcome in [`ALL`](Self::ALL).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The outcome named `name` (as [`as_str`](Self::as_str) writes it).
+    pub fn parse(name: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+
     /// The lower-case name used in records and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -218,6 +251,7 @@ impl Outcome {
             Outcome::MemoryLimit => "memory_limit",
             Outcome::Cancelled => "cancelled",
             Outcome::Rejected => "rejected",
+            Outcome::NoResponse => "no_response",
         }
     }
 }
@@ -226,7 +260,8 @@ impl Error {
     /// The outcome class of an execution that failed with this error.
     pub fn outcome(&self) -> Outcome {
         match self {
-            Error::BadInput(_) | Error::Failed { .. } | Error::NoResponse { .. } => Outcome::Error,
+            Error::BadInput(_) | Error::Failed { .. } => Outcome::Error,
+            Error::NoResponse { .. } => Outcome::NoResponse,
             Error::Trap { .. } | Error::StackOverflow { .. } => Outcome::Trap,
             Error::Timeout { .. } => Outcome::Timeout,
             Error::MemoryLimit { .. } => Outcome::MemoryLimit,
@@ -267,6 +302,7 @@ impl Error {
             Error::Registry(_) => "registry",
             Error::ShuttingDown(_) => "shutting_down",
             Error::Io { .. } => "io",
+            Error::StateInUse { .. } => "state_in_use",
             Error::Internal(_) => "internal",
         }
     }
@@ -296,6 +332,21 @@ impl Error {
             | Error::Cancelled { .. } => 503,
             _ => 500,
         }
+    }
+
+    /// Whether a call that failed this way is tried again when its
+    /// function sets `retries`: the guest ran and failed (not rejected
+    /// input, not a refusal for load or a cancellation).
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Failed { .. }
+                | Error::Trap { .. }
+                | Error::StackOverflow { .. }
+                | Error::Timeout { .. }
+                | Error::MemoryLimit { .. }
+                | Error::Instantiate { .. }
+        )
     }
 
     /// Whether the failure happened while the guest ran (so the instance

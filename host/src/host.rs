@@ -154,8 +154,21 @@ impl Host {
     async fn read_spec(&self, prepared: &Prepared, meta: &AppMeta) -> Result<AppSpec, Error> {
         let config = &self.inner.config;
         let Some(_) = &prepared.function else {
-            return Ok(AppSpec::proxy(config));
+            let mut spec = AppSpec::proxy(config);
+            for f in &mut spec.functions {
+                meta.pool
+                    .apply(&mut f.settings)
+                    .map_err(Error::InvalidSpec)?;
+            }
+            return Ok(spec);
         };
+        if !meta.pool.is_empty() {
+            return Err(Error::InvalidSpec(vec![
+                "--timeout, --min-warm, --max-instances and --max-requests are for plain \
+                 wasi:http components; an app built with the SDK sets them on its functions"
+                    .into(),
+            ]));
+        }
         let env = vec![
             ("MODAL_APP_NAME".to_string(), meta.name.clone()),
             ("MODAL_APP_VERSION".to_string(), meta.version.to_string()),

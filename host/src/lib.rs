@@ -72,11 +72,11 @@ pub use platform::{
     AppRecord, AppState, AppStatus, ArtifactStore, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_UPLOAD,
     DEFAULT_RETENTION, DeployRequest, Deployment, DrainStatus, FileArtifacts, FunctionHandle,
     GcReport, GitInfo, Platform, PlatformConfig, Registry, ScheduleState, ScheduleStatus,
-    SqliteRegistry, VersionRecord, VersionStatus, validate_app_name,
+    SqliteRegistry, VersionRecord, VersionStatus, state, validate_app_name, validate_env,
 };
 pub use pool::PoolStats;
 pub use spec::{
-    AppSpec, FunctionKind, FunctionSpec, Schedule, Settings, human as format_duration,
-    parse_duration,
+    AppSpec, FunctionKind, FunctionSpec, PoolSettings, Schedule, Settings,
+    human as format_duration, parse_duration,
 };
 pub use web::{ErrorId, WebBody, WebResponse};

@@ -348,6 +348,13 @@ impl Pool {
     /// Takes a warm instance, or creates one; waits up to the queue
     /// timeout when `max_instances` executions are already running.
     pub(crate) async fn checkout(&self) -> Result<Lease, Error> {
+        self.checkout_within(Some(self.queue_timeout)).await
+    }
+
+    /// [`checkout`](Self::checkout) waiting up to `wait` for a free
+    /// instance, or as long as it takes with `None` (an accepted spawned
+    /// call is never rejected for load).
+    pub(crate) async fn checkout_within(&self, wait: Option<Duration>) -> Result<Lease, Error> {
         let shutting_down = || Error::ShuttingDown(self.function.clone());
         if self.closed.load(Ordering::Acquire) {
             return Err(shutting_down());
@@ -356,8 +363,12 @@ impl Pool {
             Ok(p) => p,
             Err(TryAcquireError::Closed) => return Err(shutting_down()),
             Err(TryAcquireError::NoPermits) => {
-                let wait = self.permits.clone().acquire_owned();
-                match tokio::time::timeout(self.queue_timeout, wait).await {
+                let acquire = self.permits.clone().acquire_owned();
+                let waited = match wait {
+                    Some(limit) => tokio::time::timeout(limit, acquire).await,
+                    None => Ok(acquire.await),
+                };
+                match waited {
                     Ok(Ok(p)) => p,
                     Ok(Err(_)) => return Err(shutting_down()),
                     Err(_) => {
@@ -486,6 +497,11 @@ impl Pool {
             }
             changed.await;
         }
+    }
+
+    /// How long a checkout waits for a free instance by default.
+    pub(crate) fn queue_timeout(&self) -> Duration {
+        self.queue_timeout
     }
 
     /// Executions in progress.

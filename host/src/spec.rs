@@ -164,6 +164,73 @@ pub struct Settings {
     pub max_requests_per_instance: Option<u32>,
 }
 
+/// Pool settings given at deploy to a plain `wasi:http` component, which
+/// has no `describe` to declare its own (`modal deploy --max-requests N
+/// --min-warm N --max-instances N --timeout D`). `None` keeps the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSettings {
+    /// Wall-clock limit of one request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Instances kept warm when idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_warm: Option<u32>,
+    /// Instances running at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+    /// Requests per instance before it is replaced (1: a fresh instance
+    /// for every request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u32>,
+}
+
+impl PoolSettings {
+    /// Whether no setting is given.
+    pub fn is_empty(&self) -> bool {
+        *self == PoolSettings::default()
+    }
+
+    /// Applies the given settings over `settings`; every problem is listed.
+    pub(crate) fn apply(&self, settings: &mut Settings) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if let Some(timeout) = self.timeout {
+            if timeout.is_zero() || timeout > MAX_TIMEOUT {
+                problems.push(format!(
+                    "--timeout must be more than 0 and at most {}",
+                    human(MAX_TIMEOUT)
+                ));
+            }
+            settings.timeout = timeout;
+        }
+        if let Some(n) = self.max_instances {
+            if n == 0 {
+                problems.push("--max-instances must be at least 1".into());
+            }
+            settings.max_instances = n;
+        }
+        if let Some(n) = self.min_warm {
+            settings.min_warm = n;
+        }
+        if settings.min_warm > settings.max_instances {
+            problems.push(format!(
+                "--min-warm ({}) cannot exceed --max-instances ({})",
+                settings.min_warm, settings.max_instances
+            ));
+        }
+        if let Some(n) = self.max_requests {
+            if n == 0 {
+                problems.push("--max-requests must be at least 1".into());
+            }
+            settings.max_requests_per_instance = Some(n);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
 impl Settings {
     fn defaults(config: &HostConfig) -> Settings {
         Settings {

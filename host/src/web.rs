@@ -113,29 +113,9 @@ impl LoadedApp {
         B::Error: std::fmt::Display,
     {
         let function: &str = name;
-        let name = name.clone();
-        let (mut parts, body) = request.into_parts();
-        let head_request = parts.method == http::Method::HEAD;
-        match &pool.header {
-            Some(name) => drop(parts.headers.insert(FUNCTION_HEADER, name.clone())),
-            None => drop(parts.headers.remove(FUNCTION_HEADER)),
-        }
-        if !parts.headers.contains_key(http::header::HOST) && parts.uri.authority().is_none() {
-            parts
-                .headers
-                .insert(http::header::HOST, HeaderValue::from_static("localhost"));
-        }
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let body = CappedBody {
-            inner: body,
-            left: self.inner.max_request_body,
-            limit: self.inner.max_request_body,
-            exceeded: exceeded.clone(),
-        };
-        let request = hyper::Request::from_parts(parts, body);
-
+        let (request, head_request, exceeded) = self.guest_request(&pool, request);
         let timeout = pool.settings.timeout;
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let instance = lease.instance();
         instance.begin(timeout);
         let internal = |e: wasmtime::Error| Error::Internal(format!("{e:#}"));
@@ -154,9 +134,9 @@ impl LoadedApp {
         // then keeps writing the body it moves to a task of its own. Most
         // handlers finish in their first poll, so they cost no spawn and no
         // wake-up of another worker thread.
-        let app = self.clone();
-        let prepared = pool.prepared.clone();
-        let run = async move {
+        let cancel = self.clone();
+        let handler_name = name.clone();
+        let handler = async move {
             let instance: &mut Instance = lease.instance();
             let handle = proxy.wasi_http_incoming_handler().call_handle(
                 &mut instance.store,
@@ -169,74 +149,210 @@ impl LoadedApp {
                 biased;
                 result = handle => Ok(Ok(result)),
                 () = tokio::time::sleep(timeout) => Ok(Err(())),
-                reason = app.inner.cancel.cancelled() => Err(reason.to_string()),
+                reason = cancel.inner.cancel.cancelled() => Err(reason.to_string()),
             };
             instance.proxy = Some(proxy);
+            let name = handler_name.to_string();
             let outcome = match result {
-                Ok(Ok(Ok(()))) => Ok(Vec::new()),
+                Ok(Ok(Ok(()))) => Ok(()),
                 Ok(Ok(Err(trap))) => Err(crate::app::classify(trap, instance, &name, timeout)),
                 Ok(Err(_)) => Err(Error::Timeout {
-                    function: name.to_string(),
+                    function: name,
                     limit: timeout,
                 }),
                 Err(reason) => Err(Error::Cancelled {
-                    function: name.to_string(),
+                    function: name,
                     reason,
                 }),
             };
-            let mut logs = instance.take_logs();
-            let outcome = outcome.map_err(|e| crate::app::refine(e, &logs));
-            if let (Err(e), Some(ErrorId(id))) = (&outcome, &error_id) {
-                logs.push_str(&format!("[modal] error {id}: {e}\n"));
-            }
-            let healthy = !matches!(&outcome, Err(e) if e.poisons_instance());
-            let cold = lease.fresh;
-            let memory = lease.instance().memory_size();
-            pool.checkin(lease, healthy);
-            let mut execution =
-                app.execution(&name, Trigger::Web, started_at, start, outcome, logs, cold);
-            execution.memory = memory;
-            app.record(&execution);
-            execution.outcome.map(drop)
+            (lease, outcome)
         };
-        let mut run = Detached::new(run, prepared);
-        let mut receiver = receiver;
+        let ending = Ending {
+            app: self.clone(),
+            pool: pool.clone(),
+            name: name.clone(),
+            started_at,
+            start,
+            error_id,
+        };
+        let mut run = Detached::new(handler, ending, pool.prepared.clone());
         let first = std::future::poll_fn(|cx| {
-            if let Poll::Ready(done) = run.poll(cx) {
-                return Poll::Ready(Ok(done));
+            if let Poll::Ready(handled) = run.poll(cx) {
+                return Poll::Ready(Ok(handled));
             }
             Pin::new(&mut receiver).poll(cx).map(Err)
         })
         .await;
-        let (head, done) = match first {
-            Ok(done) => (receiver.try_recv().ok(), Some(done)),
-            Err(Ok(head)) => {
-                run.detach();
-                (Some(head), None)
-            }
-            Err(Err(_)) => (None, Some(std::future::poll_fn(|cx| run.poll(cx)).await)),
+        let too_large = || Error::TooLarge {
+            limit: self.inner.max_request_body as usize,
         };
-        if exceeded.load(Ordering::Acquire) {
-            // A guest that answers after its body was cut off answers the
-            // failed read: the client is told why instead.
-            return Err(Error::TooLarge {
-                limit: self.inner.max_request_body as usize,
-            });
-        }
-        match (head, done) {
+        let handled = match first {
+            Ok(handled) => handled,
+            Err(Ok(head)) => {
+                // The head is ready while the handler still writes the body.
+                let status = match &head {
+                    Ok(response) => response.status().as_u16(),
+                    Err(_) => 500,
+                };
+                run.detach(status);
+                if exceeded.load(Ordering::Acquire) {
+                    // A guest that answers after its body was cut off
+                    // answers the failed read: the client is told why.
+                    return Err(too_large());
+                }
+                return head.map_err(|code| Error::Failed {
+                    function: function.to_string(),
+                    message: format!("the handler answered with error {code:?}"),
+                });
+            }
+            // The guest dropped the response without setting it.
+            Err(Err(_)) => std::future::poll_fn(|cx| run.poll(cx)).await,
+        };
+        // The handler has returned: settle what the client gets, then
+        // check the instance in and record the execution with it.
+        let (lease, outcome) = handled;
+        let head = receiver.try_recv().ok();
+        let (outcome, answer) = match (outcome, head) {
+            _ if exceeded.load(Ordering::Acquire) => (Err(too_large()), None),
+            (outcome, Some(Ok(response))) => (outcome, Some(response)),
+            (Ok(()), Some(Err(code))) => (
+                Err(Error::Failed {
+                    function: function.to_string(),
+                    message: format!("the handler answered with error {code:?}"),
+                }),
+                None,
+            ),
+            (Ok(()), None) => (
+                Err(Error::NoResponse {
+                    function: function.to_string(),
+                }),
+                None,
+            ),
+            (Err(e), _) => (Err(e), None),
+        };
+        let status = match (&answer, &outcome) {
+            (Some(response), _) => response.status().as_u16(),
+            (None, Err(e)) => e.http_status(),
+            (None, Ok(())) => 500,
+        };
+        let outcome = run.finish((lease, outcome), Some(status));
+        match (answer, outcome) {
             // A handler that has finished has written its whole body: it
             // goes out with its length, in one piece, instead of chunked.
-            (Some(Ok(response)), Some(Ok(()))) if !head_request => Ok(settle(response)),
-            (Some(Ok(response)), _) => Ok(response),
-            (Some(Err(code)), _) => Err(Error::Failed {
-                function: function.to_string(),
-                message: format!("the handler answered with error {code:?}"),
-            }),
-            (None, Some(Err(e))) => Err(e),
-            (None, _) => Err(Error::NoResponse {
+            (Some(response), Ok(())) if !head_request => Ok(settle(response)),
+            (Some(response), _) => Ok(response),
+            (None, Err(e)) => Err(e),
+            (None, Ok(())) => Err(Error::NoResponse {
                 function: function.to_string(),
             }),
         }
+    }
+
+    /// The request as the guest sees it: the function header set (or a
+    /// client's own removed), a Host when there is none, the body capped
+    /// at the limit. Also whether it is a HEAD request, and the flag set
+    /// when the body passed the limit.
+    fn guest_request<B>(
+        &self,
+        pool: &Pool,
+        request: hyper::Request<B>,
+    ) -> (hyper::Request<CappedBody<B>>, bool, Arc<AtomicBool>) {
+        let (mut parts, body) = request.into_parts();
+        let head_request = parts.method == http::Method::HEAD;
+        match &pool.header {
+            Some(name) => drop(parts.headers.insert(FUNCTION_HEADER, name.clone())),
+            None => drop(parts.headers.remove(FUNCTION_HEADER)),
+        }
+        if !parts.headers.contains_key(http::header::HOST) && parts.uri.authority().is_none() {
+            parts
+                .headers
+                .insert(http::header::HOST, HeaderValue::from_static("localhost"));
+        }
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let body = CappedBody {
+            inner: body,
+            left: self.inner.max_request_body,
+            limit: self.inner.max_request_body,
+            exceeded: exceeded.clone(),
+        };
+        (
+            hyper::Request::from_parts(parts, body),
+            head_request,
+            exceeded,
+        )
+    }
+}
+
+/// What a guest's handler leaves: its lease and how it ended.
+type Handled = (Lease, Result<(), Error>);
+
+/// A guest's handler, run until it returns.
+type HandlerRun = Pin<Box<dyn Future<Output = Handled> + Send>>;
+
+/// The end of one web execution: check-in and record.
+struct Ending {
+    app: LoadedApp,
+    pool: Arc<Pool>,
+    name: Arc<str>,
+    started_at: SystemTime,
+    start: Instant,
+    error_id: Option<ErrorId>,
+}
+
+impl Ending {
+    /// Checks the instance in (dropped unless it answered and stayed
+    /// healthy) and records the execution with the HTTP status the client
+    /// got. Returns the execution's error, if any.
+    fn finish(self, (mut lease, outcome): Handled, status: Option<u16>) -> Result<(), Error> {
+        let mut logs = lease.instance().take_logs();
+        let outcome = outcome.map_err(|e| crate::app::refine(e, &logs));
+        if let (Err(e), Some(ErrorId(id))) = (&outcome, &self.error_id) {
+            logs.push_str(&format!("[modal] error {id}: {e}\n"));
+        }
+        // An instance that trapped, or returned without answering, is not
+        // trusted with another request (some toolchains' guests answer
+        // only once per instance).
+        let healthy = match &outcome {
+            Err(e) => !e.poisons_instance() && !matches!(e, Error::NoResponse { .. }),
+            Ok(()) => true,
+        };
+        let cold = lease.fresh;
+        let memory = lease.instance().memory_size();
+        self.pool.checkin(lease, healthy);
+        self.record(outcome.map(|()| Vec::new()), logs, cold, memory, status)
+    }
+
+    /// Records an execution whose client went away before the response:
+    /// the guest was stopped and its instance dropped.
+    fn cancelled(self) {
+        let e = Error::Cancelled {
+            function: self.name.to_string(),
+            reason: "the client went away before the response".into(),
+        };
+        let _ = self.record(Err(e), String::new(), false, 0, None);
+    }
+
+    fn record(
+        self,
+        outcome: Result<Vec<u8>, Error>,
+        logs: String,
+        cold: bool,
+        memory: usize,
+        status: Option<u16>,
+    ) -> Result<(), Error> {
+        let Ending {
+            app,
+            name,
+            started_at,
+            start,
+            ..
+        } = self;
+        let mut execution =
+            app.execution(&name, Trigger::Web, started_at, start, outcome, logs, cold);
+        execution.memory = memory;
+        execution.http_status = status;
+        app.record(&execution);
+        execution.outcome.map(drop)
     }
 }
 
@@ -329,15 +445,14 @@ impl hyper::body::Body for Prefixed {
     }
 }
 
-/// The rest of one web execution: the guest's handler, check-in, record.
-type HandlerRun = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
-
-/// A guest handler run in the caller's task that moves to a task of its own
-/// when the caller stops polling it before it is done (the response head
-/// was sent while the body streams, or the client went away): an execution,
-/// once started, always runs to its end and is recorded.
+/// A guest handler run in the caller's task. When the caller stops polling
+/// it after the response head was sent (its body streams) it moves to a
+/// task of its own and runs to its end; when the caller goes away before
+/// that (the client left), the guest is stopped, its instance dropped and
+/// the execution recorded as cancelled.
 struct Detached {
     future: Option<HandlerRun>,
+    ending: Option<Ending>,
     /// Where the rest runs: the host's runtime, which outlives connection
     /// threads, so the platform's shutdown waits for it.
     prepared: Arc<crate::pool::Prepared>,
@@ -345,18 +460,21 @@ struct Detached {
 
 impl Detached {
     fn new(
-        future: impl Future<Output = Result<(), Error>> + Send + 'static,
+        future: impl Future<Output = Handled> + Send + 'static,
+        ending: Ending,
         prepared: Arc<crate::pool::Prepared>,
     ) -> Self {
         Detached {
             future: Some(Box::pin(future)),
+            ending: Some(ending),
             prepared,
         }
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    /// Polls the handler; pending forever once it has returned.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Handled> {
         let Some(future) = self.future.as_mut() else {
-            return Poll::Ready(Ok(()));
+            return Poll::Pending;
         };
         let done = future.as_mut().poll(cx);
         if done.is_ready() {
@@ -365,11 +483,21 @@ impl Detached {
         done
     }
 
-    /// Lets the rest run in a task of its own.
-    fn detach(&mut self) {
-        if let Some(future) = self.future.take() {
+    /// Checks in and records a handler that has returned.
+    fn finish(&mut self, handled: Handled, status: Option<u16>) -> Result<(), Error> {
+        match self.ending.take() {
+            Some(ending) => ending.finish(handled, status),
+            None => Ok(()),
+        }
+    }
+
+    /// Lets the rest run in a task of its own; the client was answered
+    /// with `status`.
+    fn detach(&mut self, status: u16) {
+        if let (Some(future), Some(ending)) = (self.future.take(), self.ending.take()) {
             self.prepared.spawn(async move {
-                let _ = future.await;
+                let handled = future.await;
+                let _ = ending.finish(handled, Some(status));
             });
         }
     }
@@ -377,7 +505,13 @@ impl Detached {
 
 impl Drop for Detached {
     fn drop(&mut self) {
-        self.detach();
+        // Still running with no answer sent: the client went away.
+        if let Some(future) = self.future.take() {
+            drop(future);
+            if let Some(ending) = self.ending.take() {
+                ending.cancelled();
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod browser;
 mod cli;
+mod hardening;
 mod http;
 mod library;
 mod observe;

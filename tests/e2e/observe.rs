@@ -62,7 +62,7 @@ fn a_spawned_call_survives_a_sigkill_of_the_server() {
     );
 }
 
-fn executions(server: &Server, app: &str) -> Vec<Value> {
+pub(crate) fn executions(server: &Server, app: &str) -> Vec<Value> {
     let body = Http::blocking_get_json(
         &server.addr,
         &server.token(),
@@ -72,7 +72,7 @@ fn executions(server: &Server, app: &str) -> Vec<Value> {
 }
 
 /// Waits until `app` has `n` recorded executions (the writer batches).
-fn wait_for(server: &Server, app: &str, n: usize) -> Vec<Value> {
+pub(crate) fn wait_for(server: &Server, app: &str, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let found = executions(server, app);
@@ -231,18 +231,24 @@ fn metrics_parse_as_prometheus_text_and_count_the_calls() {
     }
     let labels =
         |f: &str| format!("{{app=\"counter\",version=\"1\",function=\"{f}\",trigger=\"call\"}}");
-    assert_eq!(
-        samples[&format!("modal_executions_total{}", labels("incr"))],
-        5.0
-    );
+    let with_outcome = |f: &str, o: &str| {
+        format!(
+            "modal_executions_total{{app=\"counter\",version=\"1\",function=\"{f}\",trigger=\"call\",outcome=\"{o}\"}}"
+        )
+    };
+    assert_eq!(samples[&with_outcome("incr", "ok")], 5.0);
+    assert!(!samples.contains_key(&with_outcome("slow", "ok")));
     assert_eq!(
         samples[&format!("modal_execution_errors_total{}", labels("incr"))],
         0.0
     );
-    assert_eq!(
-        samples[&format!("modal_executions_total{}", labels("slow"))],
-        1.0
-    );
+    let slow_series = "modal_executions_total{app=\"counter\",version=\"1\",function=\"slow\",trigger=\"call\",outcome=";
+    let slow: f64 = samples
+        .iter()
+        .filter(|(k, _)| k.starts_with(slow_series))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(slow, 1.0, "one failed call of `slow`, under its outcome");
     assert_eq!(
         samples[&format!("modal_execution_errors_total{}", labels("slow"))],
         1.0

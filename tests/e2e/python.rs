@@ -149,6 +149,16 @@ fn deploying_an_unchanged_py_file_reuses_its_build_and_compiled_code() {
     );
     assert!(second.contains("✓ Compiled (from cache"), "{second}");
     assert_eq!(server.ok(&["call", "app", "square", "3"]), "9\n");
+    // The build is kept in the state directory the deploy was given.
+    let builds: Vec<_> = std::fs::read_dir(server.state.join("builds"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        builds
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "wasm")),
+        "no build under $MODAL_STATE/builds: {builds:?}"
+    );
 }
 
 #[test]

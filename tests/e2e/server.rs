@@ -26,7 +26,21 @@ impl Server {
     }
 
     pub fn start_with(state: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_modal"))
+        Server::start_in(Command::new(env!("CARGO_BIN_EXE_modal")), state, extra)
+    }
+
+    /// A server whose process may open at most `nofile` files.
+    pub fn start_limited(state: &Path, extra: &[&str], nofile: u32) -> Server {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_modal"));
+        Server::start_in(command, state, extra)
+    }
+
+    fn start_in(mut command: Command, state: &Path, extra: &[&str]) -> Server {
+        let mut child = command
             .args(["server", "--listen", "127.0.0.1:0", "--state"])
             .arg(state)
             .args(extra)
@@ -109,10 +123,20 @@ impl Server {
 
     /// SIGTERM, then wait for the process to exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal_term();
+        self.child.wait().expect("server exits")
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        self.child.wait().expect("server exits")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Starts a new server on the same state directory.

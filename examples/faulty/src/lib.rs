@@ -1,7 +1,8 @@
 //! The faulty app: functions that misbehave, to show that each fault fails
 //! only its own call. `modal run faulty.wasm::spin` fails with a timeout
 //! after 2 s; `hog` hits the memory limit; `recurse` overflows the stack;
-//! `trap` panics; `echo` returns its input. Web endpoints: `hang` never
+//! `trap` panics; `flaky` fails twice per instance (and is retried);
+//! `echo` returns its input. Web endpoints: `hang` never
 //! answers (504 after 1 s), `crash` panics (500).
 
 #[modal_guest::app]
@@ -61,6 +62,19 @@ mod faulty {
     #[function(web)]
     fn crash() -> modal_guest::Response {
         panic!("the crash endpoint panics on purpose");
+    }
+
+    /// Fails its first two calls on each instance, then succeeds: with
+    /// `retries = 2` a call succeeds on its third attempt.
+    #[function(retries = 2)]
+    fn flaky() -> Result<u64, String> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+        let attempt = ATTEMPTS.fetch_add(1, Ordering::Relaxed) + 1;
+        if attempt <= 2 {
+            return Err(format!("attempt {attempt} fails on purpose"));
+        }
+        Ok(attempt)
     }
 
     /// Returns its input.

@@ -6,6 +6,8 @@
 //! - `POST`: streams the request body back as it arrives, chunk by chunk.
 //! - `/silent`: returns without ever setting a response.
 //! - `/partial`: promises 1000 bytes, sends 5, then traps.
+//! - `/count`: how many `/count` requests this instance has served.
+//! - `/fail`: answers 503 on its own.
 
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::types::{
@@ -28,6 +30,23 @@ impl Guest for Handler {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path = request.path_with_query().unwrap_or_else(|| "/".into());
         if path == "/silent" {
+            return;
+        }
+        if path == "/count" || path == "/fail" {
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static SERVED: AtomicU64 = AtomicU64::new(0);
+            let (status, text) = match path.as_str() {
+                "/fail" => (503, "unavailable on purpose\n".to_string()),
+                _ => (200, format!("{}\n", SERVED.fetch_add(1, Ordering::Relaxed) + 1)),
+            };
+            let response = OutgoingResponse::new(Fields::new());
+            let _ = response.set_status_code(status);
+            let Ok(body) = response.body() else { return };
+            ResponseOutparam::set(out, Ok(response));
+            if let Ok(stream) = body.write() {
+                let _ = write_all(&stream, text.as_bytes());
+            }
+            let _ = OutgoingBody::finish(body, None);
             return;
         }
         if path == "/partial" {

@@ -33,7 +33,61 @@ pub struct DeployArgs {
     #[arg(long, value_name = "URL")]
     notify: Option<String>,
     #[command(flatten)]
+    pool: PoolArgs,
+    #[command(flatten)]
     server: ServerArgs,
+}
+
+/// Pool settings of a plain `wasi:http` component, which has no
+/// `describe` to declare them (an SDK app sets them on its functions).
+#[derive(Args, Clone, Debug, Default)]
+pub struct PoolArgs {
+    /// Plain wasi:http components: requests per instance before it is
+    /// replaced (1 gives every request a fresh instance, which guests that
+    /// answer only once per instance need).
+    #[arg(long, value_name = "N")]
+    max_requests: Option<u32>,
+    /// Plain wasi:http components: instances kept warm when idle.
+    #[arg(long, value_name = "N")]
+    min_warm: Option<u32>,
+    /// Plain wasi:http components: instances running at once.
+    #[arg(long, value_name = "N")]
+    max_instances: Option<u32>,
+    /// Plain wasi:http components: the time limit of one request (e.g.
+    /// `30s`).
+    #[arg(long, value_parser = modal_host::parse_duration, value_name = "DURATION")]
+    timeout: Option<std::time::Duration>,
+}
+
+impl PoolArgs {
+    /// The settings as the library takes them.
+    pub fn settings(&self) -> modal_host::PoolSettings {
+        modal_host::PoolSettings {
+            timeout: self.timeout,
+            min_warm: self.min_warm,
+            max_instances: self.max_instances,
+            max_requests: self.max_requests,
+        }
+    }
+
+    /// The settings as deploy query parameters.
+    fn query(&self) -> Vec<String> {
+        let mut query = Vec::new();
+        let counts = [
+            ("max_requests", self.max_requests),
+            ("min_warm", self.min_warm),
+            ("max_instances", self.max_instances),
+        ];
+        for (name, value) in counts {
+            if let Some(n) = value {
+                query.push(format!("{name}={n}"));
+            }
+        }
+        if let Some(timeout) = self.timeout {
+            query.push(format!("timeout={}ms", timeout.as_millis()));
+        }
+        query
+    }
 }
 
 /// Arguments of `modal call` and `modal spawn`.
@@ -337,7 +391,7 @@ fn git_info() -> Option<(String, bool)> {
 
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let client = args.server.client()?;
-    let component = super::python::component(&args.wasm)?;
+    let component = super::python::component(&args.wasm, args.server.state())?;
     let wasm = std::fs::read(&component)
         .with_context(|| format!("cannot read {}", component.display()))?;
     let name = args
@@ -357,6 +411,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     if let Some(tag) = &args.tag {
         query.push(format!("tag={}", encode(tag)));
     }
+    query.extend(args.pool.query());
     if let Some((commit, dirty)) = git_info() {
         query.push(format!("git_commit={commit}&git_dirty={dirty}"));
     }
@@ -620,6 +675,9 @@ fn render_execution(e: &Value) -> String {
         e["outcome"].as_str().unwrap_or("?"),
         e["duration_ms"].as_f64().unwrap_or(0.0),
     );
+    if let Some(status) = e["http_status"].as_u64() {
+        out.push_str(&format!(" HTTP {status}"));
+    }
     if let Some(error) = e["error"].as_str() {
         out.push_str(&format!(": {error}"));
     }

@@ -36,6 +36,11 @@ pub struct Client {
 }
 
 impl ServerArgs {
+    /// The state directory given with `--state` or `$MODAL_STATE`.
+    pub fn state(&self) -> Option<&std::path::Path> {
+        self.state.as_deref()
+    }
+
     pub fn client(&self) -> anyhow::Result<Client> {
         let uri: hyper::Uri = self
             .server

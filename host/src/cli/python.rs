@@ -155,12 +155,14 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
 /// sources before (componentize-py's output differs from build to build,
 /// so reusing it is what lets an unchanged app hit the compiled-code
 /// cache), else a new build; any other path is returned as it is.
-pub fn component(path: &Path) -> anyhow::Result<PathBuf> {
+/// Builds are kept under `builds/` of the state directory `state` (see
+/// `state_dir`).
+pub fn component(path: &Path, state: Option<&Path>) -> anyhow::Result<PathBuf> {
     if !is_python(path) {
         return Ok(path.to_path_buf());
     }
     let key = sources_key(path)?;
-    let dir = super::state_dir(None)?.join("builds");
+    let dir = super::state_dir(state)?.join("builds");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let cached = dir.join(format!("{key}.wasm"));
     if cached.is_file() {

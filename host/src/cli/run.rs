@@ -82,7 +82,11 @@ impl CacheArgs {
 
 pub fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        Some((k, v)) if !k.is_empty() => {
+            let pair = (k.to_string(), v.to_string());
+            modal_host::validate_env(std::slice::from_ref(&pair)).map_err(|e| e.to_string())?;
+            Ok(pair)
+        }
         _ => Err(format!("expected KEY=VALUE, got `{s}`")),
     }
 }
@@ -117,7 +121,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some((path, function)) => (PathBuf::from(path), Some(function.to_string())),
         None => (PathBuf::from(&args.target), None),
     };
-    let component = super::python::component(&path)?;
+    let component = super::python::component(&path, args.cache.state.as_deref())?;
     let wasm = read_wasm(&component)?;
     let host = args.cache.host(args.memory << 20)?;
     let mut meta = AppMeta::new(app_name(&path), 1);
@@ -202,7 +206,7 @@ async fn run_web(
 }
 
 pub async fn describe(args: DescribeArgs) -> anyhow::Result<ExitCode> {
-    let component = super::python::component(&args.wasm)?;
+    let component = super::python::component(&args.wasm, args.cache.state.as_deref())?;
     let wasm = read_wasm(&component)?;
     let host = args.cache.host(DEFAULT_MEMORY_LIMIT)?;
     let spec = host.describe(&wasm).await?;

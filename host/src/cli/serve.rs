@@ -4,9 +4,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use modal_host::server::{
-    DEFAULT_GRACE, DEFAULT_HEADER_READ_TIMEOUT, Server, ServerConfig, load_or_create_token,
-};
+use modal_host::server::{DEFAULT_GRACE, Server, ServerConfig, load_or_create_token};
 use modal_host::{DeployRequest, FunctionKind, HostConfig, Platform, PlatformConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,11 +31,13 @@ pub struct ServeArgs {
     /// (repeatable); all other outbound requests are denied.
     #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
     allow_http: Vec<String>,
+    #[command(flatten)]
+    pool: super::apps::PoolArgs,
 }
 
 /// The component bytes of `path`, building it first when it is Python.
 fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let wasm = super::python::component(path)?;
+    let wasm = super::python::component(path, None)?;
     std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))
 }
 
@@ -68,6 +68,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         name: name.clone(),
         env: args.env.clone(),
         allow_http: args.allow_http.clone(),
+        pool: args.pool.settings(),
         deployer: "modal serve".into(),
         ..DeployRequest::default()
     };
@@ -80,10 +81,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let config = ServerConfig {
-        token,
-        domain: "localhost".into(),
-        header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         root_app: Some(name.clone()),
+        ..ServerConfig::new(token)
     };
     let server = Server::new(platform.clone(), listener, config)?;
     let addr = server.addr();

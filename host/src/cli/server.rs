@@ -18,6 +18,7 @@ const DRAIN_DEFAULT: &str = "5m";
 const GRACE_DEFAULT: &str = "30s";
 const RETENTION_DEFAULT: &str = "7d";
 const HEADER_TIMEOUT_DEFAULT: &str = "10s";
+const BODY_TIMEOUT_DEFAULT: &str = "30s";
 const QUEUE_TIMEOUT_DEFAULT: &str = "10s";
 
 /// How often stopped apps and unreferenced artifacts are collected.
@@ -70,15 +71,24 @@ pub struct ServerArgs {
     #[arg(long, value_parser = parse_duration, default_value = QUEUE_TIMEOUT_DEFAULT)]
     queue_timeout: Duration,
     /// Time a client has to send its request headers before the connection
-    /// is closed.
+    /// is closed; a new connection (HTTP/1.1 or HTTP/2) must start its
+    /// first request within it too.
     #[arg(long, value_parser = parse_duration, default_value = HEADER_TIMEOUT_DEFAULT)]
     header_timeout: Duration,
+    /// Longest pause while a client sends a request body; then the
+    /// request ends with 408.
+    #[arg(long, value_parser = parse_duration, default_value = BODY_TIMEOUT_DEFAULT)]
+    body_timeout: Duration,
+    /// Connections open at once. When all are taken, idle ones are closed
+    /// (oldest first, those that never sent a request first) to make
+    /// room. Default: three quarters of the file-descriptor limit, which
+    /// is raised to its hard limit at start-up.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let state = super::state_dir(args.state.as_deref())?;
-    let token = load_or_create_token(&state)
-        .with_context(|| format!("creating the token in {}", state.display()))?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -96,16 +106,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         notify: args.notify,
     };
     let platform = Platform::open(&state, host_config, platform_config, None).await?;
+    let token = load_or_create_token(&state)
+        .with_context(|| format!("creating the token in {}", state.display()))?;
     platform.spawn_gc(GC_PERIOD);
     let apps = platform.apps()?.len();
     let server = Server::new(
         platform.clone(),
         listener,
         ServerConfig {
-            token,
             domain: args.domain,
             header_read_timeout: args.header_timeout,
-            root_app: None,
+            body_timeout: args.body_timeout,
+            max_connections: args
+                .max_connections
+                .unwrap_or_else(modal_host::server::default_max_connections),
+            ..ServerConfig::new(token)
         },
     )?;
     println!(
@@ -115,9 +130,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         started.elapsed()
     );
     tracing::info!(addr = %server.addr(), apps, "server started");
+    // The grace is one budget for both: open requests, then the
+    // platform's own work (spawned calls, schedules), then cancellation.
     let grace = args.grace;
-    server.run(shutdown_signal(), grace).await;
-    platform.shutdown(grace).await;
+    let asked = std::sync::Arc::new(std::sync::OnceLock::new());
+    let signal = {
+        let asked = asked.clone();
+        async move {
+            shutdown_signal().await;
+            let _ = asked.set(std::time::Instant::now());
+        }
+    };
+    server.run(signal, grace).await;
+    let spent = asked.get().map_or(Duration::ZERO, |at| at.elapsed());
+    platform.shutdown(grace.saturating_sub(spent)).await;
     println!("modal server stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -165,6 +191,10 @@ mod tests {
         assert_eq!(
             parse_duration(HEADER_TIMEOUT_DEFAULT),
             Ok(modal_host::server::DEFAULT_HEADER_READ_TIMEOUT)
+        );
+        assert_eq!(
+            parse_duration(BODY_TIMEOUT_DEFAULT),
+            Ok(modal_host::server::DEFAULT_BODY_TIMEOUT)
         );
     }
 }

@@ -31,7 +31,7 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
 impl FileArtifacts {
     /// A store in `dir` (created if needed).
     pub fn open(dir: &Path) -> Result<FileArtifacts, Error> {
-        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        super::state::private_dir(dir).map_err(io(format!("creating {}", dir.display())))?;
         Ok(FileArtifacts {
             dir: dir.to_path_buf(),
         })
@@ -59,7 +59,7 @@ impl ArtifactStore for FileArtifacts {
             .dir
             .join(format!(".{digest}.{}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&tmp)?;
+            let mut file = super::state::private_file(&tmp)?;
             file.write_all(bytes)?;
             file.sync_all()?;
             std::fs::rename(&tmp, &path)

@@ -4,9 +4,11 @@
 //! function and call it.
 
 mod artifacts;
+mod migrate;
 mod records;
 mod registry;
 mod scheduler;
+pub mod state;
 
 pub use artifacts::{ArtifactStore, FileArtifacts};
 pub use records::{CallRecord, ExecutionRecord, Usage};
@@ -89,6 +91,8 @@ pub struct DeployRequest {
     pub deployer: String,
     /// The commit deployed from.
     pub git: Option<GitInfo>,
+    /// Pool settings for a plain `wasi:http` component.
+    pub pool: crate::spec::PoolSettings,
 }
 
 /// The result of a deploy or rollback.
@@ -217,6 +221,38 @@ struct Inner {
     /// Deploys hold it shared while their artifact is not yet referenced;
     /// garbage collection holds it exclusively.
     gc_lock: tokio::sync::RwLock<()>,
+    /// The state directory's lock, held for the platform's life.
+    _state_lock: Option<state::StateLock>,
+    /// Set by [`Platform::shutdown`].
+    shutting_down: std::sync::atomic::AtomicBool,
+}
+
+/// What an execution runs for: a call (with its id) or a scheduled run.
+#[derive(Clone, Copy)]
+enum Run<'a> {
+    Call(&'a str),
+    Scheduled(&'a str),
+}
+
+/// First pause before a failed call or scheduled run is tried again.
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The pause before attempt `attempt + 1` (the first retry is attempt 1):
+/// doubling from [`RETRY_BACKOFF`] up to [`MAX_BACKOFF`].
+pub(crate) fn retry_backoff(attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(16);
+    (RETRY_BACKOFF * (1 << doublings)).min(MAX_BACKOFF)
+}
+
+/// A new random id for a call (`call-` and 20 hex digits).
+fn new_call_id() -> Result<String, Error> {
+    let mut bytes = [0u8; 10];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Internal(format!("no randomness for a call id: {e}")))?;
+    Ok(format!("call-{}", hex::encode(bytes)))
 }
 
 /// Milliseconds since the Unix epoch.
@@ -245,32 +281,78 @@ pub fn validate_app_name(name: &str) -> Result<(), Error> {
     }
 }
 
+/// Checks deploy-time environment variables: each key is a portable
+/// variable name (`[A-Za-z_][A-Za-z0-9_]*`, at most 256 bytes) that does
+/// not start with `MODAL_` (the host sets those), and no value holds a NUL.
+pub fn validate_env(env: &[(String, String)]) -> Result<(), Error> {
+    for (key, value) in env {
+        let bad = |why: &str| {
+            Err(Error::BadInput(format!(
+                "environment variable `{}`: {why}",
+                key.escape_debug()
+            )))
+        };
+        let portable = key.len() <= 256
+            && key
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !portable {
+            return bad("a name is letters, digits and `_`, not starting with a digit");
+        }
+        if key.to_ascii_uppercase().starts_with("MODAL_") {
+            return bad("names starting with `MODAL_` are set by the host");
+        }
+        if value.contains('\0') {
+            return bad("a value cannot contain a NUL byte");
+        }
+    }
+    Ok(())
+}
+
 impl Platform {
     /// Opens the embedded default on `state_dir`: `registry.db` (SQLite),
     /// `artifacts/` and the compiled-code cache `compiled/`. Loads every
-    /// deployed app's live version (from cached compiled code).
+    /// deployed app's live version (from cached compiled code). The
+    /// directory is made private to its user and locked for the platform's
+    /// life: a second platform on it fails with [`Error::StateInUse`].
     pub async fn open(
         state_dir: &Path,
         mut host_config: HostConfig,
         config: PlatformConfig,
         sink: Option<ExecutionSink>,
     ) -> Result<Platform, Error> {
-        std::fs::create_dir_all(state_dir).map_err(|source| Error::Io {
-            context: format!("creating the state directory {}", state_dir.display()),
+        let lock = state::lock(state_dir)?;
+        let registry_path = state_dir.join("registry.db");
+        let records = state_dir.join("executions.db");
+        for db in [&registry_path, &records] {
+            if !db.exists() {
+                // SQLite gives its -wal and -shm files the mode of the
+                // database file.
+                state::private_file(db).map_err(|source| Error::Io {
+                    context: format!("creating {}", db.display()),
+                    source,
+                })?;
+            }
+        }
+        let registry = SqliteRegistry::open(&registry_path)?;
+        let artifacts = FileArtifacts::open(&state_dir.join("artifacts"))?;
+        let compiled = state_dir.join("compiled");
+        state::private_dir(&compiled).map_err(|source| Error::Io {
+            context: format!("creating {}", compiled.display()),
             source,
         })?;
-        let registry = SqliteRegistry::open(&state_dir.join("registry.db"))?;
-        let artifacts = FileArtifacts::open(&state_dir.join("artifacts"))?;
-        host_config.cache_dir = Some(state_dir.join("compiled"));
+        host_config.cache_dir = Some(compiled);
         let host = Host::new(host_config)?;
-        let records = state_dir.join("executions.db");
-        Platform::with_parts(
+        Platform::build(
             host,
             Arc::new(registry),
             Arc::new(artifacts),
             &records,
             config,
             sink,
+            Some(lock),
         )
         .await
     }
@@ -284,6 +366,18 @@ impl Platform {
         records: &Path,
         config: PlatformConfig,
         sink: Option<ExecutionSink>,
+    ) -> Result<Platform, Error> {
+        Platform::build(host, registry, artifacts, records, config, sink, None).await
+    }
+
+    async fn build(
+        host: Host,
+        registry: Arc<dyn Registry>,
+        artifacts: Arc<dyn ArtifactStore>,
+        records: &Path,
+        config: PlatformConfig,
+        sink: Option<ExecutionSink>,
+        state_lock: Option<state::StateLock>,
     ) -> Result<Platform, Error> {
         let recorder = records::Recorder::start(Arc::new(records::Store::open(records)?))?;
         let recording = recorder.clone();
@@ -310,6 +404,8 @@ impl Platform {
                 pinned: tokio::sync::Mutex::new(Vec::new()),
                 deploy_locks: Mutex::new(HashMap::new()),
                 gc_lock: tokio::sync::RwLock::new(()),
+                _state_lock: state_lock,
+                shutting_down: Default::default(),
             }),
         };
         platform.restore().await?;
@@ -389,6 +485,7 @@ impl Platform {
             version,
             env: record.env.clone(),
             allow_http: record.allow_http.clone(),
+            pool: record.pool.clone(),
         };
         let (loaded, _) = self
             .inner
@@ -413,6 +510,7 @@ impl Platform {
     /// nothing changes: the previous version keeps serving.
     pub async fn deploy(&self, wasm: &[u8], request: DeployRequest) -> Result<Deployment, Error> {
         validate_app_name(&request.name)?;
+        validate_env(&request.env)?;
         if wasm.len() > self.inner.config.max_upload {
             return Err(Error::TooLarge {
                 limit: self.inner.config.max_upload,
@@ -436,18 +534,25 @@ impl Platform {
         let registry = &self.inner.registry;
         let version = registry.next_version(&request.name)?;
         let digest = digest(wasm);
-        self.inner.artifacts.put(&digest, wasm)?;
         let meta = AppMeta {
             name: request.name.clone(),
             version,
             env: request.env.clone(),
             allow_http: request.allow_http.clone(),
+            pool: request.pool.clone(),
         };
         let (loaded, stats): (LoadedApp, CompileStats) = self
             .inner
             .host
             .load_with(wasm, meta, self.inner.sink.clone())
             .await?;
+        // Stored only once it loaded: a rejected upload leaves nothing
+        // behind. Stored before `publish`, so the live version always has
+        // its artifact.
+        if let Err(e) = self.inner.artifacts.put(&digest, wasm) {
+            loaded.drain().await;
+            return Err(e);
+        }
         let now = now_ms();
         let record = VersionRecord {
             app: request.name.clone(),
@@ -457,6 +562,7 @@ impl Platform {
             env: request.env,
             allow_http: request.allow_http,
             notify: request.notify,
+            pool: request.pool,
             deployed_at: now,
             deployer: request.deployer,
             tag: request.tag,
@@ -601,6 +707,7 @@ impl Platform {
             tag: old.tag.clone(),
             deployer: deployer.to_string(),
             git: old.git.clone(),
+            pool: old.pool.clone(),
         };
         self.publish(&bytes, request, Some(target)).await
     }
@@ -685,8 +792,36 @@ impl Platform {
         version: Option<u64>,
         trigger: Trigger,
     ) -> Result<Execution, Error> {
-        self.execute(app, function, input, version, trigger, None)
+        let call_id = new_call_id()?;
+        self.call_with_retries(app, function, input, version, trigger, &call_id)
             .await
+    }
+
+    /// Runs a call, and runs it again (after a growing pause) while it
+    /// fails inside the guest and the function's `retries` allow. Every
+    /// attempt is recorded with `call_id`; the last one is returned.
+    async fn call_with_retries(
+        &self,
+        app: &str,
+        function: &str,
+        input: &[u8],
+        version: Option<u64>,
+        trigger: Trigger,
+        call_id: &str,
+    ) -> Result<Execution, Error> {
+        let mut attempt = 0;
+        loop {
+            let (execution, retries) = self
+                .execute(app, function, input, version, trigger, Run::Call(call_id))
+                .await?;
+            let failed = execution.outcome.as_ref().err();
+            if !failed.is_some_and(Error::is_retryable) || attempt >= retries {
+                return Ok(execution);
+            }
+            attempt += 1;
+            tracing::info!(app, function, call_id, attempt, "call failed; retrying");
+            tokio::time::sleep(retry_backoff(attempt)).await;
+        }
     }
 
     /// Runs a scheduled function of the live version for run `run_id`.
@@ -696,8 +831,11 @@ impl Platform {
         function: &str,
         run_id: &str,
     ) -> Result<Execution, Error> {
-        self.execute(app, function, b"", None, Trigger::Schedule, Some(run_id))
-            .await
+        let run = Run::Scheduled(run_id);
+        let (execution, _) = self
+            .execute(app, function, b"", None, Trigger::Schedule, run)
+            .await?;
+        Ok(execution)
     }
 
     async fn execute(
@@ -707,24 +845,28 @@ impl Platform {
         input: &[u8],
         version: Option<u64>,
         trigger: Trigger,
-        run_id: Option<&str>,
-    ) -> Result<Execution, Error> {
+        run: Run<'_>,
+    ) -> Result<(Execution, u32), Error> {
         let mut attempts = 0;
         loop {
             let loaded = match version {
                 Some(v) => self.version(app, v).await?,
                 None => self.live(app)?,
             };
-            let execution = match run_id {
-                Some(id) => loaded.run_scheduled(function, id).await,
-                None => loaded.call_as(function, input, trigger).await,
+            let execution = match run {
+                Run::Scheduled(id) => loaded.run_scheduled(function, id).await,
+                Run::Call(id) => loaded.call_with_id(function, input, trigger, id).await,
             };
             attempts += 1;
             if matches!(execution.outcome, Err(Error::ShuttingDown(_))) && attempts < RETRIES {
                 tokio::task::yield_now().await;
                 continue;
             }
-            return Ok(execution);
+            let retries = loaded
+                .spec()
+                .function(function)
+                .map_or(0, |f| f.settings.retries);
+            return Ok((execution, retries));
         }
     }
 
@@ -806,10 +948,7 @@ impl Platform {
             }
             Some(_) => {}
         }
-        let mut bytes = [0u8; 10];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| Error::Internal(format!("no randomness for a call id: {e}")))?;
-        let id = format!("call-{}", hex::encode(bytes));
+        let id = new_call_id()?;
         self.inner
             .recorder
             .store
@@ -844,13 +983,32 @@ impl Platform {
     ) {
         let platform = self.clone();
         self.spawn_task(async move {
-            let result = match platform
-                .call(&app, &function, &input, version, Trigger::Spawn)
-                .await
-            {
-                Ok(execution) => execution.outcome,
-                Err(e) => Err(e),
+            let mut waits = 0;
+            let result = loop {
+                let result = platform
+                    .call_with_retries(&app, &function, &input, version, Trigger::Spawn, &id)
+                    .await
+                    .and_then(|execution| execution.outcome);
+                // An accepted call waits for the host to have room: it is
+                // never rejected for load.
+                match result {
+                    Err(Error::HostAtCapacity(_)) => {
+                        waits += 1;
+                        tokio::time::sleep(retry_backoff(waits).min(Duration::from_secs(5))).await;
+                    }
+                    result => break result,
+                }
             };
+            let shutting_down = platform
+                .inner
+                .shutting_down
+                .load(std::sync::atomic::Ordering::Acquire);
+            if shutting_down && matches!(result, Err(Error::Cancelled { .. } | Error::ShuttingDown(_))) {
+                // Cut by the shutdown: it stays pending and runs again at
+                // the next start (at least once).
+                tracing::info!(call = %id, "spawned call cut by the shutdown; it runs again after the restart");
+                return;
+            }
             if let Err(e) = platform
                 .inner
                 .recorder
@@ -1082,8 +1240,13 @@ impl Platform {
     }
 
     /// Stops every version from taking new executions and waits up to
-    /// `grace` for those in progress; the rest are cancelled.
+    /// `grace` for those in progress; the rest are cancelled (and
+    /// recorded so). Spawned calls cut this way stay pending and run again
+    /// at the next start. Returns once every record is stored.
     pub async fn shutdown(&self, grace: Duration) {
+        self.inner
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::Release);
         let mut apps: Vec<LoadedApp> = self
             .slots()
             .values()
@@ -1108,6 +1271,9 @@ impl Platform {
                 app.drain().await;
             }
         }
+        // Let cancelled executions reach the recorder, then store them.
+        tokio::task::yield_now().await;
+        self.inner.recorder.flush().await;
     }
 }
 
@@ -1135,6 +1301,24 @@ impl FunctionHandle {
 #[cfg(test)]
 mod tests {
     use super::validate_app_name;
+
+    #[test]
+    fn environment_names_are_checked() {
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        super::validate_env(&env("API_KEY", "a=b c")).unwrap();
+        super::validate_env(&env("_x1", "")).unwrap();
+        for (k, v) in [
+            ("MODAL_APP_NAME", "x"),
+            ("modal_function", "x"),
+            ("HAS SPACE", "x"),
+            ("1ST", "x"),
+            ("", "x"),
+            ("A\0B", "x"),
+            ("OK", "nul\0inside"),
+        ] {
+            assert!(super::validate_env(&env(k, v)).is_err(), "{k:?}={v:?}");
+        }
+    }
 
     #[test]
     fn app_names_are_dns_labels() {

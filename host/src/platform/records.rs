@@ -53,6 +53,12 @@ pub struct ExecutionRecord {
     pub memory: u64,
     /// For a scheduled run, its id.
     pub run_id: Option<String>,
+    /// For a call or spawned call, its id (shared by its retries).
+    #[serde(default)]
+    pub call_id: Option<String>,
+    /// For a web execution, the HTTP status of its answer.
+    #[serde(default)]
+    pub http_status: Option<u16>,
 }
 
 /// Usage of one function of one version.
@@ -101,36 +107,42 @@ pub struct CallRecord {
     pub finished_at: Option<u64>,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS executions (
-    id INTEGER PRIMARY KEY,
-    app TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    function TEXT NOT NULL,
-    trigger TEXT NOT NULL,
-    started_at INTEGER NOT NULL,
-    duration_ms REAL NOT NULL,
-    outcome TEXT NOT NULL,
-    error TEXT,
-    logs TEXT NOT NULL,
-    memory INTEGER NOT NULL,
-    run_id TEXT
-);
-CREATE INDEX IF NOT EXISTS executions_by_app ON executions (app, id);
-CREATE TABLE IF NOT EXISTS calls (
-    id TEXT PRIMARY KEY,
-    app TEXT NOT NULL,
-    function TEXT NOT NULL,
-    version INTEGER,
-    input BLOB NOT NULL,
-    state TEXT NOT NULL,
-    output BLOB,
-    error TEXT,
-    error_kind TEXT,
-    created_at INTEGER NOT NULL,
-    finished_at INTEGER
-);
-";
+/// The schema as a list of migrations: entry `i` takes a database from
+/// version `i` (its `PRAGMA user_version`) to `i + 1`. A database written
+/// before versioning reads as version 0 and its tables already exist, so
+/// the first step only creates what is missing. Append; never edit.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS executions (
+        id INTEGER PRIMARY KEY,
+        app TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        function TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        duration_ms REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        error TEXT,
+        logs TEXT NOT NULL,
+        memory INTEGER NOT NULL,
+        run_id TEXT
+    );
+    CREATE INDEX IF NOT EXISTS executions_by_app ON executions (app, id);
+    CREATE TABLE IF NOT EXISTS calls (
+        id TEXT PRIMARY KEY,
+        app TEXT NOT NULL,
+        function TEXT NOT NULL,
+        version INTEGER,
+        input BLOB NOT NULL,
+        state TEXT NOT NULL,
+        output BLOB,
+        error TEXT,
+        error_kind TEXT,
+        created_at INTEGER NOT NULL,
+        finished_at INTEGER
+    );",
+    "ALTER TABLE executions ADD COLUMN call_id TEXT;
+    ALTER TABLE executions ADD COLUMN http_status INTEGER;",
+];
 
 fn db(e: rusqlite::Error) -> Error {
     Error::Registry(format!("executions: {e}"))
@@ -167,15 +179,7 @@ fn parse_trigger(s: &str) -> Trigger {
 }
 
 fn parse_outcome(s: &str) -> Outcome {
-    match s {
-        "ok" => Outcome::Ok,
-        "error" => Outcome::Error,
-        "trap" => Outcome::Trap,
-        "timeout" => Outcome::Timeout,
-        "memory_limit" => Outcome::MemoryLimit,
-        "cancelled" => Outcome::Cancelled,
-        _ => Outcome::Rejected,
-    }
+    Outcome::parse(s).unwrap_or(Outcome::Rejected)
 }
 
 fn execution_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
@@ -192,6 +196,8 @@ fn execution_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         logs: row.get(9)?,
         memory: row.get(10)?,
         run_id: row.get(11)?,
+        call_id: row.get(12)?,
+        http_status: row.get(13)?,
     })
 }
 
@@ -219,7 +225,8 @@ impl Store {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
         )
         .map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
+        let mut conn = conn;
+        super::migrate::migrate(&mut conn, MIGRATIONS, "executions.db")?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -242,9 +249,9 @@ impl Store {
         /// of its time starting and resetting the statement.
         const ROWS: usize = 32;
         fn statement(rows: usize) -> String {
-            let row = "(?,?,?,?,?,?,?,?,?,?,?,?)";
+            let row = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
             format!(
-                "INSERT INTO executions (id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id) VALUES {}",
+                "INSERT INTO executions (id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id, call_id, http_status) VALUES {}",
                 vec![row; rows].join(",")
             )
         }
@@ -256,7 +263,7 @@ impl Store {
                 .iter()
                 .map(|r| (r.trigger.as_str(), r.outcome.as_str()))
                 .collect();
-            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 12);
+            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 14);
             for (r, (trigger, outcome)) in chunk.iter().zip(&labels) {
                 values.extend_from_slice(&[
                     &r.id as &dyn rusqlite::ToSql,
@@ -271,6 +278,8 @@ impl Store {
                     &r.logs,
                     &r.memory,
                     &r.run_id,
+                    &r.call_id,
+                    &r.http_status,
                 ]);
             }
             stmt.execute(values.as_slice()).map_err(db)?;
@@ -289,7 +298,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id
+                "SELECT id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id, call_id, http_status
                  FROM executions WHERE app = ?1 AND (?2 IS NULL OR function = ?2) ORDER BY id DESC LIMIT ?3",
             )
             .map_err(db)?;
@@ -458,15 +467,25 @@ impl Store {
 struct Series {
     calls: u64,
     errors: u64,
+    /// Executions per outcome, by [`Outcome::index`].
+    outcomes: [u64; Outcome::ALL.len()],
     sum_seconds: f64,
     buckets: [u64; BUCKETS.len()],
+}
+
+/// What the writer task is sent.
+enum Write {
+    /// One record to store.
+    Record(ExecutionRecord),
+    /// Store what has been sent so far now, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Receives executions: assigns ids, counts them, hands them to the writer
 /// and to followers.
 pub(crate) struct Recorder {
     next_id: AtomicU64,
-    writer: mpsc::UnboundedSender<ExecutionRecord>,
+    writer: mpsc::UnboundedSender<Write>,
     follow: broadcast::Sender<ExecutionRecord>,
     series: Mutex<std::collections::HashMap<SeriesKey, Series>>,
     deploys: AtomicU64,
@@ -476,7 +495,7 @@ pub(crate) struct Recorder {
 impl Recorder {
     /// A recorder over `store`, with its writer task started.
     pub(crate) fn start(store: Arc<Store>) -> Result<Arc<Recorder>, Error> {
-        let (writer, mut rx) = mpsc::unbounded_channel::<ExecutionRecord>();
+        let (writer, mut rx) = mpsc::unbounded_channel::<Write>();
         let (follow, _) = broadcast::channel(1024);
         let recorder = Arc::new(Recorder {
             next_id: AtomicU64::new(store.max_id()? + 1),
@@ -488,20 +507,33 @@ impl Recorder {
         });
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
-                // Let a batch gather: one transaction per interval instead
-                // of one per execution under load.
-                tokio::time::sleep(BATCH_INTERVAL).await;
-                let mut batch = vec![first];
+                let mut batch = Vec::new();
+                let mut flushed = Vec::new();
+                match first {
+                    Write::Record(r) => {
+                        batch.push(r);
+                        // Let a batch gather: one transaction per interval
+                        // instead of one per execution under load.
+                        tokio::time::sleep(BATCH_INTERVAL).await;
+                    }
+                    Write::Flush(done) => flushed.push(done),
+                }
                 while batch.len() < BATCH {
                     match rx.try_recv() {
-                        Ok(r) => batch.push(r),
+                        Ok(Write::Record(r)) => batch.push(r),
+                        Ok(Write::Flush(done)) => flushed.push(done),
                         Err(_) => break,
                     }
                 }
-                let store = store.clone();
-                let written = tokio::task::spawn_blocking(move || store.insert(&batch)).await;
-                if !matches!(written, Ok(Ok(()))) {
-                    tracing::error!("could not store executions: {written:?}");
+                if !batch.is_empty() {
+                    let store = store.clone();
+                    let written = tokio::task::spawn_blocking(move || store.insert(&batch)).await;
+                    if !matches!(written, Ok(Ok(()))) {
+                        tracing::error!("could not store executions: {written:?}");
+                    }
+                }
+                for done in flushed {
+                    let _ = done.send(());
                 }
             }
         });
@@ -516,10 +548,8 @@ impl Recorder {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        let (outcome, error) = match &e.outcome {
-            Ok(_) => (Outcome::Ok, None),
-            Err(err) => (err.outcome(), Some(err.to_string())),
-        };
+        let outcome = e.outcome_class();
+        let error = e.outcome.as_ref().err().map(|err| err.to_string());
         let seconds = e.duration.as_secs_f64();
         {
             let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
@@ -528,6 +558,7 @@ impl Recorder {
                 .or_default();
             s.calls += 1;
             s.errors += u64::from(outcome != Outcome::Ok);
+            s.outcomes[outcome.index()] += 1;
             s.sum_seconds += seconds;
             if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
                 s.buckets[i] += 1;
@@ -546,11 +577,21 @@ impl Recorder {
             logs: e.logs.clone(),
             memory: e.memory as u64,
             run_id: e.run_id.clone(),
+            call_id: e.call_id.clone(),
+            http_status: e.http_status,
         };
         if self.follow.receiver_count() > 0 {
             let _ = self.follow.send(record.clone());
         }
-        let _ = self.writer.send(record);
+        let _ = self.writer.send(Write::Record(record));
+    }
+
+    /// Waits until every execution recorded so far is stored.
+    pub(crate) async fn flush(&self) {
+        let (done, stored) = tokio::sync::oneshot::channel();
+        if self.writer.send(Write::Flush(done)).is_ok() {
+            let _ = stored.await;
+        }
     }
 
     /// Counts a deploy or rollback for the metrics.
@@ -590,7 +631,13 @@ impl Recorder {
         };
         out.push_str("# HELP modal_executions_total Executions of functions.\n# TYPE modal_executions_total counter\n");
         for (key, s) in &series {
-            let _ = writeln!(out, "modal_executions_total{{{}}} {}", labels(key), s.calls);
+            let l = labels(key);
+            for (outcome, n) in Outcome::ALL.iter().zip(s.outcomes) {
+                if n > 0 {
+                    let o = outcome.as_str();
+                    let _ = writeln!(out, "modal_executions_total{{{l},outcome=\"{o}\"}} {n}");
+                }
+            }
         }
         out.push_str("# HELP modal_execution_errors_total Executions that failed.\n# TYPE modal_execution_errors_total counter\n");
         for (key, s) in &series {
@@ -645,5 +692,44 @@ impl Recorder {
             self.deploys.load(Ordering::Relaxed)
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_written_before_versioning_opens_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("executions.db");
+        {
+            // The tables as the first release wrote them, with one row each.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO executions VALUES (7, 'hello', 1, 'square', 'call', 1000, 1.5, 'ok', NULL, 'log', 0, NULL);
+                 INSERT INTO calls (id, app, function, input, state, created_at) VALUES ('call-1', 'hello', 'square', x'33', 'pending', 1000);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let records = store.recent("hello", None, 10).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!((records[0].id, records[0].logs.as_str()), (7, "log"));
+        assert_eq!(
+            (records[0].call_id.clone(), records[0].http_status),
+            (None, None)
+        );
+        assert_eq!(store.unfinished_calls().unwrap().len(), 1);
+        drop(store);
+        // Reopening runs nothing again; a newer schema is refused.
+        Store::open(&path).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let e = Store::open(&path).err().unwrap().to_string();
+        assert!(e.contains("newer than this release knows"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 //! PostgreSQL); [`SqliteRegistry`] is the embedded default, one SQLite file.
 
 use crate::error::Error;
-use crate::spec::AppSpec;
+use crate::spec::{AppSpec, PoolSettings};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -78,6 +78,9 @@ pub struct VersionRecord {
     pub allow_http: Vec<String>,
     /// Where failed scheduled runs are reported (a JSON POST).
     pub notify: Option<String>,
+    /// Pool settings given at deploy (plain `wasi:http` components).
+    #[serde(default, skip_serializing_if = "PoolSettings::is_empty")]
+    pub pool: PoolSettings,
     /// When it was deployed (Unix ms).
     pub deployed_at: u64,
     /// Who deployed it.
@@ -136,8 +139,10 @@ pub struct SqliteRegistry {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS apps (
+/// The registry's schema as migrations (see `migrate.rs`). Append; never
+/// edit.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS apps (
     name TEXT PRIMARY KEY,
     state TEXT NOT NULL,
     live_version INTEGER,
@@ -166,8 +171,9 @@ CREATE TABLE IF NOT EXISTS schedules (
     last_fire INTEGER,
     paused INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (app, function)
-);
-";
+);",
+    "ALTER TABLE versions ADD COLUMN pool TEXT NOT NULL DEFAULT '{}';",
+];
 
 fn db(e: rusqlite::Error) -> Error {
     Error::Registry(e.to_string())
@@ -182,7 +188,8 @@ impl SqliteRegistry {
              PRAGMA busy_timeout = 5000;",
         )
         .map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
+        let mut conn = conn;
+        super::migrate::migrate(&mut conn, MIGRATIONS, "registry.db")?;
         Ok(SqliteRegistry {
             conn: Mutex::new(conn),
         })
@@ -204,7 +211,7 @@ fn app_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
 }
 
 const VERSION_COLUMNS: &str = "app, version, digest, spec, env, deployed_at, deployer, tag, \
-     git_commit, git_dirty, rollback_of, allow_http, notify";
+     git_commit, git_dirty, rollback_of, allow_http, notify, pool";
 
 fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     let json_error = |i: usize, e: serde_json::Error| {
@@ -231,6 +238,7 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
         allow_http: serde_json::from_str(&row.get::<_, String>(11)?)
             .map_err(|e| json_error(11, e))?,
         notify: row.get(12)?,
+        pool: serde_json::from_str(&row.get::<_, String>(13)?).map_err(|e| json_error(13, e))?,
     })
 }
 
@@ -290,6 +298,7 @@ impl Registry for SqliteRegistry {
         let env = serde_json::to_string(&v.env).map_err(|e| Error::Registry(e.to_string()))?;
         let allow_http =
             serde_json::to_string(&v.allow_http).map_err(|e| Error::Registry(e.to_string()))?;
+        let pool = serde_json::to_string(&v.pool).map_err(|e| Error::Registry(e.to_string()))?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db)?;
         tx.execute(
@@ -299,7 +308,7 @@ impl Registry for SqliteRegistry {
         )
         .map_err(db)?;
         tx.execute(
-            &format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+            &format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
             params![
                 v.app,
                 v.version,
@@ -314,6 +323,7 @@ impl Registry for SqliteRegistry {
                 v.rollback_of,
                 allow_http,
                 v.notify,
+                pool,
             ],
         )
         .map_err(db)?;
@@ -428,6 +438,7 @@ mod tests {
             env: vec![("K".into(), "V".into())],
             allow_http: vec!["example.com".into()],
             notify: None,
+            pool: PoolSettings::default(),
             deployed_at: 1000 + version,
             deployer: "me".into(),
             tag: Some("t".into()),
@@ -437,6 +448,33 @@ mod tests {
             }),
             rollback_of: None,
         }
+    }
+
+    #[test]
+    fn a_registry_written_before_versioning_opens_with_its_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO apps VALUES ('hello', 'deployed', 1, 1000, 1000);
+                 INSERT INTO versions (app, version, digest, spec, env, deployed_at, deployer)
+                   VALUES ('hello', 1, 'abc', '{\"functions\":[],\"sdk\":null,\"has_enter\":false,\"has_exit\":false}', '[]', 1000, 'me');
+                 INSERT INTO schedules VALUES ('hello', 'tick', 5000, 1);",
+            )
+            .unwrap();
+        }
+        let registry = SqliteRegistry::open(&path).unwrap();
+        assert_eq!(
+            registry.app("hello").unwrap().unwrap().live_version,
+            Some(1)
+        );
+        let v = registry.version("hello", 1).unwrap().unwrap();
+        assert_eq!((v.digest.as_str(), v.pool.is_empty()), ("abc", true));
+        let schedules = registry.schedules().unwrap();
+        let tick = &schedules[&("hello".to_string(), "tick".to_string())];
+        assert_eq!((tick.last_fire, tick.paused), (Some(5000), true));
     }
 
     #[test]

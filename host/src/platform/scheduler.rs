@@ -22,10 +22,6 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
-/// First wait before retrying a failed run; doubled each retry.
-const RETRY_BACKOFF: Duration = Duration::from_millis(500);
-/// Longest wait between retries.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Delivery attempts of a failure webhook.
 const WEBHOOK_ATTEMPTS: u32 = 4;
 /// Time allowed for one webhook delivery.
@@ -209,6 +205,36 @@ async fn run_loop(weak: Weak<super::Inner>) {
     }
 }
 
+/// The fire times after `last` that are more than a second before `now`:
+/// how many, the first, and the last (`last` itself when there are none).
+/// Past [`MAX_MISSED`] of them the rest up to a second ago are counted as
+/// one span, so a long outage of a frequent schedule costs no long loop.
+fn missed_since(compiled: &Compiled, last: u64, now: u64) -> (u64, Option<u64>, u64) {
+    let cutoff = now.saturating_sub(1000);
+    let (mut count, mut first, mut at) = (0u64, None, last);
+    while let Some(t) = compiled.next_after(at) {
+        if t > cutoff {
+            break;
+        }
+        if count >= MAX_MISSED {
+            // Jump to the last fire time at or before the cutoff.
+            if let Compiled::Period(p) = compiled {
+                let end = cutoff / p * p;
+                count += (end - at) / p;
+                at = end;
+            } else {
+                at = cutoff;
+                count += 1;
+            }
+            break;
+        }
+        first.get_or_insert(t);
+        count += 1;
+        at = t;
+    }
+    (count, first, at)
+}
+
 /// The fields of a failure webhook.
 #[derive(Serialize)]
 struct Failure<'a> {
@@ -282,22 +308,15 @@ impl Platform {
                 }
             };
             let last = stored.get(&key).and_then(|s| s.last_fire);
-            let from = last.map_or(now, |l| l.max(now));
+            let mut from = last.map_or(now, |l| l.max(now));
             if startup
                 && let Some(l) = last
                 && !stored.get(&key).is_some_and(|s| s.paused)
             {
-                let mut count = 0u64;
-                let mut first = None;
-                let mut at = l;
-                while let Some(t) = compiled.next_after(at) {
-                    if t + 1000 > now || count >= MAX_MISSED {
-                        break;
-                    }
-                    first.get_or_insert(t);
-                    count += 1;
-                    at = t;
-                }
+                // Every fire time since the last recorded one either runs or
+                // is recorded as missed: those older than a second are
+                // missed; a more recent one (the host just started) runs now.
+                let (count, first, at) = missed_since(&compiled, l, now);
                 if let Some(first) = first {
                     let message = format!(
                         "missed {count} fire time(s) while the host was down, from {} to {}; they are not replayed",
@@ -307,6 +326,7 @@ impl Platform {
                     tracing::warn!(app = %key.0, function = %key.1, "{message}");
                     missed.push((key.0.clone(), key.1.clone(), version, message));
                 }
+                from = at;
             }
             let next = compiled.next_after(from);
             if let Some(n) = next {
@@ -339,6 +359,8 @@ impl Platform {
             cold: false,
             memory: 0,
             run_id: None,
+            call_id: None,
+            http_status: None,
         };
         self.inner.recorder.record(&execution);
     }
@@ -403,7 +425,6 @@ impl Platform {
     /// Runs one fire time with its retries, then reports a final failure.
     async fn run(&self, key: Key, at: u64, run_id: String, retries: u32) {
         let (app, function) = (&key.0, &key.1);
-        let mut backoff = RETRY_BACKOFF;
         let mut attempts = 0;
         let failure = loop {
             attempts += 1;
@@ -418,8 +439,7 @@ impl Platform {
                         "scheduled run failed; retrying"
                     );
                     drop(e);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tokio::time::sleep(super::retry_backoff(attempts)).await;
                 }
                 Ok(e) => {
                     break Some((
@@ -575,6 +595,26 @@ async fn deliver(url: String, body: Vec<u8>, app: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_fire_time_is_lost_across_a_restart() {
+        let every_second = Compiled::Period(1000);
+        // Last fired at 10 s, restarted at 15.5 s: 11..=14 are missed and
+        // 15 (half a second ago) runs now.
+        let (count, first, at) = missed_since(&every_second, 10_000, 15_500);
+        assert_eq!((count, first, at), (4, Some(11_000), 14_000));
+        assert_eq!(every_second.next_after(at), Some(15_000));
+        // Restarted right after the last fire: nothing missed, the next
+        // one runs when due.
+        let (count, first, at) = missed_since(&every_second, 10_000, 10_200);
+        assert_eq!((count, first, at), (0, None, 10_000));
+        assert_eq!(every_second.next_after(at), Some(11_000));
+        // A long outage of a frequent schedule is counted without a loop
+        // over every fire time.
+        let every_ms = Compiled::Period(1);
+        let (count, _, at) = missed_since(&every_ms, 0, 10_000_000);
+        assert_eq!((count, at), (9_999_000, 9_999_000));
+    }
 
     #[test]
     fn fire_times_follow_cron_periods_and_time_zones() {

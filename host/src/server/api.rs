@@ -2,12 +2,12 @@
 //! stop, rollback, call, gc. JSON in and out; errors are
 //! `{"error": {"kind", "message"}}` with a matching status.
 
+use super::RequestBody;
 use super::{Body, State, json};
 use crate::app::Trigger;
 use crate::error::Error;
 use crate::platform::{DeployRequest, GitInfo};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -98,7 +98,7 @@ fn version_param(pairs: &[(String, String)]) -> Result<Option<u64>, Error> {
 /// instead of the answer.
 const DRAIN_CAP: u64 = 1 << 30;
 
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<bytes::Bytes, Error> {
+async fn read_body(req: Request<RequestBody>, limit: usize) -> Result<bytes::Bytes, Error> {
     let declared = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
@@ -135,7 +135,7 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<bytes::Bytes,
     Err(Error::TooLarge { limit })
 }
 
-pub(crate) async fn handle(state: &State, rest: &str, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(state: &State, rest: &str, req: Request<RequestBody>) -> Response<Body> {
     let method = req.method().clone();
     let pairs = query_pairs(req.uri().query());
     let route: Vec<String> = rest
@@ -237,7 +237,7 @@ async fn deploy(
     state: &State,
     name: &str,
     pairs: &[(String, String)],
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Value, Error> {
     crate::platform::validate_app_name(name)?;
     let mut env = Vec::new();
@@ -252,6 +252,7 @@ async fn deploy(
             }
         }
     }
+    crate::platform::validate_env(&env)?;
     let git = param(pairs, "git_commit")
         .filter(|c| !c.is_empty())
         .map(|commit| GitInfo {
@@ -275,10 +276,35 @@ async fn deploy(
             .map(str::to_string),
         deployer: param(pairs, "deployer").unwrap_or("unknown").to_string(),
         git,
+        pool: pool_settings(pairs)?,
     };
     let wasm = read_body(req, state.platform.config().max_upload).await?;
     let deployment = state.platform.deploy(&wasm, request).await?;
     Ok(deployed(state, deployment))
+}
+
+/// `timeout`, `min_warm`, `max_instances`, `max_requests` of a deploy.
+fn pool_settings(pairs: &[(String, String)]) -> Result<crate::spec::PoolSettings, Error> {
+    let count = |name: &str| -> Result<Option<u32>, Error> {
+        param(pairs, name)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    Error::BadInput(format!("`{name}` must be a whole number, got `{v}`"))
+                })
+            })
+            .transpose()
+    };
+    Ok(crate::spec::PoolSettings {
+        timeout: param(pairs, "timeout")
+            .map(|v| {
+                crate::spec::parse_duration(v)
+                    .map_err(|e| Error::BadInput(format!("`timeout`: {e}")))
+            })
+            .transpose()?,
+        min_warm: count("min_warm")?,
+        max_instances: count("max_instances")?,
+        max_requests: count("max_requests")?,
+    })
 }
 
 fn deployed(state: &State, deployment: crate::platform::Deployment) -> Value {
@@ -299,7 +325,7 @@ async fn call(
     app: &str,
     function: &str,
     pairs: &[(String, String)],
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     let version = match version_param(pairs) {
         Ok(v) => v,
@@ -349,7 +375,7 @@ async fn spawn(
     app: &str,
     function: &str,
     pairs: &[(String, String)],
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Value, Error> {
     let version = version_param(pairs)?;
     let input = read_body(req, state.platform.config().max_upload).await?;

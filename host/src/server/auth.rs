@@ -4,7 +4,6 @@
 use super::{Body, json};
 use hyper::{Request, Response, StatusCode};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// The token's file name in the state directory.
@@ -24,13 +23,8 @@ pub fn load_or_create_token(state_dir: &Path) -> std::io::Result<String> {
     getrandom::fill(&mut bytes)
         .map_err(|e| std::io::Error::other(format!("no randomness for the token: {e}")))?;
     let token = hex::encode(bytes);
-    std::fs::create_dir_all(state_dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)?;
+    crate::platform::state::private_dir(state_dir)?;
+    let mut file = crate::platform::state::private_file(&path)?;
     file.write_all(token.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()?;

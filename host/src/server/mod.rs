@@ -4,10 +4,15 @@
 
 mod api;
 mod auth;
+mod conn;
 mod pages;
 mod web;
 
 pub use auth::{TOKEN_FILE, load_or_create_token};
+pub use conn::default_max_connections;
+
+/// A request's body as the handlers read it: fails when it stalls.
+pub(crate) type RequestBody = conn::TimedBody;
 
 use crate::platform::Platform;
 use bytes::Bytes;
@@ -31,6 +36,14 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a graceful shutdown waits for requests in progress.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
+/// Longest wait for the next piece of a request body before the request
+/// ends with 408 (a client trickling its body cannot hold a request).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Interval of HTTP/2 keep-alive pings, and how long an answer may take
+/// before the connection is closed as dead.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+
 /// A response body: buffered JSON or a guest's streamed body.
 pub type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -42,11 +55,32 @@ pub struct ServerConfig {
     /// The domain under which web endpoints are reached:
     /// `{app}--{function}.{domain}`.
     pub domain: String,
-    /// Time a client has to send request headers.
+    /// Time a client has to send request headers; also bounds the wait
+    /// for a new connection's first request (either protocol).
     pub header_read_timeout: Duration,
+    /// Longest stall while reading a request body (then 408).
+    pub body_timeout: Duration,
+    /// Connections open at once; past it idle ones are shed, oldest first.
+    pub max_connections: usize,
     /// An app whose single web function also answers at the root of the
     /// bare address (what `modal serve` sets).
     pub root_app: Option<String>,
+}
+
+impl ServerConfig {
+    /// The defaults, with `token` for the control API: domain
+    /// `localhost`, the default timeouts, and a connection cap from the
+    /// file-descriptor limit ([`default_max_connections`]).
+    pub fn new(token: String) -> ServerConfig {
+        ServerConfig {
+            token,
+            domain: "localhost".into(),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: default_max_connections(),
+            root_app: None,
+        }
+    }
 }
 
 pub(crate) struct State {
@@ -124,6 +158,7 @@ impl Server {
         let lanes: Vec<Lane> = (0..threads)
             .filter_map(|i| Lane::start(i, self.state.clone()))
             .collect();
+        let connections = conn::Connections::new(self.state.config.max_connections);
         let mut next = 0usize;
         tokio::pin!(shutdown);
         loop {
@@ -134,24 +169,33 @@ impl Server {
             let (stream, _) = match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
-                    // E.g. out of file descriptors: back off, keep serving.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // E.g. out of file descriptors: free one if an idle
+                    // connection holds it, and back off instead of spinning.
+                    let shed = connections.shed_idle();
+                    tracing::warn!(shed, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(if shed { 5 } else { 50 })).await;
                     continue;
                 }
             };
+            let Some(admitted) = connections.admit() else {
+                tracing::warn!(
+                    "connection limit reached with every connection busy; a new one is closed"
+                );
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let watcher = graceful.watcher();
+            let handover = (watcher, admitted);
             // Hand the connection to the next lane; serve it here when there
             // is none (a lane that cannot start is logged and skipped).
             next = next.wrapping_add(1);
             let Some(lane) = lanes.get(next % lanes.len().max(1)) else {
-                tokio::spawn(serve_connection(self.state.clone(), stream, watcher));
+                tokio::spawn(serve_connection(self.state.clone(), stream, handover));
                 continue;
             };
             match stream.into_std() {
                 Ok(stream) => {
-                    if lane.sender.send((stream, watcher)).is_err() {
+                    if lane.sender.send((stream, handover)).is_err() {
                         tracing::warn!("a connection thread is gone; a connection is dropped");
                     }
                 }
@@ -169,7 +213,9 @@ impl Server {
     }
 }
 
-type Handover = (std::net::TcpStream, Watcher);
+/// What a lane gets with an accepted connection: the graceful-shutdown
+/// watcher and its place under the connection cap.
+type Handover = (Watcher, conn::Admitted);
 
 /// Scheduler ticks between two looks at timers and sockets on a lane.
 const LANE_EVENT_INTERVAL: u32 = 4;
@@ -178,7 +224,7 @@ const LANE_EVENT_INTERVAL: u32 = 4;
 /// handed to it: each request is parsed, run and answered on one thread,
 /// with no work stealing and no wake-ups across threads.
 struct Lane {
-    sender: tokio::sync::mpsc::UnboundedSender<Handover>,
+    sender: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, Handover)>,
 }
 
 impl Lane {
@@ -193,15 +239,16 @@ impl Lane {
             .build()
             .map_err(|e| tracing::warn!("could not start connection thread {i}: {e}"))
             .ok()?;
-        let (sender, mut handed) = tokio::sync::mpsc::unbounded_channel::<Handover>();
+        let (sender, mut handed) =
+            tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, Handover)>();
         std::thread::Builder::new()
             .name(format!("modal-http-{i}"))
             .spawn(move || {
                 runtime.block_on(async move {
-                    while let Some((stream, watcher)) = handed.recv().await {
+                    while let Some((stream, handover)) = handed.recv().await {
                         match TcpStream::from_std(stream) {
                             Ok(stream) => {
-                                tokio::spawn(serve_connection(state.clone(), stream, watcher));
+                                tokio::spawn(serve_connection(state.clone(), stream, handover));
                             }
                             Err(e) => tracing::warn!("could not take over a connection: {e}"),
                         }
@@ -214,8 +261,9 @@ impl Lane {
     }
 }
 
-/// Serves HTTP/1.1 (keep-alive) and h2c on one connection until it closes.
-async fn serve_connection(state: Arc<State>, stream: TcpStream, watcher: Watcher) {
+/// Serves HTTP/1.1 (keep-alive) and h2c on one connection until it
+/// closes, is shed for a newer one, or sends no request in time.
+async fn serve_connection(state: Arc<State>, stream: TcpStream, (watcher, admitted): Handover) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -226,18 +274,65 @@ async fn serve_connection(state: Arc<State>, stream: TcpStream, watcher: Watcher
         // endpoints; large bodies still go out as they stream.
         .writev(false)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .keep_alive_timeout(H2_KEEP_ALIVE);
+    let first_request = state.config.header_read_timeout;
+    let conn = admitted.conn.clone();
     let service = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(&state, req).await) }
+        let request = conn.request();
+        async move {
+            let response = route(&state, req).await;
+            drop(request);
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
-        tracing::debug!("connection ended: {e}");
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::select! {
+        result = watcher.watch(served.into_owned()) => {
+            if let Err(e) = result {
+                tracing::debug!("connection ended: {e}");
+            }
+        }
+        () = admitted.conn.closing(first_request) => {}
     }
 }
 
 async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    if req
+        .headers()
+        .get_all(hyper::header::HOST)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        // RFC 9112 §3.2: a request with more than one Host is rejected.
+        return text(StatusCode::BAD_REQUEST, "more than one Host header\n");
+    }
+    let (parts, body) = req.into_parts();
+    let (body, stalled) = conn::TimedBody::new(body, state.config.body_timeout);
+    let response = dispatch(state, Request::from_parts(parts, body)).await;
+    if stalled.load(std::sync::atomic::Ordering::Acquire) {
+        let mut timeout = text(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body stalled for more than {:?}\n",
+                state.config.body_timeout
+            ),
+        );
+        timeout.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+        return timeout;
+    }
+    response
+}
+
+async fn dispatch(state: &Arc<State>, req: Request<RequestBody>) -> Response<Body> {
     if let Some((app, function)) = web::target_from_host(&req, &state.config.domain) {
         return web::serve(state, &app, &function, req, None).await;
     }

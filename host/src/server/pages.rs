@@ -3,10 +3,10 @@
 //! cookie); the Stop button asks for confirmation and its form carries a
 //! per-session CSRF token.
 
+use super::RequestBody;
 use super::{Body, State, full, text};
 use crate::platform::{AppState, AppStatus};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -89,7 +89,7 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-async fn form(req: Request<Incoming>) -> Vec<(String, String)> {
+async fn form(req: Request<RequestBody>) -> Vec<(String, String)> {
     match Limited::new(req.into_body(), FORM_LIMIT).collect().await {
         Ok(body) => super::api::query_pairs(Some(&String::from_utf8_lossy(&body.to_bytes()))),
         Err(_) => Vec::new(),
@@ -116,7 +116,7 @@ fn safe_next(next: &str) -> &str {
 pub(crate) async fn handle(
     state: &State,
     path: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Option<Response<Body>> {
     let method = req.method().clone();
     let response = match (&method, path) {
@@ -341,7 +341,7 @@ fn app_page(state: &State, name: &str, csrf: &str) -> Response<Body> {
                     div.execution {
                         span class={"badge " (e.outcome.as_str())} { (e.outcome.as_str()) }
                         " " strong { (e.function) } " "
-                        span.muted { "v" (e.version) " · " (e.trigger.as_str()) " · " (time(Some(e.started_at))) " · " (format!("{:.1} ms", e.duration_ms)) }
+                        span.muted { "v" (e.version) " · " (e.trigger.as_str()) " · " (time(Some(e.started_at))) " · " (format!("{:.1} ms", e.duration_ms)) @if let Some(status) = e.http_status { " · HTTP " (status) } }
                         @if let Some(err) = &e.error { div.error-text { (err) } }
                         @if !e.logs.is_empty() { pre { (e.logs) } }
                     }

@@ -1,21 +1,25 @@
 //! Web endpoints: `http://{app}--{function}.{domain}/...` by Host header,
 //! and `/web/{app}/{function}/...` on the bare address.
 
+use super::RequestBody;
 use super::{Body, State, json};
 use crate::error::Error;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 
-/// The app and function named by the Host header, when it is
-/// `{app}--{function}.{domain}[:port]`.
+/// The app and function named by the request's authority when it is
+/// `{app}--{function}.{domain}[:port]` (any case, with or without a
+/// trailing dot). The authority of an absolute-form target (or HTTP/2's
+/// `:authority`) wins over the Host header, as RFC 9112 §3.2.2 says.
 pub(crate) fn target_from_host<B>(req: &Request<B>, domain: &str) -> Option<(String, String)> {
-    let host = req
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host())?;
+    let host = match req.uri().authority() {
+        Some(authority) => authority.host(),
+        None => req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())?,
+    };
     let host = host.rsplit_once(':').map_or(host, |(h, port)| {
         if port.bytes().all(|b| b.is_ascii_digit()) {
             h
@@ -23,17 +27,22 @@ pub(crate) fn target_from_host<B>(req: &Request<B>, domain: &str) -> Option<(Str
             host
         }
     });
-    let label = host.strip_suffix(domain)?.strip_suffix('.')?;
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let domain = domain
+        .strip_suffix('.')
+        .unwrap_or(domain)
+        .to_ascii_lowercase();
+    let label = host.strip_suffix(&domain)?.strip_suffix('.')?;
     let (app, function) = label.split_once("--")?;
     (!app.is_empty() && !function.is_empty() && !function.contains('.'))
-        .then(|| (app.to_ascii_lowercase(), function.to_ascii_lowercase()))
+        .then(|| (app.to_string(), function.to_string()))
 }
 
 /// `/web/{app}/{function}/rest...`: serves with the prefix stripped.
 pub(crate) async fn serve_path(
     state: &State,
     rest: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     let mut parts = rest.splitn(3, '/');
     let (Some(app), Some(function)) = (parts.next(), parts.next()) else {
@@ -49,7 +58,11 @@ pub(crate) async fn serve_path(
 
 /// Serves a request at the root of the bare address with the single web
 /// function of `app`.
-pub(crate) async fn serve_root(state: &State, app: &str, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn serve_root(
+    state: &State,
+    app: &str,
+    req: Request<RequestBody>,
+) -> Response<Body> {
     let live = match state.platform.live(app) {
         Ok(live) => live,
         Err(e) => return failure(app, &e),
@@ -77,7 +90,7 @@ pub(crate) async fn serve(
     state: &State,
     app: &str,
     label: &str,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     path: Option<String>,
 ) -> Response<Body> {
     let live = match state.platform.live(app) {
@@ -94,11 +107,11 @@ pub(crate) async fn serve(
         })
         .map(|f| f.name.as_str())
     else {
-        let e = Error::UnknownFunction {
-            name: label.to_string(),
-            available: live.spec().names(),
-        };
-        return failure(app, &e);
+        // The app's other functions are nobody's business here.
+        return super::text(
+            StatusCode::NOT_FOUND,
+            format!("app `{app}` has no web function `{label}`\n"),
+        );
     };
     if let Some(path) = path {
         let query = req
@@ -135,7 +148,13 @@ fn failure_with_id(app: &str, e: &Error, id: &str) -> Response<Body> {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut error = json!({"kind": e.kind(), "message": e.to_string()});
     if status == StatusCode::INTERNAL_SERVER_ERROR {
+        // What failed inside the guest (its trap, backtrace, panic text)
+        // goes to the server log and the execution record, not to a
+        // public client: the id leads there.
         tracing::error!(app, error_id = %id, "web request failed: {e}");
+        error["message"] = json!(format!(
+            "the web function failed; error id {id} in the app's logs says why"
+        ));
         error["id"] = json!(id);
     }
     let mut response = json(status, &json!({ "error": error }));
@@ -198,5 +217,30 @@ mod tests {
         assert_eq!(host("127.0.0.1:8000"), None);
         assert_eq!(host("hello.localhost"), None);
         assert_eq!(host("hello--greet.example.com"), None);
+        assert_eq!(
+            host("Hello--Greet.LOCALHOST:8000"),
+            Some(("hello".into(), "greet".into()))
+        );
+        assert_eq!(
+            host("hello--greet.localhost."),
+            Some(("hello".into(), "greet".into()))
+        );
+        assert_eq!(
+            host("hello--greet.localhost.:80"),
+            Some(("hello".into(), "greet".into()))
+        );
+    }
+
+    #[test]
+    fn an_absolute_target_wins_over_the_host_header() {
+        let req = Request::builder()
+            .uri("http://hello--greet.localhost:8000/x")
+            .header("host", "other--fn.localhost")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            target_from_host(&req, "localhost"),
+            Some(("hello".into(), "greet".into()))
+        );
     }
 }

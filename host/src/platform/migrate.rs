@@ -1,0 +1,33 @@
+//! Versioned SQLite schemas: each store keeps an ordered list of
+//! migrations and its database records how many ran (`PRAGMA
+//! user_version`), so a state directory written by an older release is
+//! brought up to date at open and one written by a newer release is
+//! refused instead of misread.
+
+use crate::error::Error;
+use rusqlite::Connection;
+
+/// Brings `conn` to the newest schema of `migrations` in one transaction;
+/// refuses a database written by a newer release. `what` names it in
+/// errors.
+pub(crate) fn migrate(conn: &mut Connection, migrations: &[&str], what: &str) -> Result<(), Error> {
+    let fail = |e: rusqlite::Error| Error::Registry(format!("{what}: {e}"));
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(fail)?;
+    let current: usize = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(fail)?;
+    if current > migrations.len() {
+        return Err(Error::Registry(format!(
+            "{what} has schema version {current}, newer than this release knows ({}): upgrade modal",
+            migrations.len()
+        )));
+    }
+    for step in &migrations[current..] {
+        tx.execute_batch(step).map_err(fail)?;
+    }
+    tx.pragma_update(None, "user_version", migrations.len())
+        .map_err(fail)?;
+    tx.commit().map_err(fail)
+}
