@@ -152,4 +152,47 @@ async fn run() {
         "",
     );
     app.drain().await;
+
+    // The same cold calls with the decommit of dropped instances batched
+    // (32 regions) or not (the default, 1), in alternating rounds on one
+    // machine state; see `cargo bench --bench memory` for what batching
+    // keeps resident.
+    let mut by_batch: Vec<(usize, Vec<Duration>)> = vec![(1, Vec::new()), (32, Vec::new())];
+    for round in 0..6 {
+        for (batch, samples) in by_batch.iter_mut() {
+            let host = Host::new(HostConfig {
+                cache_dir: Some(dir.path().to_path_buf()),
+                pooling: Some(modal_host::PoolingLimits {
+                    decommit_batch: *batch,
+                    ..Default::default()
+                }),
+                ..HostConfig::default()
+            })
+            .expect("host");
+            let app = host
+                .load(&counter, AppMeta::new("bench", 200 + round))
+                .await
+                .expect("loads");
+            for _ in 0..2_000 {
+                let t = Instant::now();
+                app.call("once", b"").await.outcome.expect("once");
+                samples.push(t.elapsed());
+            }
+            app.drain().await;
+        }
+    }
+    for (batch, samples) in &mut by_batch {
+        samples.sort();
+        let mean: Duration = samples.iter().sum::<Duration>() / samples.len() as u32;
+        row(
+            &format!("cold call, decommit batch {batch}: mean, p50 / p99"),
+            format!(
+                "{:.1}, {:.1} / {:.1} µs",
+                micros(mean),
+                micros(percentile(samples, 0.5)),
+                micros(percentile(samples, 0.99))
+            ),
+            "",
+        );
+    }
 }

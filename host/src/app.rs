@@ -543,7 +543,7 @@ pub(crate) fn classify(
     timeout: Duration,
 ) -> Error {
     let function = function.to_string();
-    if instance.hit_memory_limit() {
+    if instance.hit_memory_limit() || holds_too_many_resources(&error) {
         return Error::MemoryLimit {
             function,
             limit: instance.store.data().memory.limit,
@@ -573,6 +573,18 @@ pub(crate) fn classify(
             message: one_line(&format!("{error:#}")),
         },
     }
+}
+
+/// Whether a guest failed because its host resources (header maps,
+/// streams, ...) reached the instance's cap (see
+/// `sandbox::resource_capacity`): host memory spent on its behalf.
+fn holds_too_many_resources(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    })
 }
 
 /// Replaces a bare trap message with the guest's panic message when its

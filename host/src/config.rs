@@ -43,6 +43,10 @@ pub const DEFAULT_DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// of the time slices in which a busy guest yields to other work.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// See [`PoolingLimits::decommit_batch`]: no batching, so the memory of a
+/// dropped instance is returned at once (`cargo bench --bench memory`).
+pub const DEFAULT_DECOMMIT_BATCH: usize = 1;
+
 /// Slots of wasmtime's pooling allocator: instances are placed into
 /// pre-reserved slots, which makes instantiation ~2x faster than the
 /// on-demand allocator. The totals bound the instances alive at once.
@@ -58,6 +62,12 @@ pub struct PoolingLimits {
     pub total_tables: u32,
     /// Fiber stacks, i.e. executions in progress at once.
     pub total_stacks: u32,
+    /// Memory regions of dropped instances returned to the kernel in one
+    /// batch (1: each at once). A batch saves `madvise` calls (and their
+    /// TLB shootdowns) on the cold path, but what waits in it stays
+    /// resident until the batch fills: after a few memory bombs that is
+    /// gigabytes held while the host idles.
+    pub decommit_batch: usize,
 }
 
 impl Default for PoolingLimits {
@@ -71,6 +81,7 @@ impl Default for PoolingLimits {
             total_memories: 1000,
             total_tables: 1000,
             total_stacks: 1000,
+            decommit_batch: DEFAULT_DECOMMIT_BATCH,
         }
     }
 }

@@ -20,14 +20,6 @@ const FUNCTION_EXPORT: &str = "modal:app/function@0.1.0";
 /// The export name of the standard HTTP handler.
 const HTTP_EXPORT: &str = "wasi:http/incoming-handler@0.2.12";
 
-/// Slots of dropped instances returned to the kernel in one batch: each
-/// `madvise` costs a TLB shootdown across cores, so batching them cuts the
-/// cost of a fresh instance by about a quarter (measured with
-/// `cargo bench --bench core`). Resetting in place (`keep_resident`,
-/// `PAGEMAP_SCAN`) and copying data segments instead of mapping them
-/// copy-on-write were slower on this machine.
-const DECOMMIT_BATCH: usize = 32;
-
 /// Loads and runs components. Cheap to clone; clones share the engine.
 #[derive(Clone)]
 pub struct Host {
@@ -56,7 +48,7 @@ impl Host {
                 .total_memories(limits.total_memories)
                 .total_tables(limits.total_tables)
                 .total_stacks(limits.total_stacks)
-                .decommit_batch_size(DECOMMIT_BATCH);
+                .decommit_batch_size(limits.decommit_batch.max(1));
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&wasm)

@@ -165,6 +165,23 @@ impl WasiHttpView for Sandbox {
     }
 }
 
+/// Bytes one `wasi:http` fields resource (a header map) may hold in host
+/// memory: wasmtime-wasi-http's default limit.
+pub(crate) const FIELD_SIZE_LIMIT: usize = 128 << 10;
+
+/// Fewest host resources (streams, pollables, header maps, ...) an
+/// instance may hold, whatever its memory limit.
+const MIN_RESOURCES: usize = 256;
+
+/// How many host resources an instance may hold at once. Resources live in
+/// host memory, outside the guest's linear memory; the cap keeps what one
+/// instance can hold there (at most [`FIELD_SIZE_LIMIT`] per header map)
+/// within half its memory limit. Past it the execution fails as
+/// `memory_limit`.
+pub(crate) fn resource_capacity(memory_limit: usize) -> usize {
+    (memory_limit / 2 / FIELD_SIZE_LIMIT).max(MIN_RESOURCES)
+}
+
 /// A new store for one instance, with `env` as its environment.
 pub(crate) fn new_store(
     engine: &wasmtime::Engine,
@@ -182,10 +199,14 @@ pub(crate) fn new_store(
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .build();
+    let mut http = WasiHttpCtx::new();
+    http.set_field_size_limit(FIELD_SIZE_LIMIT);
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(resource_capacity(memory_limit));
     let sandbox = Sandbox {
         wasi,
-        http: WasiHttpCtx::new(),
-        table: ResourceTable::new(),
+        http,
+        table,
         hooks: outbound.clone(),
         memory: MemoryLimiter {
             limit: memory_limit,

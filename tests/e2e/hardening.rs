@@ -147,6 +147,40 @@ fn an_abandoned_web_request_is_cancelled() {
     );
 }
 
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib << 10
+}
+
+// 3. Host memory a guest holds counts against its limit.
+#[test]
+fn host_side_resources_count_against_the_memory_limit() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start_with(state.path(), &["--memory", "64"]);
+    server.ok(&["deploy", HTTP_PLAIN, "--name", "plain"]);
+    let host = "plain--web.localhost";
+    assert_eq!(get(&server.addr, host, "/headers?n=10"), (200, "10\n".into()));
+    let before = rss(server.pid());
+    let (status, _) = get(&server.addr, host, "/headers?n=20000");
+    assert_eq!(status, 500);
+    let record = record_of(&server, "plain", "web", |e| e["outcome"] != "ok");
+    assert_eq!(record["outcome"], "memory_limit", "{record}");
+    let grown = rss(server.pid()).saturating_sub(before);
+    assert!(
+        grown < 2 * (64 << 20),
+        "the server grew by {} MiB for a guest limited to 64 MiB",
+        grown >> 20
+    );
+    // The instance is gone and the next request is served.
+    assert_eq!(get(&server.addr, host, "/headers?n=1"), (200, "1\n".into()));
+}
+
 // 5. Nothing in the state directory is readable by others.
 #[test]
 fn the_state_directory_is_private() {

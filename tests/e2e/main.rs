@@ -29,6 +29,7 @@ fn host_with(adjust: impl FnOnce(&mut HostConfig)) -> Host {
             total_memories: 64,
             total_tables: 64,
             total_stacks: 64,
+            ..PoolingLimits::default()
         }),
         idle_timeout: Duration::from_secs(60),
         ..HostConfig::default()

@@ -8,6 +8,8 @@
 //! - `/partial`: promises 1000 bytes, sends 5, then traps.
 //! - `/count`: how many `/count` requests this instance has served.
 //! - `/fail`: answers 503 on its own.
+//! - `/headers?n=N`: builds N header maps of 120 KiB each (host memory),
+//!   keeps them all, then answers how many it built.
 
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::types::{
@@ -30,6 +32,24 @@ impl Guest for Handler {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path = request.path_with_query().unwrap_or_else(|| "/".into());
         if path == "/silent" {
+            return;
+        }
+        if let Some(n) = path.strip_prefix("/headers?n=") {
+            let value = vec![b'a'; 120 << 10];
+            let mut kept = Vec::new();
+            for _ in 0..n.parse::<usize>().unwrap_or(0) {
+                match Fields::from_list(&[("x-big".to_string(), value.clone())]) {
+                    Ok(fields) => kept.push(fields),
+                    Err(_) => break,
+                }
+            }
+            let response = OutgoingResponse::new(Fields::new());
+            let Ok(body) = response.body() else { return };
+            ResponseOutparam::set(out, Ok(response));
+            if let Ok(stream) = body.write() {
+                let _ = write_all(&stream, format!("{}\n", kept.len()).as_bytes());
+            }
+            let _ = OutgoingBody::finish(body, None);
             return;
         }
         if path == "/count" || path == "/fail" {
