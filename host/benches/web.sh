@@ -11,14 +11,19 @@
 # that both see the same state of a shared, noisy machine; the figures are
 # medians, and the ratio is the median of the per-round ratios.
 #
-# Usage: host/benches/web.sh [--with-wasmtime] [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS]
+# With --baseline BIN, another modal binary (e.g. built from an earlier
+# commit) serves the same component in the same alternating rounds, and
+# the ratio modal / baseline is printed: what a change costs.
+#
+# Usage: host/benches/web.sh [--with-wasmtime] [--baseline BIN] [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-with_wasmtime=0 duration=5 rounds=5 connections=32
+with_wasmtime=0 duration=5 rounds=5 connections=32 baseline=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --with-wasmtime) with_wasmtime=1 ;;
+        --baseline) baseline="$(realpath "$2")"; shift ;;
         -d) duration="$2"; shift ;;
         -r) rounds="$2"; shift ;;
         -c) connections="$2"; shift ;;
@@ -78,10 +83,18 @@ stop_all() {
 results=()
 # compare NAME WASM PATH: modal (and wasmtime reuse) in alternation.
 compare() {
-    local name="$1" wasm="$2" path="$3" port_modal=18181 port_wt=18182
+    local name="$1" wasm="$2" path="$3" port_modal=18181 port_wt=18182 port_base=18184
     local labels=(modal) ports=($port_modal)
     launch "$modal" serve "$wasm" --listen "127.0.0.1:$port_modal"
     wait_ready $port_modal "$path" || { echo "modal could not serve $name" >&2; return 1; }
+    if [ -n "$baseline" ]; then
+        launch "$baseline" serve "$wasm" --listen "127.0.0.1:$port_base"
+        if wait_ready $port_base "$path"; then
+            labels+=(baseline); ports+=($port_base)
+        else
+            echo "the baseline could not serve $name" >&2
+        fi
+    fi
     if [ "$with_wasmtime" = 1 ]; then
         # SDK components also import modal:app/context, which wasmtime lacks.
         launch "$wasmtime" serve -S cli=y -W unknown-imports-trap=y \
@@ -173,10 +186,11 @@ for (name, server), by_round in runs.items():
     mid = sorted(by_round.values(), key=lambda r: r[0])[len(by_round) // 2]
     print(f"{name + ' / ' + server:<58} {rps:>9.0f} {mid[1]:>9} {mid[2]:>9}")
 for name in dict.fromkeys(n for n, _ in runs):
-    ours, theirs = runs.get((name, "modal")), runs.get((name, "wasmtime-reuse"))
-    if not ours or not theirs:
-        continue
-    ratios = [ours[r][0] / theirs[r][0] for r in ours if r in theirs]
-    print(f"{name}: modal / wasmtime serve (reuse 1000) = {statistics.median(ratios):.2f} "
-          f"(median of {len(ratios)} rounds; min {min(ratios):.2f}, max {max(ratios):.2f})")
+    for other, label in (("wasmtime-reuse", "wasmtime serve (reuse 1000)"), ("baseline", "baseline")):
+        ours, theirs = runs.get((name, "modal")), runs.get((name, other))
+        if not ours or not theirs:
+            continue
+        ratios = [ours[r][0] / theirs[r][0] for r in ours if r in theirs]
+        print(f"{name}: modal / {label} = {statistics.median(ratios):.2f} "
+              f"(median of {len(ratios)} rounds; min {min(ratios):.2f}, max {max(ratios):.2f})")
 PY

@@ -63,9 +63,8 @@ pub use app::{AppMeta, Execution, ExecutionSink, LoadedApp, Trigger};
 pub use compile::CompileStats;
 pub use config::{
     DEFAULT_DECOMMIT_BATCH, DEFAULT_DESCRIBE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOG_LIMIT,
-    DEFAULT_MAX_INSTANCES,
-    DEFAULT_MAX_REQUEST_BODY, DEFAULT_MEMORY_LIMIT, DEFAULT_QUEUE_TIMEOUT, DEFAULT_TIMEOUT,
-    HostConfig, PoolingLimits,
+    DEFAULT_MAX_INSTANCES, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MEMORY_LIMIT, DEFAULT_QUEUE_TIMEOUT,
+    DEFAULT_TIMEOUT, HostConfig, PoolingLimits,
 };
 pub use error::{Error, Outcome};
 pub use host::Host;

@@ -141,14 +141,18 @@ fn deploying_an_unchanged_py_file_reuses_its_build_and_compiled_code() {
         )
     };
     let (first, _) = deploy();
-    assert!(first.contains("✓ App deployed as app v1"), "{first}");
+    // The name comes from `modal.App("python-hello")`, not the file name.
+    assert!(
+        first.contains("✓ App deployed as python-hello v1"),
+        "{first}"
+    );
     let (second, progress) = deploy();
     assert!(
         progress.contains("is unchanged; using its earlier build"),
         "{progress}"
     );
     assert!(second.contains("✓ Compiled (from cache"), "{second}");
-    assert_eq!(server.ok(&["call", "app", "square", "3"]), "9\n");
+    assert_eq!(server.ok(&["call", "python-hello", "square", "3"]), "9\n");
     // The build is kept in the state directory the deploy was given.
     let builds: Vec<_> = std::fs::read_dir(server.state.join("builds"))
         .map(|d| d.flatten().map(|e| e.path()).collect())

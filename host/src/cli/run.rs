@@ -95,8 +95,13 @@ fn read_wasm(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// The app name a file gives: its stem, as a DNS label.
+/// The app name a file gives: for a Python module, the name its
+/// `App("...")` declares; else (or when that is no valid app name) the
+/// file's stem, as a DNS label.
 pub fn app_name(path: &Path) -> String {
+    if let Some(name) = super::python::declared_name(path) {
+        return name;
+    }
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
     let name: String = stem
         .chars()

@@ -209,7 +209,18 @@ impl Server {
         {
             tracing::warn!("grace period over; closing connections still open");
         }
-        drop(lanes);
+        // Closing their channels ends the lanes; each drops its open
+        // connections (cancelling the executions still waiting for an
+        // answer, which are recorded) before its thread ends.
+        let threads: Vec<_> = lanes.into_iter().map(|lane| lane.thread).collect();
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        });
+        if tokio::time::timeout(LANE_STOP, joined).await.is_err() {
+            tracing::warn!("connection threads did not stop in time");
+        }
     }
 }
 
@@ -225,7 +236,12 @@ const LANE_EVENT_INTERVAL: u32 = 4;
 /// with no work stealing and no wake-ups across threads.
 struct Lane {
     sender: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, Handover)>,
+    thread: std::thread::JoinHandle<()>,
 }
+
+/// How long a stopping server waits for its connection threads to drop
+/// the connections still open (and record the executions they cut).
+const LANE_STOP: Duration = Duration::from_secs(2);
 
 impl Lane {
     fn start(i: usize, state: Arc<State>) -> Option<Lane> {
@@ -241,7 +257,7 @@ impl Lane {
             .ok()?;
         let (sender, mut handed) =
             tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, Handover)>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("modal-http-{i}"))
             .spawn(move || {
                 runtime.block_on(async move {
@@ -257,7 +273,7 @@ impl Lane {
             })
             .map_err(|e| tracing::warn!("could not start connection thread {i}: {e}"))
             .ok()?;
-        Some(Lane { sender })
+        Some(Lane { sender, thread })
     }
 }
 
