@@ -188,6 +188,38 @@ fn host_side_resources_count_against_the_memory_limit() {
     assert_eq!(get(&server.addr, host, "/headers?n=1"), (200, "1\n".into()));
 }
 
+// 4. Memory of dropped instances goes back to the kernel.
+#[test]
+fn memory_of_dropped_bombs_is_returned_while_idle() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start_with(state.path(), &["--memory", "128"]);
+    server.ok(&["deploy", FAULTY]);
+    server.ok(&["call", "faulty", "echo", "1"]);
+    let before = rss(server.pid());
+    let ids: Vec<String> = (0..6)
+        .map(|_| server.ok(&["spawn", "faulty", "hog"]).trim().to_string())
+        .collect();
+    for id in &ids {
+        let err = server.err(&["result", id, "--wait", "30s"]);
+        assert!(err.contains("memory limit"), "{err}");
+    }
+    // Six bombs of 128 MiB ran; with nothing running, their memory must
+    // not stay resident (the host idles: nothing else would free it).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let grown = rss(server.pid()).saturating_sub(before);
+        if grown < 300 << 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} MiB still resident after the bombs were dropped",
+            grown >> 20
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 // 5. Nothing in the state directory is readable by others.
 #[test]
 fn the_state_directory_is_private() {
