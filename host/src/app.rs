@@ -333,42 +333,17 @@ impl LoadedApp {
         run_id: Option<&str>,
         call_id: Option<&str>,
     ) -> Execution {
-        let (mut execution, recorded) = self.run(function, input, trigger, run_id).await;
-        execution.call_id = call_id.map(str::to_string);
-        if recorded {
-            self.record(&execution);
-        }
-        execution
-    }
-
-    /// Runs one execution; also says whether it is to be recorded (not when
-    /// it named no function, nor when its version stopped taking calls).
-    async fn run(
-        &self,
-        function: &str,
-        input: &[u8],
-        trigger: Trigger,
-        run_id: Option<&str>,
-    ) -> (Execution, bool) {
         let started_at = SystemTime::now();
         let start = Instant::now();
         let (name, pool) = match self.pool(function) {
             Ok(found) => found,
-            Err(e) => {
-                return (
-                    self.rejected(function, trigger, started_at, start, e),
-                    false,
-                );
-            }
+            Err(e) => return self.rejected(function, trigger, started_at, start, e),
         };
         if pool.web {
             let e = Error::WrongKind(format!(
                 "`{function}` is a web function: send it an HTTP request instead of a call"
             ));
-            return (
-                self.rejected(function, trigger, started_at, start, e),
-                false,
-            );
+            return self.rejected(function, trigger, started_at, start, e);
         }
         // A spawned call was accepted and stored: it waits for capacity
         // instead of failing as overloaded.
@@ -377,7 +352,7 @@ impl LoadedApp {
             Ok(lease) => lease,
             Err(e) => {
                 let outcome = Err(e);
-                let execution = self.execution(
+                let mut execution = self.execution(
                     name,
                     trigger,
                     started_at,
@@ -386,10 +361,13 @@ impl LoadedApp {
                     String::new(),
                     false,
                 );
+                execution.call_id = call_id.map(str::to_string);
                 // A version that stopped taking calls is not a failure of
                 // the function: the caller retries on the live version.
-                let recorded = !matches!(execution.outcome, Err(Error::ShuttingDown(_)));
-                return (execution, recorded);
+                if !matches!(execution.outcome, Err(Error::ShuttingDown(_))) {
+                    self.record(&execution);
+                }
+                return execution;
             }
         };
         let timeout = pool.settings.timeout;
@@ -402,11 +380,15 @@ impl LoadedApp {
         let healthy = !matches!(&outcome, Err(e) if e.poisons_instance());
         let cold = lease.fresh;
         let memory = lease.instance().memory_size();
-        pool.checkin(lease, healthy);
         let mut execution = self.execution(name, trigger, started_at, start, outcome, logs, cold);
         execution.memory = memory;
         execution.run_id = run_id.map(str::to_string);
-        (execution, true)
+        execution.call_id = call_id.map(str::to_string);
+        // Recorded before the instance goes back: once a version's
+        // instances are all gone (a drain, a shutdown), so are its records.
+        self.record(&execution);
+        pool.checkin(lease, healthy);
+        execution
     }
 
     fn rejected(

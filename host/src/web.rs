@@ -318,8 +318,11 @@ impl Ending {
         };
         let cold = lease.fresh;
         let memory = lease.instance().memory_size();
-        self.pool.checkin(lease, healthy);
-        self.record(outcome.map(|()| Vec::new()), logs, cold, memory, status)
+        // Recorded before the instance goes back (see `LoadedApp::execute`).
+        let pool = self.pool.clone();
+        let outcome = self.record(outcome.map(|()| Vec::new()), logs, cold, memory, status);
+        pool.checkin(lease, healthy);
+        outcome
     }
 
     /// Records an execution whose client went away before the response:

@@ -46,7 +46,8 @@ fn record_of(server: &Server, app: &str, function: &str, accept: impl Fn(&Value)
         }
         assert!(
             Instant::now() < deadline,
-            "no matching record of {app}.{function}"
+            "no matching record of {app}.{function} in {:?}",
+            executions(server, app)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -438,10 +439,11 @@ fn the_control_api_answers_while_guests_compute() {
         .build()
         .unwrap();
     let mut times: Vec<Duration> = runtime.block_on(async {
-        let mut http = Http::connect(&server.addr, &token).await;
         let mut times = Vec::new();
         for _ in 0..40 {
+            // A new connection each time, as the CLI makes.
             let started = Instant::now();
+            let mut http = Http::connect(&server.addr, &token).await;
             let (status, _) = http
                 .post("/api/v1/apps/hello/functions/square/call", b"3")
                 .await;
@@ -454,7 +456,7 @@ fn the_control_api_answers_while_guests_compute() {
     times.sort();
     let p99 = times[times.len() * 99 / 100];
     assert!(
-        p99 < Duration::from_millis(150),
+        p99 < Duration::from_millis(100),
         "API p99 {p99:?} while guests compute"
     );
 }

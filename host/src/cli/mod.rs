@@ -46,8 +46,7 @@ enum Command {
     Schedule(apps::ScheduleCommand),
 }
 
-/// Scheduler ticks between two looks at I/O and at the runtime's shared
-/// queue (see `main`).
+/// Scheduler ticks between two looks at I/O (see `main`).
 const RUNTIME_EVENT_INTERVAL: u32 = 2;
 
 pub fn main() -> ExitCode {
@@ -66,12 +65,15 @@ pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Guests that compute yield every epoch tick (10 ms) and are at
-        // once ready again. Look at sockets, timers and newly spawned work
-        // (control API requests handed over by connection threads) every
-        // couple of ticks rather than tokio's default 61, or the control
-        // API waits ~0.6 s behind them.
+        // once ready again. Look at sockets and timers every couple of
+        // ticks rather than tokio's default 61, or the work that waits on
+        // them (outbound requests, timers, log streams) waits ~0.6 s
+        // behind such guests; and take work handed over from other
+        // threads (control API requests from the connection threads) at
+        // every tick: with two spinning guests on two cores, control API
+        // calls on new connections answer in p99 ~16 ms instead of ~0.5 s.
         .event_interval(RUNTIME_EVENT_INTERVAL)
-        .global_queue_interval(RUNTIME_EVENT_INTERVAL)
+        .global_queue_interval(1)
         .build()
     {
         Ok(rt) => rt,

@@ -153,61 +153,37 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and waits up
     /// to `grace` for requests in progress.
     pub async fn run(self, shutdown: impl Future<Output = ()>, grace: Duration) {
-        let graceful = GracefulShutdown::new();
+        let graceful = Arc::new(GracefulShutdown::new());
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let lanes: Vec<Lane> = (0..threads)
             .filter_map(|i| Lane::start(i, self.state.clone()))
             .collect();
-        let connections = conn::Connections::new(self.state.config.max_connections);
-        let mut next = 0usize;
-        tokio::pin!(shutdown);
-        loop {
-            let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
-                () = &mut shutdown => break,
-            };
-            let (stream, _) = match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // E.g. out of file descriptors: free one if an idle
-                    // connection holds it, and back off instead of spinning.
-                    let shed = connections.shed_idle();
-                    tracing::warn!(shed, "accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(if shed { 5 } else { 50 })).await;
-                    continue;
-                }
-            };
-            let Some(admitted) = connections.admit() else {
-                tracing::warn!(
-                    "connection limit reached with every connection busy; a new one is closed"
-                );
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let watcher = graceful.watcher();
-            let handover = (watcher, admitted);
-            // Hand the connection to the next lane; serve it here when there
-            // is none (a lane that cannot start is logged and skipped).
-            next = next.wrapping_add(1);
-            let Some(lane) = lanes.get(next % lanes.len().max(1)) else {
-                tokio::spawn(serve_connection(self.state.clone(), stream, handover));
-                continue;
-            };
-            match stream.into_std() {
-                Ok(stream) => {
-                    if lane.sender.send((stream, handover)).is_err() {
-                        tracing::warn!("a connection thread is gone; a connection is dropped");
-                    }
-                }
-                Err(e) => tracing::warn!("could not hand a connection over: {e}"),
+        let acceptor = Acceptor {
+            state: self.state.clone(),
+            graceful: graceful.clone(),
+            lanes: lanes.iter().map(|lane| lane.sender.clone()).collect(),
+            connections: conn::Connections::new(self.state.config.max_connections),
+            main: tokio::runtime::Handle::current(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        match Acceptor::start(acceptor, self.listener, stopped) {
+            Ok(thread) => {
+                shutdown.await;
+                let _ = stop.send(());
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
             }
+            Err(e) => tracing::error!("could not start the accept thread; not serving: {e}"),
         }
-        drop(self.listener);
-        if tokio::time::timeout(grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("grace period over; closing connections still open");
+        match Arc::try_unwrap(graceful) {
+            Ok(graceful) => {
+                if tokio::time::timeout(grace, graceful.shutdown())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("grace period over; closing connections still open");
+                }
+            }
+            Err(_) => tracing::warn!("connections were still being accepted at shutdown"),
         }
         // Closing their channels ends the lanes; each drops its open
         // connections (cancelling the executions still waiting for an
@@ -220,6 +196,87 @@ impl Server {
         });
         if tokio::time::timeout(LANE_STOP, joined).await.is_err() {
             tracing::warn!("connection threads did not stop in time");
+        }
+    }
+}
+
+/// The accept loop, on a thread of its own (with a runtime of its own), so
+/// that guests computing on the platform's runtime never delay accepting a
+/// connection: accepted connections go round-robin to the lanes.
+struct Acceptor {
+    state: Arc<State>,
+    graceful: Arc<GracefulShutdown>,
+    lanes: Vec<tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, Handover)>>,
+    connections: Arc<conn::Connections>,
+    /// Serves connections when no lane could start.
+    main: tokio::runtime::Handle,
+}
+
+impl Acceptor {
+    fn start(
+        self,
+        listener: TcpListener,
+        stopped: tokio::sync::oneshot::Receiver<()>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let listener = listener.into_std()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("modal-accept".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => self.run(listener, stopped).await,
+                        Err(e) => tracing::error!("could not take over the listener: {e}"),
+                    }
+                });
+            })
+    }
+
+    async fn run(self, listener: TcpListener, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+        let mut next = 0usize;
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = &mut stopped => return,
+            };
+            let (stream, _) = match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // E.g. out of file descriptors: free one if an idle
+                    // connection holds it, and back off instead of spinning.
+                    let shed = self.connections.shed_idle();
+                    tracing::warn!(shed, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(if shed { 5 } else { 50 })).await;
+                    continue;
+                }
+            };
+            let Some(admitted) = self.connections.admit() else {
+                tracing::warn!(
+                    "connection limit reached with every connection busy; a new one is closed"
+                );
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let handover = (self.graceful.watcher(), admitted);
+            // Hand the connection to the next lane; serve it on the main
+            // runtime when there is none (a lane that cannot start is
+            // logged and skipped).
+            next = next.wrapping_add(1);
+            let Some(lane) = self.lanes.get(next % self.lanes.len().max(1)) else {
+                self.main
+                    .spawn(serve_connection(self.state.clone(), stream, handover));
+                continue;
+            };
+            match stream.into_std() {
+                Ok(stream) => {
+                    if lane.send((stream, handover)).is_err() {
+                        tracing::warn!("a connection thread is gone; a connection is dropped");
+                    }
+                }
+                Err(e) => tracing::warn!("could not hand a connection over: {e}"),
+            }
         }
     }
 }
