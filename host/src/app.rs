@@ -560,7 +560,7 @@ pub(crate) fn classify(
 /// Whether a guest failed because its host resources (header maps,
 /// streams, ...) reached the instance's cap (see
 /// `sandbox::resource_capacity`): host memory spent on its behalf.
-fn holds_too_many_resources(error: &wasmtime::Error) -> bool {
+pub(crate) fn holds_too_many_resources(error: &wasmtime::Error) -> bool {
     error.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<wasmtime::component::ResourceTableError>(),

@@ -118,12 +118,30 @@ impl LoadedApp {
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let instance = lease.instance();
         instance.begin(timeout);
-        let internal = |e: wasmtime::Error| Error::Internal(format!("{e:#}"));
-        let mut http = instance.store.data_mut().http();
-        let incoming = http
-            .new_incoming_request(Scheme::Http, request)
-            .map_err(internal)?;
-        let outparam = http.new_response_outparam(sender).map_err(internal)?;
+        let handed = {
+            let mut http = instance.store.data_mut().http();
+            http.new_incoming_request(Scheme::Http, request)
+                .and_then(|incoming| Ok((incoming, http.new_response_outparam(sender)?)))
+        };
+        let (incoming, outparam) = match handed {
+            Ok(handed) => handed,
+            Err(e) => {
+                // The guest has not run: a request it cannot be given (an
+                // unreadable Host, say) leaves the instance as it was; one
+                // whose resources no longer fit its table drops it.
+                let full = crate::app::holds_too_many_resources(&e);
+                pool.checkin(lease, !full);
+                return Err(if full {
+                    Error::MemoryLimit {
+                        function: function.to_string(),
+                        limit: pool.prepared.memory_limit,
+                    }
+                } else {
+                    Error::BadInput(format!("the request cannot be handed to the guest: {e:#}"))
+                });
+            }
+        };
+        let instance = lease.instance();
         let Some(proxy) = instance.proxy.take() else {
             return Err(Error::WrongKind(format!(
                 "`{function}` cannot serve HTTP: the component has no `wasi:http/incoming-handler` export"

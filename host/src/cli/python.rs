@@ -197,7 +197,7 @@ pub fn component(path: &Path, state: Option<&Path>) -> anyhow::Result<PathBuf> {
     }
     let key = sources_key(path)?;
     let dir = super::state_dir(state)?.join("builds");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    modal_host::state::private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let cached = dir.join(format!("{key}.wasm"));
     if cached.is_file() {
         eprintln!(
@@ -208,6 +208,8 @@ pub fn component(path: &Path, state: Option<&Path>) -> anyhow::Result<PathBuf> {
     }
     let tmp = dir.join(format!(".{key}.{}.wasm", std::process::id()));
     build(path, Some(&tmp), false)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
     std::fs::rename(&tmp, &cached)?;
     Ok(cached)
 }

@@ -160,7 +160,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .run(super::server::shutdown_signal(), DEFAULT_GRACE)
         .await;
     watcher.abort();
-    platform.shutdown(DEFAULT_GRACE).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -130,20 +130,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         started.elapsed()
     );
     tracing::info!(addr = %server.addr(), apps, "server started");
-    // The grace is one budget for both: open requests, then the
-    // platform's own work (spawned calls, schedules), then cancellation.
-    let grace = args.grace;
-    let asked = std::sync::Arc::new(std::sync::OnceLock::new());
-    let signal = {
-        let asked = asked.clone();
-        async move {
-            shutdown_signal().await;
-            let _ = asked.set(std::time::Instant::now());
-        }
-    };
-    server.run(signal, grace).await;
-    let spent = asked.get().map_or(Duration::ZERO, |at| at.elapsed());
-    platform.shutdown(grace.saturating_sub(spent)).await;
+    // The grace is one budget: open requests, then the platform's own
+    // work (spawned calls, schedules), then cancellation (`Server::run`).
+    server.run(shutdown_signal(), args.grace).await;
     println!("modal server stopped");
     Ok(ExitCode::SUCCESS)
 }

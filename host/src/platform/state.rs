@@ -23,7 +23,7 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 /// Creates `dir` (and its parents) if needed and makes it private (0700).
-pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
@@ -87,10 +87,20 @@ pub fn lock(dir: &Path) -> Result<StateLock, Error> {
 /// (symbolic links are left alone).
 fn secure_tree(dir: &Path) -> std::io::Result<()> {
     let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
+    // Another process (`modal run` filling the compiled-code cache) may
+    // remove a temporary file while we walk: what is gone is skipped.
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
+        let entries = match std::fs::read_dir(&dir) {
+            Err(e) if gone(&e) => continue,
+            entries => entries?,
+        };
+        for entry in entries {
             let entry = entry?;
-            let kind = entry.file_type()?;
+            let kind = match entry.file_type() {
+                Err(e) if gone(&e) => continue,
+                kind => kind?,
+            };
             let mode = if kind.is_dir() {
                 stack.push(entry.path());
                 0o700
@@ -100,9 +110,15 @@ fn secure_tree(dir: &Path) -> std::io::Result<()> {
                 continue;
             };
             let path = entry.path();
-            let current = entry.metadata()?.permissions().mode() & 0o777;
+            let current = match entry.metadata() {
+                Err(e) if gone(&e) => continue,
+                meta => meta?.permissions().mode() & 0o777,
+            };
             if current != mode {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+                match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)) {
+                    Err(e) if gone(&e) => {}
+                    done => done?,
+                }
             }
         }
     }

@@ -21,16 +21,21 @@ const FALLBACK_MAX_CONNECTIONS: usize = 1024;
 /// artifacts, compiled code and guests' outbound requests.
 const RESERVED_FDS: u64 = 64;
 
+/// Most connections by default, whatever the descriptor limit: each may
+/// buffer up to a few hundred KiB of headers, so memory, not descriptors,
+/// bounds a large limit (`--max-connections` raises it).
+const MAX_DEFAULT_CONNECTIONS: u64 = 4096;
+
 /// The default connection cap: raises the soft file-descriptor limit to
 /// the hard one, then takes three quarters of it (less a reserve for the
-/// host's own files), so a flood of connections can never starve the
-/// host of descriptors.
+/// host's own files), at most 4096, so a flood of connections can never
+/// starve the host of descriptors or memory.
 pub fn default_max_connections() -> usize {
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
     if limit == 0 {
         return FALLBACK_MAX_CONNECTIONS;
     }
-    (limit.saturating_sub(RESERVED_FDS) * 3 / 4).max(16) as usize
+    (limit.saturating_sub(RESERVED_FDS) * 3 / 4).clamp(16, MAX_DEFAULT_CONNECTIONS) as usize
 }
 
 /// One open connection, as the cap sees it.
@@ -156,6 +161,42 @@ impl Connections {
     }
 }
 
+/// A response body that keeps its request counted as in progress until
+/// it has been sent or dropped.
+pub(crate) struct Guarded<B> {
+    inner: B,
+    _request: RequestGuard,
+}
+
+impl<B> Guarded<B> {
+    pub(crate) fn new(inner: B, request: RequestGuard) -> Guarded<B> {
+        Guarded {
+            inner,
+            _request: request,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Why reading a request body failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BodyError {
@@ -167,13 +208,16 @@ pub(crate) enum BodyError {
     Read(#[from] hyper::Error),
 }
 
-/// A request body that fails when no frame arrives for `timeout`; the flag
-/// tells the server to answer 408.
+/// A request body that fails when no frame arrives for `timeout` (or,
+/// with [`within`](Self::within), when the whole body takes longer than
+/// its limit); the flag tells the server to answer 408.
 pub(crate) struct TimedBody {
     inner: Incoming,
     timeout: Duration,
     /// Armed at the first wait, re-armed after each frame.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the whole body must have arrived, if bounded.
+    total: Option<tokio::time::Instant>,
     stalled: Arc<AtomicBool>,
 }
 
@@ -184,9 +228,16 @@ impl TimedBody {
             inner,
             timeout,
             sleep: None,
+            total: None,
             stalled: stalled.clone(),
         };
         (body, stalled)
+    }
+
+    /// Bounds the whole body to `limit` from now.
+    pub(crate) fn within(mut self, limit: Duration) -> TimedBody {
+        self.total = Some(tokio::time::Instant::now() + limit);
+        self
     }
 }
 
@@ -205,10 +256,12 @@ impl Body for TimedBody {
                 Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
             }
             Poll::Pending => {
-                let timeout = this.timeout;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                let (timeout, total) = (this.timeout, this.total);
+                let sleep = this.sleep.get_or_insert_with(|| {
+                    let next = tokio::time::Instant::now() + timeout;
+                    let at = total.map_or(next, |t| t.min(next));
+                    Box::pin(tokio::time::sleep_until(at))
+                });
                 if sleep.as_mut().poll(cx).is_ready() {
                     this.stalled.store(true, Ordering::Release);
                     return Poll::Ready(Some(Err(BodyError::Stalled(timeout))));

@@ -150,8 +150,9 @@ impl Server {
         self.state.addr
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and waits up
-    /// to `grace` for requests in progress.
+    /// Serves until `shutdown` resolves, then stops accepting, waits for
+    /// requests in progress and shuts the platform down ([`Platform::
+    /// shutdown`]), all within `grace` in total; then closes what is left.
     pub async fn run(self, shutdown: impl Future<Output = ()>, grace: Duration) {
         let graceful = Arc::new(GracefulShutdown::new());
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -174,9 +175,10 @@ impl Server {
             }
             Err(e) => tracing::error!("could not start the accept thread; not serving: {e}"),
         }
+        let deadline = tokio::time::Instant::now() + grace;
         match Arc::try_unwrap(graceful) {
             Ok(graceful) => {
-                if tokio::time::timeout(grace, graceful.shutdown())
+                if tokio::time::timeout_at(deadline, graceful.shutdown())
                     .await
                     .is_err()
                 {
@@ -185,6 +187,11 @@ impl Server {
             }
             Err(_) => tracing::warn!("connections were still being accepted at shutdown"),
         }
+        // The platform stops while the lanes still run: work that started
+        // on a lane (a streaming web handler and its timers) ends there
+        // normally, cancelled and recorded, never on a dropped runtime.
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.state.platform.shutdown(remaining).await;
         // Closing their channels ends the lanes; each drops its open
         // connections (cancelling the executions still waiting for an
         // answer, which are recorded) before its thread ends.
@@ -358,8 +365,12 @@ async fn serve_connection(state: Arc<State>, stream: TcpStream, (watcher, admitt
         let state = state.clone();
         let request = conn.request();
         async move {
-            let response = route(&state, req).await;
-            drop(request);
+            // The request counts as in progress until its response body
+            // has been sent (or dropped): a streaming answer is never shed
+            // as idle.
+            let response = route(&state, req)
+                .await
+                .map(|body| conn::Guarded::new(body, request).boxed_unsync());
             Ok::<_, std::convert::Infallible>(response)
         }
     });
@@ -375,18 +386,27 @@ async fn serve_connection(state: Arc<State>, stream: TcpStream, (watcher, admitt
 }
 
 async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
-    if req
-        .headers()
-        .get_all(hyper::header::HOST)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
+    let mut hosts = req.headers().get_all(hyper::header::HOST).iter();
+    if hosts.next().is_some_and(|h| h.to_str().is_err()) {
+        return text(StatusCode::BAD_REQUEST, "the Host header is not ASCII\n");
+    }
+    if hosts.next().is_some() {
         // RFC 9112 §3.2: a request with more than one Host is rejected.
         return text(StatusCode::BAD_REQUEST, "more than one Host header\n");
     }
     let (parts, body) = req.into_parts();
-    let (body, stalled) = conn::TimedBody::new(body, state.config.body_timeout);
+    let (mut body, stalled) = conn::TimedBody::new(body, state.config.body_timeout);
+    if is_page(parts.uri.path())
+        && web::target_from_host(
+            &Request::from_parts(parts.clone(), ()),
+            &state.config.domain,
+        )
+        .is_none()
+    {
+        // A public form is small: it must arrive whole within the body
+        // timeout, so a client trickling it cannot hold a request.
+        body = body.within(state.config.body_timeout);
+    }
     let response = dispatch(state, Request::from_parts(parts, body)).await;
     if stalled.load(std::sync::atomic::Ordering::Acquire) {
         let mut timeout = text(
@@ -424,7 +444,7 @@ async fn dispatch(state: &Arc<State>, req: Request<RequestBody>) -> Response<Bod
     if let Some(rest) = path.strip_prefix("/web/") {
         return web::serve_path(state, rest, req).await;
     }
-    if path == "/apps" || path.starts_with("/apps/") || path == "/login" || path == "/logout" {
+    if is_page(&path) {
         return on_platform(state, move |state| async move {
             match pages::handle(&state, &path, req).await {
                 Some(response) => response,
@@ -450,6 +470,11 @@ async fn dispatch(state: &Arc<State>, req: Request<RequestBody>) -> Response<Bod
         StatusCode::NOT_FOUND,
         "not found: the control API is under /api/v1/, web endpoints at http://{app}--{function}.{domain}/ or /web/{app}/{function}/\n",
     )
+}
+
+/// Whether `path` is one of the server-rendered pages.
+fn is_page(path: &str) -> bool {
+    path == "/apps" || path.starts_with("/apps/") || path == "/login" || path == "/logout"
 }
 
 /// Runs the control API and the pages on the platform's runtime, whose

@@ -146,7 +146,12 @@ fn failure(app: &str, e: &Error) -> Response<Body> {
 /// server's log line for it.
 fn failure_with_id(app: &str, e: &Error, id: &str) -> Response<Body> {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut error = json!({"kind": e.kind(), "message": e.to_string()});
+    let message = match e {
+        // The app's other functions are nobody's business here.
+        Error::UnknownFunction { name, .. } => format!("no web function `{name}`"),
+        e => e.to_string(),
+    };
+    let mut error = json!({"kind": e.kind(), "message": message});
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         // What failed inside the guest (its trap, backtrace, panic text)
         // goes to the server log and the execution record, not to a
