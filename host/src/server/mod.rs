@@ -368,9 +368,16 @@ async fn serve_connection(state: Arc<State>, stream: TcpStream, (watcher, admitt
             // The request counts as in progress until its response body
             // has been sent (or dropped): a streaming answer is never shed
             // as idle.
-            let response = route(&state, req)
-                .await
-                .map(|body| conn::Guarded::new(body, request).boxed_unsync());
+            let response = route(&state, req).await.map(|body| {
+                // A body of known length goes out with the head (no box
+                // needed on the hot path); one that streams keeps the guard.
+                if hyper::body::Body::size_hint(&body).exact().is_some() {
+                    drop(request);
+                    body
+                } else {
+                    conn::Guarded::new(body, request).boxed_unsync()
+                }
+            });
             Ok::<_, std::convert::Infallible>(response)
         }
     });
