@@ -52,13 +52,7 @@ fn main() {
 
 /// Resident memory of this process, in bytes.
 fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib << 10
+    modal_test_support::rss(None)
 }
 
 fn child(batch: usize) {

@@ -223,13 +223,7 @@ fn an_abandoned_web_request_is_cancelled() {
 
 /// Resident memory of a process, in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib << 10
+    modal_test_support::rss(Some(pid))
 }
 
 // 3. Host memory a guest holds counts against its limit.

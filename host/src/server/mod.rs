@@ -401,17 +401,13 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         // RFC 9112 §3.2: a request with more than one Host is rejected.
         return text(StatusCode::BAD_REQUEST, "more than one Host header\n");
     }
+    // A public form is small: it must arrive whole within the body
+    // timeout, so a client trickling it cannot hold a request.
+    let form =
+        is_page(req.uri().path()) && web::target_from_host(&req, &state.config.domain).is_none();
     let (parts, body) = req.into_parts();
     let (mut body, stalled) = conn::TimedBody::new(body, state.config.body_timeout);
-    if is_page(parts.uri.path())
-        && web::target_from_host(
-            &Request::from_parts(parts.clone(), ()),
-            &state.config.domain,
-        )
-        .is_none()
-    {
-        // A public form is small: it must arrive whole within the body
-        // timeout, so a client trickling it cannot hold a request.
+    if form {
         body = body.within(state.config.body_timeout);
     }
     let response = dispatch(state, Request::from_parts(parts, body)).await;

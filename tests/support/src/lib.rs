@@ -21,6 +21,22 @@ pub const FETCH: &str = env!("MODAL_EXAMPLE_FETCH");
 /// `examples/bad-schedule`: a fixture with an invalid cron expression.
 pub const BAD_SCHEDULE: &str = env!("MODAL_EXAMPLE_BAD_SCHEDULE");
 
+/// Resident memory of process `pid` (this process with `None`), in bytes,
+/// from `/proc`.
+pub fn rss(pid: Option<u32>) -> u64 {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {path}"));
+    kib << 10
+}
+
 /// The bytes of an example component.
 pub fn wasm(path: &str) -> Vec<u8> {
     std::fs::read(Path::new(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
