@@ -217,7 +217,7 @@ async fn run() {
         let start = Instant::now();
         let platform = open(state.path()).await;
         starts.push(start.elapsed());
-        assert_eq!(platform.apps().expect("lists").len(), 101);
+        assert_eq!(platform.apps().await.expect("lists").len(), 101);
         drop(platform);
     }
     println!(

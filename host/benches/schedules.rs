@@ -136,7 +136,8 @@ fn main() {
         .await;
         let mut lateness = Vec::new();
         for i in 0..APPS {
-            for e in platform.logs(&format!("s{i}"), None, 1000).expect("logs") {
+            let logs = platform.logs(&format!("s{i}"), None, 1000).await;
+            for e in logs.expect("logs") {
                 let Some(fire) = e
                     .run_id
                     .as_deref()

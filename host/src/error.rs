@@ -152,9 +152,15 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
-    /// The registry (the database of apps and versions) failed.
-    #[error("registry: {0}")]
-    Registry(String),
+    /// A store (the registry of apps and versions, the artifact store or
+    /// the records of executions and spawned calls) failed.
+    #[error("{context}: {source}")]
+    Storage {
+        /// Which store, and what it was doing.
+        context: String,
+        /// The cause, as the storage backend reported it.
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// The function's version is draining or was shut down.
     #[error("function `{0}` is draining and takes no new executions")]
     ShuttingDown(String),
@@ -257,6 +263,17 @@ impl Outcome {
 }
 
 impl Error {
+    /// A storage failure: `context` says which store and what it did.
+    pub fn storage(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Error {
+        Error::Storage {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
     /// The outcome class of an execution that failed with this error.
     pub fn outcome(&self) -> Outcome {
         match self {
@@ -299,7 +316,7 @@ impl Error {
             Error::AppStopped(_) => "app_stopped",
             Error::VersionNotFound { .. } => "version_not_found",
             Error::TooLarge { .. } => "too_large",
-            Error::Registry(_) => "registry",
+            Error::Storage { .. } => "storage",
             Error::ShuttingDown(_) => "shutting_down",
             Error::Io { .. } => "io",
             Error::StateInUse { .. } => "state_in_use",

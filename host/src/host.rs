@@ -173,7 +173,7 @@ impl Host {
             && let Some(web) = spec
                 .functions
                 .iter()
-                .find(|f| matches!(f.kind, crate::FunctionKind::Web { .. }))
+                .find(|f| matches!(f.kind, crate::spec::FunctionKind::Web { .. }))
         {
             return Err(Error::InvalidSpec(vec![format!(
                 "function `{}`: declared as a web function, but the component does not export `{HTTP_EXPORT}`",

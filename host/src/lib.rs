@@ -9,10 +9,21 @@
 //!   scheduled function; [`LoadedApp::serve_http`] runs a web function.
 //! - Every execution yields an [`Execution`]: outcome, captured logs,
 //!   timing. Failures are typed ([`Error`]) so callers can match on them.
-//! - [`Platform`] keeps deployed apps: versions in a [`Registry`] (SQLite by
-//!   default), components in an [`ArtifactStore`], one live version per
-//!   app, zero-downtime redeploys, rollback, stop and garbage collection.
+//! - [`Platform`] keeps deployed apps: versions in a
+//!   [`Registry`](platform::Registry), components in an
+//!   [`ArtifactStore`](platform::ArtifactStore), executions and spawned
+//!   calls in a [`RecordStore`](platform::RecordStore) (SQLite and files by
+//!   default, [`platform::Stores`]), one live version per app,
+//!   zero-downtime redeploys, rollback, stop and garbage collection.
 //!   [`server::Server`] puts it behind HTTP, as `modal server` does.
+//!
+//! The modules [`platform`], [`server`] and [`spec`] hold the rest of the
+//! public surface: status and record types, the storage traits, the HTTP
+//! server's settings and the app spec's parts.
+//!
+//! The `cli` feature (on by default) builds the `modal` binary; an
+//! embedder can turn it off (`default-features = false`) to leave out the
+//! command line's dependencies (clap, mimalloc, tracing-subscriber).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), modal_host::Error> {
@@ -52,11 +63,12 @@ mod config;
 mod error;
 mod host;
 mod logs;
-mod platform;
+pub mod platform;
 mod pool;
 mod sandbox;
 pub mod server;
-mod spec;
+pub mod spec;
+mod trap;
 mod web;
 
 pub use app::{AppMeta, Execution, ExecutionSink, LoadedApp, Trigger};
@@ -68,15 +80,7 @@ pub use config::{
 };
 pub use error::{Error, Outcome};
 pub use host::Host;
-pub use platform::{
-    AppRecord, AppState, AppStatus, ArtifactStore, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_UPLOAD,
-    DEFAULT_RETENTION, DeployRequest, Deployment, DrainStatus, FileArtifacts, FunctionHandle,
-    GcReport, GitInfo, Platform, PlatformConfig, Registry, ScheduleState, ScheduleStatus,
-    SqliteRegistry, VersionRecord, VersionStatus, state, validate_app_name, validate_env,
-};
+pub use platform::{DeployRequest, Deployment, Platform, PlatformConfig};
 pub use pool::PoolStats;
-pub use spec::{
-    AppSpec, FunctionKind, FunctionSpec, PoolSettings, Schedule, Settings,
-    human as format_duration, parse_duration,
-};
+pub use spec::{AppSpec, human as format_duration, parse_duration};
 pub use web::{ErrorId, WebBody, WebResponse};

@@ -182,9 +182,9 @@ pub(crate) async fn describe(
     match result {
         Ok(Ok(spec)) => Ok(spec),
         Ok(Err(trap)) => {
-            let error = crate::app::classify(trap, &instance, "describe", timeout);
+            let error = crate::trap::classify(trap, &instance, "describe", timeout);
             let logs = instance.take_logs();
-            Err(crate::app::refine(error, &logs).to_string())
+            Err(crate::trap::refine(error, &logs).to_string())
         }
         Err(_) => Err(format!("it did not return within {}", human(timeout))),
     }

@@ -3,7 +3,8 @@
 use crate::{host, host_with, load};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use modal_host::{AppMeta, Error, FunctionKind, Outcome, Schedule};
+use modal_host::spec::{FunctionKind, Schedule};
+use modal_host::{AppMeta, Error, Outcome};
 use modal_test_support::{COUNTER, CRON, FAULTY, HELLO, HTTP_PLAIN, wasm};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -61,8 +61,8 @@ pub struct PoolArgs {
 
 impl PoolArgs {
     /// The settings as the library takes them.
-    pub fn settings(&self) -> modal_host::PoolSettings {
-        modal_host::PoolSettings {
+    pub fn settings(&self) -> modal_host::spec::PoolSettings {
+        modal_host::spec::PoolSettings {
             timeout: self.timeout,
             min_warm: self.min_warm,
             max_instances: self.max_instances,

@@ -66,7 +66,7 @@ pub fn declared_name(path: &Path) -> Option<String> {
                 .is_some_and(|c| c.is_alphanumeric() || c == '_')
         })
         .find_map(|(at, call)| app_literal(&source[at + call.len()..]))
-        .filter(|name| modal_host::validate_app_name(name).is_ok())
+        .filter(|name| modal_host::platform::validate_app_name(name).is_ok())
 }
 
 /// The string literal at the start of `args` (after `name=`, if given).
@@ -197,7 +197,8 @@ pub fn component(path: &Path, state: Option<&Path>) -> anyhow::Result<PathBuf> {
     }
     let key = sources_key(path)?;
     let dir = super::state_dir(state)?.join("builds");
-    modal_host::state::private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    modal_host::platform::state::private_dir(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     let cached = dir.join(format!("{key}.wasm"));
     if cached.is_file() {
         eprintln!(

@@ -5,9 +5,8 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt, Full};
-use modal_host::{
-    AppMeta, AppSpec, DEFAULT_MEMORY_LIMIT, FunctionKind, Host, HostConfig, format_duration,
-};
+use modal_host::spec::FunctionKind;
+use modal_host::{AppMeta, AppSpec, DEFAULT_MEMORY_LIMIT, Host, HostConfig, format_duration};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -84,7 +83,8 @@ pub fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => {
             let pair = (k.to_string(), v.to_string());
-            modal_host::validate_env(std::slice::from_ref(&pair)).map_err(|e| e.to_string())?;
+            modal_host::platform::validate_env(std::slice::from_ref(&pair))
+                .map_err(|e| e.to_string())?;
             Ok(pair)
         }
         _ => Err(format!("expected KEY=VALUE, got `{s}`")),

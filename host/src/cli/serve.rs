@@ -5,7 +5,8 @@
 use anyhow::Context;
 use clap::Args;
 use modal_host::server::{DEFAULT_GRACE, Server, ServerConfig, load_or_create_token};
-use modal_host::{DeployRequest, FunctionKind, HostConfig, Platform, PlatformConfig};
+use modal_host::spec::FunctionKind;
+use modal_host::{DeployRequest, HostConfig, Platform, PlatformConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -52,7 +53,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .name
         .clone()
         .unwrap_or_else(|| super::run::app_name(&args.wasm));
-    modal_host::validate_app_name(&name)?;
+    modal_host::platform::validate_app_name(&name)?;
     let state = std::env::temp_dir().join(format!("modal-serve-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(state.clone());
     let token =

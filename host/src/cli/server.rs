@@ -3,10 +3,11 @@
 
 use anyhow::Context;
 use clap::Args;
+use modal_host::platform::DEFAULT_MAX_UPLOAD;
 use modal_host::server::{Server, ServerConfig, load_or_create_token};
 use modal_host::{
-    DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_UPLOAD, DEFAULT_MEMORY_LIMIT, HostConfig, Platform,
-    PlatformConfig, parse_duration,
+    DEFAULT_MAX_REQUEST_BODY, DEFAULT_MEMORY_LIMIT, HostConfig, Platform, PlatformConfig,
+    parse_duration,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,7 +110,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let token = load_or_create_token(&state)
         .with_context(|| format!("creating the token in {}", state.display()))?;
     platform.spawn_gc(GC_PERIOD);
-    let apps = platform.apps()?.len();
+    let apps = platform.apps().await?.len();
     let server = Server::new(
         platform.clone(),
         listener,
@@ -165,8 +166,8 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use modal_host::platform::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_RETENTION};
     use modal_host::server::DEFAULT_GRACE;
-    use modal_host::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_RETENTION};
 
     #[test]
     fn help_defaults_match_the_library() {

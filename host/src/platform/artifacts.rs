@@ -4,103 +4,130 @@
 
 use crate::compile::digest;
 use crate::error::Error;
+use bytes::Bytes;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where component bytes are kept, by their SHA-256.
+#[async_trait::async_trait]
 pub trait ArtifactStore: Send + Sync + 'static {
-    /// Stores `bytes` under `digest` (their SHA-256); idempotent.
-    fn put(&self, digest: &str, bytes: &[u8]) -> Result<(), Error>;
+    /// Stores `bytes` under `digest` (their SHA-256), durably; idempotent.
+    async fn put(&self, digest: &str, bytes: Bytes) -> Result<(), Error>;
     /// The bytes stored under `digest`, checked against it.
-    fn get(&self, digest: &str) -> Result<Vec<u8>, Error>;
+    async fn get(&self, digest: &str) -> Result<Bytes, Error>;
     /// Every stored digest.
-    fn list(&self) -> Result<Vec<String>, Error>;
+    async fn list(&self) -> Result<Vec<String>, Error>;
     /// Deletes what is stored under `digest`.
-    fn delete(&self, digest: &str) -> Result<(), Error>;
+    async fn delete(&self, digest: &str) -> Result<(), Error>;
 }
 
-/// Artifacts as files `{dir}/{sha256}.wasm`.
+/// Artifacts as files `{dir}/{sha256}.wasm`; file work runs on tokio's
+/// blocking pool.
 pub struct FileArtifacts {
-    dir: PathBuf,
+    dir: Arc<Path>,
 }
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { context, source }
 }
 
+/// Runs blocking file work off the runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::storage("artifacts", e))?
+}
+
 impl FileArtifacts {
     /// A store in `dir` (created if needed).
     pub fn open(dir: &Path) -> Result<FileArtifacts, Error> {
         super::state::private_dir(dir).map_err(io(format!("creating {}", dir.display())))?;
-        Ok(FileArtifacts {
-            dir: dir.to_path_buf(),
-        })
+        Ok(FileArtifacts { dir: dir.into() })
     }
 
     fn path(&self, digest: &str) -> Result<PathBuf, Error> {
         if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::Internal(format!(
-                "`{digest}` is not a SHA-256 digest"
-            )));
+            return Err(Error::storage(
+                "artifacts",
+                format!("`{digest}` is not a SHA-256 digest"),
+            ));
         }
         Ok(self.dir.join(format!("{digest}.wasm")))
     }
 }
 
+#[async_trait::async_trait]
 impl ArtifactStore for FileArtifacts {
-    fn put(&self, digest: &str, bytes: &[u8]) -> Result<(), Error> {
+    async fn put(&self, digest: &str, bytes: Bytes) -> Result<(), Error> {
         let path = self.path(digest)?;
-        if path.exists() {
-            return Ok(());
-        }
         // Write, sync, then rename: a crash never leaves a partial artifact
         // under its final name.
         let tmp = self
             .dir
             .join(format!(".{digest}.{}.tmp", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut file = super::state::private_file(&tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(io(format!("storing artifact {digest}")))
+        let context = format!("storing artifact {digest}");
+        blocking(move || {
+            if path.exists() {
+                return Ok(());
+            }
+            let write = || -> std::io::Result<()> {
+                let mut file = super::state::private_file(&tmp)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, &path)
+            };
+            write().map_err(io(context))
+        })
+        .await
     }
 
-    fn get(&self, wanted: &str) -> Result<Vec<u8>, Error> {
+    async fn get(&self, wanted: &str) -> Result<Bytes, Error> {
         let path = self.path(wanted)?;
-        let bytes =
-            std::fs::read(&path).map_err(io(format!("reading artifact {}", path.display())))?;
-        let actual = digest(&bytes);
-        if actual != wanted {
-            return Err(Error::Internal(format!(
-                "artifact {wanted} is corrupt (its content hashes to {actual})"
-            )));
-        }
-        Ok(bytes)
+        let wanted = wanted.to_string();
+        blocking(move || {
+            let bytes =
+                std::fs::read(&path).map_err(io(format!("reading artifact {}", path.display())))?;
+            let actual = digest(&bytes);
+            if actual != wanted {
+                return Err(Error::storage(
+                    format!("artifact {wanted}"),
+                    format!("corrupt: its content hashes to {actual}"),
+                ));
+            }
+            Ok(Bytes::from(bytes))
+        })
+        .await
     }
 
-    fn list(&self) -> Result<Vec<String>, Error> {
-        let entries =
-            std::fs::read_dir(&self.dir).map_err(io(format!("listing {}", self.dir.display())))?;
-        Ok(entries
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let digest = name.strip_suffix(".wasm")?;
-                (digest.len() == 64).then(|| digest.to_string())
-            })
-            .collect())
+    async fn list(&self) -> Result<Vec<String>, Error> {
+        let dir = self.dir.clone();
+        blocking(move || {
+            let entries =
+                std::fs::read_dir(&dir).map_err(io(format!("listing {}", dir.display())))?;
+            Ok(entries
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    let digest = name.strip_suffix(".wasm")?;
+                    (digest.len() == 64).then(|| digest.to_string())
+                })
+                .collect())
+        })
+        .await
     }
 
-    fn delete(&self, digest: &str) -> Result<(), Error> {
+    async fn delete(&self, digest: &str) -> Result<(), Error> {
         let path = self.path(digest)?;
-        match std::fs::remove_file(&path) {
+        blocking(move || match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(io(format!("deleting {}", path.display()))(e))
             }
             _ => Ok(()),
-        }
+        })
+        .await
     }
 }
 
@@ -108,20 +135,23 @@ impl ArtifactStore for FileArtifacts {
 mod tests {
     use super::*;
 
-    #[test]
-    fn artifacts_round_trip_and_corruption_is_detected() {
+    #[tokio::test]
+    async fn artifacts_round_trip_and_corruption_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileArtifacts::open(dir.path()).unwrap();
         let d = digest(b"component");
-        store.put(&d, b"component").unwrap();
-        store.put(&d, b"component").unwrap();
-        assert_eq!(store.get(&d).unwrap(), b"component");
-        assert_eq!(store.list().unwrap(), std::slice::from_ref(&d));
+        let bytes = Bytes::from_static(b"component");
+        store.put(&d, bytes.clone()).await.unwrap();
+        store.put(&d, bytes.clone()).await.unwrap();
+        assert_eq!(store.get(&d).await.unwrap(), bytes);
+        assert_eq!(store.list().await.unwrap(), std::slice::from_ref(&d));
         std::fs::write(dir.path().join(format!("{d}.wasm")), b"tampered").unwrap();
-        assert!(store.get(&d).unwrap_err().to_string().contains("corrupt"));
-        store.delete(&d).unwrap();
-        store.delete(&d).unwrap();
-        assert!(store.list().unwrap().is_empty());
-        assert!(store.get("../etc").is_err());
+        let e = store.get(&d).await.unwrap_err();
+        assert!(matches!(e, Error::Storage { .. }), "{e:?}");
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        store.delete(&d).await.unwrap();
+        store.delete(&d).await.unwrap();
+        assert!(store.list().await.unwrap().is_empty());
+        assert!(store.get("../etc").await.is_err());
     }
 }

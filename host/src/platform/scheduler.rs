@@ -10,14 +10,16 @@
 //! replayed. A fire time that comes while the previous run (with its
 //! retries) is still going is skipped and recorded as skipped.
 
-use super::{Platform, now_ms};
+use super::backoff::Backoff;
+use super::fire_times::{Compiled, missed_since};
+use super::now_ms;
+use super::registry::{Fire, Registry};
 use crate::app::{Execution, Trigger};
 use crate::error::Error;
-use crate::spec::{FunctionKind, Schedule};
+use crate::spec::Schedule;
 use chrono::{TimeZone, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
@@ -28,51 +30,34 @@ const WEBHOOK_ATTEMPTS: u32 = 4;
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of the run's logs sent with a failure.
 const LOG_TAIL: usize = 2048;
-/// Most missed fire times counted for one schedule after a restart.
-const MAX_MISSED: u64 = 100_000;
 
-type Key = (String, String);
+/// A schedule's owner: (app, function).
+pub(crate) type Key = (String, String);
 
-/// A schedule ready to compute fire times.
-#[derive(Clone)]
-pub(crate) enum Compiled {
-    Cron(Box<cron::Schedule>, chrono_tz::Tz),
-    Period(u64),
+/// A scheduled function of a live version, as the scheduler wants it.
+pub(crate) struct Wanted {
+    /// When it runs.
+    pub(crate) schedule: Schedule,
+    /// Its retries.
+    pub(crate) retries: u32,
+    /// The live version.
+    pub(crate) version: u64,
 }
 
-impl Compiled {
-    pub(crate) fn new(schedule: &Schedule) -> Result<Compiled, String> {
-        match schedule {
-            Schedule::Cron {
-                expression,
-                timezone,
-            } => {
-                let cron = cron::Schedule::from_str(expression).map_err(|e| e.to_string())?;
-                let tz = match timezone {
-                    Some(tz) => tz.parse::<chrono_tz::Tz>().map_err(|e| e.to_string())?,
-                    None => chrono_tz::UTC,
-                };
-                Ok(Compiled::Cron(Box::new(cron), tz))
-            }
-            Schedule::Period(period) => Ok(Compiled::Period((period.as_millis() as u64).max(1))),
-        }
-    }
-
-    /// The first fire time strictly after `after` (Unix ms). Periods fire
-    /// at multiples of the period since the epoch, so every host agrees.
-    pub(crate) fn next_after(&self, after: u64) -> Option<u64> {
-        match self {
-            Compiled::Period(p) => Some((after / p + 1) * p),
-            Compiled::Cron(cron, tz) => {
-                let at = Utc
-                    .timestamp_millis_opt(after as i64)
-                    .single()?
-                    .with_timezone(tz);
-                let next = cron.after(&at).next()?;
-                u64::try_from(next.timestamp_millis()).ok()
-            }
-        }
-    }
+/// What the scheduler needs of its platform: which schedules the live
+/// versions have, and how to run and record a fire time.
+#[async_trait::async_trait]
+pub(crate) trait Runner: Send + Sync + 'static {
+    /// The scheduled functions of every live version.
+    fn wanted(&self) -> HashMap<Key, Wanted>;
+    /// The live version of `app`, if it serves.
+    fn live_version(&self, app: &str) -> Option<u64>;
+    /// Runs scheduled function `function` of the live version of `app`.
+    async fn run(&self, app: &str, function: &str, run_id: &str) -> Result<Execution, Error>;
+    /// Records an execution (a skipped or missed fire time).
+    fn record(&self, execution: &Execution);
+    /// Where a failed run of `version` of `app` is reported, if anywhere.
+    async fn notify_url(&self, app: &str, version: u64) -> Option<String>;
 }
 
 struct Entry {
@@ -91,7 +76,7 @@ struct State {
 }
 
 /// A schedule as the API shows it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ScheduleStatus {
     /// The function.
     pub function: String,
@@ -106,13 +91,32 @@ pub struct ScheduleStatus {
 }
 
 /// The scheduler of one platform.
-#[derive(Default)]
 pub(crate) struct Scheduler {
     state: Mutex<State>,
-    changed: Notify,
+    changed: Arc<Notify>,
+    registry: Arc<dyn Registry>,
+    runner: Box<dyn Runner>,
+    /// Where runs go (the platform's runtime).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Scheduler {
+    /// A scheduler keeping fire times in `registry` and running them
+    /// through `runner` on `runtime`; [`start`](Self::start) starts it.
+    pub(crate) fn new(
+        registry: Arc<dyn Registry>,
+        runner: Box<dyn Runner>,
+        runtime: tokio::runtime::Handle,
+    ) -> Scheduler {
+        Scheduler {
+            state: Mutex::default(),
+            changed: Arc::default(),
+            registry,
+            runner,
+            runtime,
+        }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -146,145 +150,54 @@ impl Scheduler {
         list
     }
 
-    /// Starts the loop; it ends when the platform is dropped.
-    pub(crate) fn start(platform: &Platform) -> Result<(), Error> {
-        let weak = Arc::downgrade(&platform.inner);
-        let missed = platform.reconcile(true)?;
-        for m in missed {
-            platform.record_skip(&m.0, &m.1, m.2, &m.3);
+    /// Records the fire times missed while the host was down, then starts
+    /// the loop; it ends when the scheduler is dropped.
+    pub(crate) async fn start(this: &Arc<Scheduler>) -> Result<(), Error> {
+        for (app, function, version, message) in this.reconcile(true).await? {
+            this.record_skip(&app, &function, version, &message);
         }
-        tokio::spawn(run_loop(weak));
+        this.runtime.spawn(run_loop(Arc::downgrade(this)));
         Ok(())
     }
-}
 
-async fn run_loop(weak: Weak<super::Inner>) {
-    loop {
-        let Some(inner) = weak.upgrade() else { return };
-        let platform = Platform { inner };
-        let scheduler = platform.inner.scheduler.clone();
-        let now = now_ms();
-        let (due, wake) = {
-            let mut state = scheduler.state();
-            let mut due = Vec::new();
-            while let Some(first) = state.queue.first().cloned() {
-                if first.0 > now {
-                    break;
-                }
-                state.queue.pop_first();
-                let key = (first.1.clone(), first.2.clone());
-                if let Some(entry) = state.entries.get_mut(&key) {
-                    entry.next = entry
-                        .compiled
-                        .next_after(first.0.max(now.saturating_sub(1)));
-                    if let Some(next) = entry.next {
-                        state.queue.insert((next, key.0.clone(), key.1.clone()));
-                    }
-                    due.push((key, first.0));
-                }
+    /// Takes the fire times due at `now` off the queue, with the time the
+    /// loop next wakes.
+    fn take_due(&self, now: u64) -> (Vec<(Key, u64)>, Option<u64>) {
+        let mut state = self.state();
+        let mut due = Vec::new();
+        while let Some(first) = state.queue.first().cloned() {
+            if first.0 > now {
+                break;
             }
-            (due, state.queue.first().map(|f| f.0))
-        };
-        if !due.is_empty() {
-            platform.fire(due).await;
-        }
-        let sleep = wake.map_or(Duration::from_secs(60), |w| {
-            Duration::from_millis(w.saturating_sub(now_ms()))
-        });
-        let changed = scheduler.changed.notified();
-        drop(platform);
-        tokio::select! {
-            () = tokio::time::sleep(sleep) => {}
-            () = changed => {
-                let Some(inner) = weak.upgrade() else { return };
-                if let Err(e) = (Platform { inner }).reconcile(false) {
-                    tracing::error!("could not update schedules: {e}");
+            state.queue.pop_first();
+            let key = (first.1.clone(), first.2.clone());
+            if let Some(entry) = state.entries.get_mut(&key) {
+                entry.next = entry
+                    .compiled
+                    .next_after(first.0.max(now.saturating_sub(1)));
+                if let Some(next) = entry.next {
+                    state.queue.insert((next, key.0.clone(), key.1.clone()));
                 }
+                due.push((key, first.0));
             }
         }
+        (due, state.queue.first().map(|f| f.0))
     }
-}
 
-/// The fire times after `last` that are more than a second before `now`:
-/// how many, the first, and the last (`last` itself when there are none).
-/// Past [`MAX_MISSED`] of them the rest up to a second ago are counted as
-/// one span, so a long outage of a frequent schedule costs no long loop.
-fn missed_since(compiled: &Compiled, last: u64, now: u64) -> (u64, Option<u64>, u64) {
-    let cutoff = now.saturating_sub(1000);
-    let (mut count, mut first, mut at) = (0u64, None, last);
-    while let Some(t) = compiled.next_after(at) {
-        if t > cutoff {
-            break;
-        }
-        if count >= MAX_MISSED {
-            // Jump to the last fire time at or before the cutoff.
-            if let Compiled::Period(p) = compiled {
-                let end = cutoff / p * p;
-                count += (end - at) / p;
-                at = end;
-            } else {
-                at = cutoff;
-                count += 1;
-            }
-            break;
-        }
-        first.get_or_insert(t);
-        count += 1;
-        at = t;
-    }
-    (count, first, at)
-}
-
-/// The fields of a failure webhook.
-#[derive(Serialize)]
-struct Failure<'a> {
-    app: &'a str,
-    version: u64,
-    function: &'a str,
-    run_id: &'a str,
-    fire_time: String,
-    fire_time_ms: u64,
-    attempts: u32,
-    error: &'a str,
-    log_tail: &'a str,
-}
-
-fn rfc3339(ms: u64) -> String {
-    Utc.timestamp_millis_opt(ms as i64)
-        .single()
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
-impl Platform {
     /// Brings the schedule table in line with the live versions. On the
     /// first call (start-up) also returns the fire times missed while the
     /// host was down: (app, function, version, message).
-    fn reconcile(&self, startup: bool) -> Result<Vec<(String, String, u64, String)>, Error> {
-        let stored = self.inner.registry.schedules()?;
-        let mut wanted: HashMap<Key, (Schedule, u32, u64)> = HashMap::new();
-        for (app, slot) in self.slots().iter() {
-            let super::Slot::Serving(live) = slot else {
-                continue;
-            };
-            for f in &live.spec().functions {
-                if let FunctionKind::Scheduled { schedule } = &f.kind {
-                    wanted.insert(
-                        (app.clone(), f.name.clone()),
-                        (schedule.clone(), f.settings.retries, live.meta().version),
-                    );
-                }
-            }
-        }
+    async fn reconcile(&self, startup: bool) -> Result<Vec<(String, String, u64, String)>, Error> {
+        let stored = self.registry.schedules().await?;
+        let wanted = self.runner.wanted();
         let now = now_ms();
         let mut missed = Vec::new();
-        let scheduler = self.inner.scheduler.clone();
-        let mut state = scheduler.state();
+        let mut state = self.state();
         let state = &mut *state;
         state.entries.retain(|key, entry| {
             let keep = wanted
                 .get(key)
-                .is_some_and(|(s, _, _)| *s == entry.schedule);
+                .is_some_and(|w| w.schedule == entry.schedule);
             if !keep && let Some(next) = entry.next {
                 state.queue.remove(&(next, key.0.clone(), key.1.clone()));
             }
@@ -295,12 +208,12 @@ impl Platform {
             .filter(|(_, s)| s.paused)
             .map(|(k, _)| k.clone())
             .collect();
-        for (key, (schedule, retries, version)) in wanted {
+        for (key, want) in wanted {
             if let Some(entry) = state.entries.get_mut(&key) {
-                entry.retries = retries;
+                entry.retries = want.retries;
                 continue;
             }
-            let compiled = match Compiled::new(&schedule) {
+            let compiled = match Compiled::new(&want.schedule) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(app = %key.0, function = %key.1, "invalid schedule: {e}");
@@ -324,7 +237,7 @@ impl Platform {
                         rfc3339(at)
                     );
                     tracing::warn!(app = %key.0, function = %key.1, "{message}");
-                    missed.push((key.0.clone(), key.1.clone(), version, message));
+                    missed.push((key.0.clone(), key.1.clone(), want.version, message));
                 }
                 from = at;
             }
@@ -332,15 +245,13 @@ impl Platform {
             if let Some(n) = next {
                 state.queue.insert((n, key.0.clone(), key.1.clone()));
             }
-            state.entries.insert(
-                key,
-                Entry {
-                    schedule,
-                    compiled,
-                    retries,
-                    next,
-                },
-            );
+            let entry = Entry {
+                schedule: want.schedule,
+                compiled,
+                retries: want.retries,
+                next,
+            };
+            state.entries.insert(key, entry);
         }
         Ok(missed)
     }
@@ -362,44 +273,39 @@ impl Platform {
             call_id: None,
             http_status: None,
         };
-        self.inner.recorder.record(&execution);
+        self.runner.record(&execution);
     }
 
     /// Takes the due fire times: records them, then starts their runs.
-    async fn fire(&self, due: Vec<(Key, u64)>) {
-        let fires: Vec<(String, String, u64)> = due
+    async fn fire(self: &Arc<Self>, due: Vec<(Key, u64)>) {
+        let fires: Vec<Fire> = due
             .iter()
             .map(|((a, f), t)| (a.clone(), f.clone(), *t))
             .collect();
-        let registry = self.inner.registry.clone();
-        let recorded = tokio::task::spawn_blocking(move || registry.record_fires(&fires)).await;
-        if !matches!(recorded, Ok(Ok(()))) {
+        if let Err(e) = self.registry.record_fires(&fires).await {
             // Not recorded means it could run again after a restart: do not
             // run it now either.
-            tracing::error!("could not record fire times; skipping them: {recorded:?}");
+            tracing::error!("could not record fire times; skipping them: {e}");
             return;
         }
         let now = now_ms();
         for ((app, function), at) in due {
             let key = (app.clone(), function.clone());
             let (paused, busy, retries) = {
-                let mut state = self.inner.scheduler.state();
+                let mut state = self.state();
                 let paused = state.paused.contains(&key);
                 let busy = state.running.contains(&key);
                 if !paused && !busy {
                     state.running.insert(key.clone());
                 }
-                (
-                    paused,
-                    busy,
-                    state.entries.get(&key).map_or(0, |e| e.retries),
-                )
+                let retries = state.entries.get(&key).map_or(0, |e| e.retries);
+                (paused, busy, retries)
             };
             if paused {
                 continue;
             }
-            let version = self.live(&app).map(|l| l.meta().version).unwrap_or(0);
             if busy {
+                let version = self.runner.live_version(&app).unwrap_or(0);
                 let message = format!(
                     "skipped the fire time {}: the previous run is still going",
                     rfc3339(at)
@@ -417,8 +323,9 @@ impl Platform {
                 );
             }
             let run_id = format!("run-{app}-{function}-{at}");
-            let platform = self.clone();
-            self.spawn_task(async move { platform.run(key, at, run_id, retries).await });
+            let this = self.clone();
+            self.runtime
+                .spawn(async move { this.run(key, at, run_id, retries).await });
         }
     }
 
@@ -428,9 +335,9 @@ impl Platform {
         let mut attempts = 0;
         let failure = loop {
             attempts += 1;
-            match self.run_scheduled(app, function, &run_id).await {
+            match self.runner.run(app, function, &run_id).await {
                 Ok(e) if e.outcome.is_ok() => break None,
-                Ok(e) if attempts <= retries => {
+                Ok(_) if attempts <= retries => {
                     tracing::info!(
                         app,
                         function,
@@ -438,63 +345,61 @@ impl Platform {
                         attempts,
                         "scheduled run failed; retrying"
                     );
-                    drop(e);
-                    tokio::time::sleep(super::retry_backoff(attempts)).await;
+                    Backoff::RETRY.wait(attempts).await;
                 }
-                Ok(e) => {
-                    break Some((
-                        e.version,
-                        e.outcome.err().map(|e| e.to_string()).unwrap_or_default(),
-                        e.logs,
-                    ));
-                }
+                Ok(e) => break Some(e),
                 // The app was stopped or removed meanwhile: nothing to report.
                 Err(_) => break None,
             }
         };
-        self.inner.scheduler.state().running.remove(&key);
-        if let Some((version, error, logs)) = failure {
-            tracing::warn!(
-                app,
-                function,
-                run_id,
-                attempts,
-                "scheduled run failed: {error}"
-            );
-            let tail_start = logs.len().saturating_sub(LOG_TAIL);
-            let tail = &logs[logs.ceil_char_boundary(tail_start)..];
-            let payload = Failure {
-                app,
-                version,
-                function,
-                run_id: &run_id,
-                fire_time: rfc3339(at),
-                fire_time_ms: at,
-                attempts,
-                error: &error,
-                log_tail: tail,
-            };
-            let body = serde_json::to_vec(&payload).unwrap_or_default();
-            let url = self
-                .inner
-                .registry
-                .version(app, version)
-                .ok()
-                .flatten()
-                .and_then(|v| v.notify)
-                .or_else(|| self.inner.config.notify.clone());
-            if let Some(url) = url {
-                tokio::spawn(deliver(url, body, app.clone()));
-            }
+        self.state().running.remove(&key);
+        if let Some(e) = failure {
+            self.report(&key, at, &run_id, attempts, e).await;
         }
     }
 
-    /// Pauses or resumes the schedule of `function`.
-    pub async fn set_paused(&self, app: &str, function: &str, paused: bool) -> Result<(), Error> {
-        self.scheduled_function(app, function)?;
-        self.inner.registry.set_paused(app, function, paused)?;
+    /// Logs a run that failed for good and posts it to the app's webhook.
+    async fn report(
+        &self,
+        (app, function): &Key,
+        at: u64,
+        run_id: &str,
+        attempts: u32,
+        e: Execution,
+    ) {
+        let error = e.outcome.err().map(|e| e.to_string()).unwrap_or_default();
+        tracing::warn!(
+            app,
+            function,
+            run_id,
+            attempts,
+            "scheduled run failed: {error}"
+        );
+        let Some(url) = self.runner.notify_url(app, e.version).await else {
+            return;
+        };
+        let tail_start = e.logs.len().saturating_sub(LOG_TAIL);
+        let payload = Failure {
+            app,
+            version: e.version,
+            function,
+            run_id,
+            fire_time: rfc3339(at),
+            fire_time_ms: at,
+            attempts,
+            error: &error,
+            log_tail: &e.logs[e.logs.ceil_char_boundary(tail_start)..],
+        };
+        let body = serde_json::to_vec(&payload).unwrap_or_default();
+        self.runtime.spawn(deliver(url, body, app.clone()));
+    }
+
+    /// Pauses or resumes the schedule of `function` (a scheduled function
+    /// of the live version of `app`).
+    pub(crate) async fn pause(&self, app: &str, function: &str, paused: bool) -> Result<(), Error> {
+        self.registry.set_paused(app, function, paused).await?;
         {
-            let mut state = self.inner.scheduler.state();
+            let mut state = self.state();
             let key = (app.to_string(), function.to_string());
             if paused {
                 state.paused.insert(key);
@@ -507,49 +412,86 @@ impl Platform {
     }
 
     /// Fires `function` now, once, as a scheduled run; returns its run id.
-    pub async fn run_now(&self, app: &str, function: &str) -> Result<String, Error> {
-        let retries = self.scheduled_function(app, function)?;
+    pub(crate) fn run_now(
+        self: &Arc<Self>,
+        app: &str,
+        function: &str,
+        retries: u32,
+    ) -> Result<String, Error> {
         let key = (app.to_string(), function.to_string());
-        if !self.inner.scheduler.state().running.insert(key.clone()) {
+        if !self.state().running.insert(key.clone()) {
             return Err(Error::Skipped(format!(
                 "`{function}` has a run in progress"
             )));
         }
         let at = now_ms();
         let run_id = format!("run-{app}-{function}-{at}-now");
-        let platform = self.clone();
+        let this = self.clone();
         let id = run_id.clone();
-        self.spawn_task(async move { platform.run(key, at, id, retries).await });
+        self.runtime
+            .spawn(async move { this.run(key, at, id, retries).await });
         Ok(run_id)
     }
+}
 
-    /// The schedules of `app`, with their next fire times.
-    pub fn schedules(&self, app: &str) -> Vec<ScheduleStatus> {
-        self.inner.scheduler.status(app)
-    }
-
-    /// Checks that `function` is a scheduled function of the live version;
-    /// returns its retries.
-    fn scheduled_function(&self, app: &str, function: &str) -> Result<u32, Error> {
-        let live = self.live(app)?;
-        match live.spec().function(function) {
-            Some(f) if matches!(f.kind, FunctionKind::Scheduled { .. }) => Ok(f.settings.retries),
-            Some(_) => Err(Error::WrongKind(format!(
-                "`{function}` is not a scheduled function"
-            ))),
-            None => Err(Error::UnknownFunction {
-                name: function.to_string(),
-                available: live.spec().names(),
-            }),
+async fn run_loop(weak: Weak<Scheduler>) {
+    loop {
+        let Some(scheduler) = weak.upgrade() else {
+            return;
+        };
+        let (due, wake) = scheduler.take_due(now_ms());
+        if !due.is_empty() {
+            scheduler.fire(due).await;
+        }
+        let sleep = wake.map_or(Duration::from_secs(60), |w| {
+            Duration::from_millis(w.saturating_sub(now_ms()))
+        });
+        // Wait without holding the scheduler, so that dropping the
+        // platform ends the loop.
+        let notify = scheduler.changed.clone();
+        let changed = notify.notified();
+        drop(scheduler);
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            () = changed => {
+                let Some(scheduler) = weak.upgrade() else { return };
+                if let Err(e) = scheduler.reconcile(false).await {
+                    tracing::error!("could not update schedules: {e}");
+                }
+            }
         }
     }
+}
+
+/// The fields of a failure webhook.
+#[derive(Serialize)]
+struct Failure<'a> {
+    app: &'a str,
+    version: u64,
+    function: &'a str,
+    run_id: &'a str,
+    fire_time: String,
+    fire_time_ms: u64,
+    attempts: u32,
+    error: &'a str,
+    log_tail: &'a str,
+}
+
+fn rfc3339(ms: u64) -> String {
+    Utc.timestamp_millis_opt(ms as i64)
+        .single()
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
 
 /// POSTs a failure to its webhook, retrying a few times; never blocks the
 /// scheduler.
 async fn deliver(url: String, body: Vec<u8>, app: String) {
     use http_body_util::BodyExt;
-    let mut backoff = Duration::from_secs(1);
+    let backoff = Backoff {
+        first: Duration::from_secs(1),
+        max: Duration::from_secs(8),
+    };
     for attempt in 1..=WEBHOOK_ATTEMPTS {
         let request = http::Request::post(&url)
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -586,55 +528,7 @@ async fn deliver(url: String, body: Vec<u8>, app: String) {
                 "failure webhook delivery failed: {other:?}"
             ),
         }
-        tokio::time::sleep(backoff).await;
-        backoff *= 2;
+        backoff.wait(attempt).await;
     }
     tracing::error!(app, url, "gave up delivering a failure webhook");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_fire_time_is_lost_across_a_restart() {
-        let every_second = Compiled::Period(1000);
-        // Last fired at 10 s, restarted at 15.5 s: 11..=14 are missed and
-        // 15 (half a second ago) runs now.
-        let (count, first, at) = missed_since(&every_second, 10_000, 15_500);
-        assert_eq!((count, first, at), (4, Some(11_000), 14_000));
-        assert_eq!(every_second.next_after(at), Some(15_000));
-        // Restarted right after the last fire: nothing missed, the next
-        // one runs when due.
-        let (count, first, at) = missed_since(&every_second, 10_000, 10_200);
-        assert_eq!((count, first, at), (0, None, 10_000));
-        assert_eq!(every_second.next_after(at), Some(11_000));
-        // A long outage of a frequent schedule is counted without a loop
-        // over every fire time.
-        let every_ms = Compiled::Period(1);
-        let (count, _, at) = missed_since(&every_ms, 0, 10_000_000);
-        assert_eq!((count, at), (9_999_000, 9_999_000));
-    }
-
-    #[test]
-    fn fire_times_follow_cron_periods_and_time_zones() {
-        let every_second = Compiled::new(&Schedule::Cron {
-            expression: "* * * * * *".into(),
-            timezone: None,
-        })
-        .unwrap();
-        assert_eq!(every_second.next_after(1_000), Some(2_000));
-        assert_eq!(every_second.next_after(1_500), Some(2_000));
-        let period = Compiled::new(&Schedule::Period(Duration::from_secs(5))).unwrap();
-        assert_eq!(period.next_after(12_000), Some(15_000));
-        assert_eq!(period.next_after(15_000), Some(20_000));
-        // 09:00 in Paris is 08:00 UTC in winter.
-        let paris = Compiled::new(&Schedule::Cron {
-            expression: "0 0 9 * * *".into(),
-            timezone: Some("Europe/Paris".into()),
-        })
-        .unwrap();
-        let jan_1 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
-        assert_eq!(paris.next_after(jan_1), Some(jan_1 + 8 * 3_600_000));
-    }
 }

@@ -145,9 +145,9 @@ pub(crate) async fn handle(state: &State, rest: &str, req: Request<RequestBody>)
         .collect();
     let route: Vec<&str> = route.iter().map(String::as_str).collect();
     let result = match (&method, route.as_slice()) {
-        (&Method::GET, ["apps"]) => list(state),
-        (&Method::GET, ["apps", name]) => detail(state, name),
-        (&Method::GET, ["apps", name, "history"]) => history(state, name),
+        (&Method::GET, ["apps"]) => list(state).await,
+        (&Method::GET, ["apps", name]) => detail(state, name).await,
+        (&Method::GET, ["apps", name, "history"]) => history(state, name).await,
         (&Method::POST, ["apps", name, "deploy"]) => deploy(state, name, &pairs, req).await,
         (&Method::POST, ["apps", name, "stop"]) => state
             .platform
@@ -166,15 +166,18 @@ pub(crate) async fn handle(state: &State, rest: &str, req: Request<RequestBody>)
         (&Method::GET, ["apps", name, "logs"])
             if param(&pairs, "follow").is_some_and(|f| f == "1" || f == "true") =>
         {
-            return follow(state, name, param(&pairs, "function"));
+            return follow(state, name, param(&pairs, "function")).await;
         }
-        (&Method::GET, ["apps", name, "logs"]) => logs(state, name, &pairs),
-        (&Method::GET, ["apps", name, "stats"]) => {
-            state.platform.usage(name).map(|u| json!({"usage": u}))
-        }
+        (&Method::GET, ["apps", name, "logs"]) => logs(state, name, &pairs).await,
+        (&Method::GET, ["apps", name, "stats"]) => state
+            .platform
+            .usage(name)
+            .await
+            .map(|u| json!({"usage": u})),
         (&Method::GET, ["apps", name, "schedules"]) => state
             .platform
             .app(name)
+            .await
             .map(|a| json!({"schedules": a.schedules})),
         (&Method::POST, ["apps", name, "schedules", function, "pause"]) => state
             .platform
@@ -199,13 +202,13 @@ pub(crate) async fn handle(state: &State, rest: &str, req: Request<RequestBody>)
     }
 }
 
-fn list(state: &State) -> Result<Value, Error> {
-    Ok(json!({"apps": state.platform.apps()?}))
+async fn list(state: &State) -> Result<Value, Error> {
+    Ok(json!({"apps": state.platform.apps().await?}))
 }
 
-fn detail(state: &State, name: &str) -> Result<Value, Error> {
-    let status = state.platform.app(name)?;
-    let versions = state.platform.history(name)?;
+async fn detail(state: &State, name: &str) -> Result<Value, Error> {
+    let status = state.platform.app(name).await?;
+    let versions = state.platform.history(name).await?;
     let pools = state.platform.stats(name).unwrap_or_default();
     let web: Vec<Value> = state
         .platform
@@ -229,8 +232,9 @@ fn web_urls(state: &State, app: &str, spec: &crate::spec::AppSpec) -> Vec<Value>
         .collect()
 }
 
-fn history(state: &State, name: &str) -> Result<Value, Error> {
-    Ok(json!({"app": state.platform.app(name)?, "versions": state.platform.history(name)?}))
+async fn history(state: &State, name: &str) -> Result<Value, Error> {
+    let app = state.platform.app(name).await?;
+    Ok(json!({"app": app, "versions": state.platform.history(name).await?}))
 }
 
 async fn deploy(
@@ -423,18 +427,18 @@ async fn result(state: &State, id: &str, pairs: &[(String, String)]) -> Result<V
 /// Most executions one logs request returns.
 const MAX_LOGS: usize = 1000;
 
-fn logs(state: &State, app: &str, pairs: &[(String, String)]) -> Result<Value, Error> {
+async fn logs(state: &State, app: &str, pairs: &[(String, String)]) -> Result<Value, Error> {
     let limit = param(pairs, "limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(50)
         .min(MAX_LOGS);
     let function = param(pairs, "function").filter(|f| !f.is_empty());
-    Ok(json!({"executions": state.platform.logs(app, function, limit)?}))
+    Ok(json!({"executions": state.platform.logs(app, function, limit).await?}))
 }
 
 /// Streams new executions of `app` as server-sent events.
-fn follow(state: &State, app: &str, function: Option<&str>) -> Response<Body> {
-    if let Err(e) = state.platform.app(app) {
+async fn follow(state: &State, app: &str, function: Option<&str>) -> Response<Body> {
+    if let Err(e) = state.platform.app(app).await {
         return error(&e);
     }
     let mut records = state.platform.follow();

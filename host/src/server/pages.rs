@@ -159,9 +159,9 @@ pub(crate) async fn handle(
                 .split('/')
                 .collect();
             match (&method, rest.as_slice()) {
-                (&Method::GET, [""]) => list_page(state),
-                (&Method::GET, [name]) => app_page(state, name, &csrf),
-                (&Method::GET, [name, "stop"]) => confirm_stop_page(state, name, &csrf),
+                (&Method::GET, [""]) => list_page(state).await,
+                (&Method::GET, [name]) => app_page(state, name, &csrf).await,
+                (&Method::GET, [name, "stop"]) => confirm_stop_page(state, name, &csrf).await,
                 (&Method::POST, [name, "stop"]) => {
                     let name = name.to_string();
                     let pairs = form(req).await;
@@ -222,8 +222,8 @@ fn state_badge(app: &AppStatus) -> Markup {
     html! { span class={"badge " (class)} data-state=(label) { (label) } }
 }
 
-fn list_page(state: &State) -> Response<Body> {
-    let apps = match state.platform.apps() {
+async fn list_page(state: &State) -> Response<Body> {
+    let apps = match state.platform.apps().await {
         Ok(apps) => apps,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     };
@@ -250,8 +250,8 @@ fn list_page(state: &State) -> Response<Body> {
     )
 }
 
-fn confirm_stop_page(state: &State, name: &str, csrf: &str) -> Response<Body> {
-    if let Err(e) = state.platform.app(name) {
+async fn confirm_stop_page(state: &State, name: &str, csrf: &str) -> Response<Body> {
+    if let Err(e) = state.platform.app(name).await {
         return text(StatusCode::NOT_FOUND, format!("{e}\n"));
     }
     page(
@@ -271,15 +271,15 @@ fn confirm_stop_page(state: &State, name: &str, csrf: &str) -> Response<Body> {
     )
 }
 
-fn app_page(state: &State, name: &str, csrf: &str) -> Response<Body> {
+async fn app_page(state: &State, name: &str, csrf: &str) -> Response<Body> {
     let platform = &state.platform;
-    let app = match platform.app(name) {
+    let app = match platform.app(name).await {
         Ok(app) => app,
         Err(e) => return text(StatusCode::NOT_FOUND, format!("{e}\n")),
     };
-    let versions = platform.history(name).unwrap_or_default();
-    let executions = platform.logs(name, None, RECENT).unwrap_or_default();
-    let usage = platform.usage(name).unwrap_or_default();
+    let versions = platform.history(name).await.unwrap_or_default();
+    let executions = platform.logs(name, None, RECENT).await.unwrap_or_default();
+    let usage = platform.usage(name).await.unwrap_or_default();
     let live = platform.live(name).ok();
     let _ = csrf;
     page(

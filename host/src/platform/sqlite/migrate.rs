@@ -7,11 +7,23 @@
 use crate::error::Error;
 use rusqlite::Connection;
 
+/// A database whose schema is newer than this release knows.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "schema version {found} is newer than this release knows ({known}): \
+     it was written by a newer modal; upgrade modal to open it"
+)]
+struct NewerSchema {
+    found: usize,
+    known: usize,
+}
+
 /// Brings `conn` to the newest schema of `migrations` in one transaction;
 /// refuses a database written by a newer release. `what` names it in
 /// errors.
 pub(crate) fn migrate(conn: &mut Connection, migrations: &[&str], what: &str) -> Result<(), Error> {
-    let fail = |e: rusqlite::Error| Error::Registry(format!("{what}: {e}"));
+    let context = || format!("{what}: migrating its schema");
+    let fail = |e: rusqlite::Error| Error::storage(context(), e);
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(fail)?;
@@ -19,10 +31,11 @@ pub(crate) fn migrate(conn: &mut Connection, migrations: &[&str], what: &str) ->
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(fail)?;
     if current > migrations.len() {
-        return Err(Error::Registry(format!(
-            "{what} has schema version {current}, newer than this release knows ({}): upgrade modal",
-            migrations.len()
-        )));
+        let newer = NewerSchema {
+            found: current,
+            known: migrations.len(),
+        };
+        return Err(Error::storage(what.to_string(), newer));
     }
     for step in &migrations[current..] {
         tx.execute_batch(step).map_err(fail)?;

@@ -1,4 +1,7 @@
-//! Serving one HTTP request with a web function through `wasi:http`.
+//! Serving one HTTP request with a web function through `wasi:http`: the
+//! request handed to the guest, its handler run in the caller's task
+//! until it answers, then detached while it streams (`body.rs` holds the
+//! body adapters).
 
 use crate::app::{LoadedApp, Trigger};
 use crate::error::Error;
@@ -9,9 +12,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+use wasmtime::component::Resource;
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::Proxy;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+
+mod body;
+
+use body::{CappedBody, settle};
 
 /// The header in which the host tells the guest which web function a
 /// request is for, when the app has several (see `wit/modal.wit`). A
@@ -125,24 +134,9 @@ impl LoadedApp {
         };
         let (incoming, outparam) = match handed {
             Ok(handed) => handed,
-            Err(e) => {
-                // The guest has not run: a request it cannot be given (an
-                // unreadable Host, say) leaves the instance as it was; one
-                // whose resources no longer fit its table drops it.
-                let full = crate::app::holds_too_many_resources(&e);
-                pool.checkin(lease, !full);
-                return Err(if full {
-                    Error::MemoryLimit {
-                        function: function.to_string(),
-                        limit: pool.prepared.memory_limit,
-                    }
-                } else {
-                    Error::BadInput(format!("the request cannot be handed to the guest: {e:#}"))
-                });
-            }
+            Err(e) => return Err(handover_failed(function, &pool, lease, &e)),
         };
-        let instance = lease.instance();
-        let Some(proxy) = instance.proxy.take() else {
+        let Some(proxy) = lease.instance().proxy.take() else {
             return Err(Error::WrongKind(format!(
                 "`{function}` cannot serve HTTP: the component has no `wasi:http/incoming-handler` export"
             )));
@@ -152,39 +146,14 @@ impl LoadedApp {
         // then keeps writing the body it moves to a task of its own. Most
         // handlers finish in their first poll, so they cost no spawn and no
         // wake-up of another worker thread.
-        let cancel = self.clone();
-        let handler_name = name.clone();
-        let handler = async move {
-            let instance: &mut Instance = lease.instance();
-            let handle = proxy.wasi_http_incoming_handler().call_handle(
-                &mut instance.store,
-                incoming,
-                outparam,
-            );
-            // Polling the handler first means one that finishes at once
-            // never registers the timer or the cancellation waiter.
-            let result = tokio::select! {
-                biased;
-                result = handle => Ok(Ok(result)),
-                () = tokio::time::sleep(timeout) => Ok(Err(())),
-                reason = cancel.inner.cancel.cancelled() => Err(reason.to_string()),
-            };
-            instance.proxy = Some(proxy);
-            let name = handler_name.to_string();
-            let outcome = match result {
-                Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(trap))) => Err(crate::app::classify(trap, instance, &name, timeout)),
-                Ok(Err(_)) => Err(Error::Timeout {
-                    function: name,
-                    limit: timeout,
-                }),
-                Err(reason) => Err(Error::Cancelled {
-                    function: name,
-                    reason,
-                }),
-            };
-            (lease, outcome)
-        };
+        let handler = run_handler(
+            self.clone(),
+            name.clone(),
+            lease,
+            proxy,
+            (incoming, outparam),
+            timeout,
+        );
         let ending = Ending {
             app: self.clone(),
             pool: pool.clone(),
@@ -218,52 +187,14 @@ impl LoadedApp {
                     // answers the failed read: the client is told why.
                     return Err(too_large());
                 }
-                return head.map_err(|code| Error::Failed {
-                    function: function.to_string(),
-                    message: format!("the handler answered with error {code:?}"),
-                });
+                return head.map_err(|code| answered_with(function, code));
             }
             // The guest dropped the response without setting it.
             Err(Err(_)) => std::future::poll_fn(|cx| run.poll(cx)).await,
         };
-        // The handler has returned: settle what the client gets, then
-        // check the instance in and record the execution with it.
-        let (lease, outcome) = handled;
         let head = receiver.try_recv().ok();
-        let (outcome, answer) = match (outcome, head) {
-            _ if exceeded.load(Ordering::Acquire) => (Err(too_large()), None),
-            (outcome, Some(Ok(response))) => (outcome, Some(response)),
-            (Ok(()), Some(Err(code))) => (
-                Err(Error::Failed {
-                    function: function.to_string(),
-                    message: format!("the handler answered with error {code:?}"),
-                }),
-                None,
-            ),
-            (Ok(()), None) => (
-                Err(Error::NoResponse {
-                    function: function.to_string(),
-                }),
-                None,
-            ),
-            (Err(e), _) => (Err(e), None),
-        };
-        let status = match (&answer, &outcome) {
-            (Some(response), _) => response.status().as_u16(),
-            (None, Err(e)) => e.http_status(),
-            (None, Ok(())) => 500,
-        };
-        let outcome = run.finish((lease, outcome), Some(status));
-        match (answer, outcome) {
-            // A handler that has finished has written its whole body: it
-            // goes out with its length, in one piece, instead of chunked.
-            (Some(response), Ok(())) if !head_request => Ok(settle(response)),
-            (Some(response), _) => Ok(response),
-            (None, Err(e)) => Err(e),
-            (None, Ok(())) => Err(Error::NoResponse {
-                function: function.to_string(),
-            }),
-        }
+        let exceeded = exceeded.load(Ordering::Acquire).then(too_large);
+        conclude(function, run, handled, head, exceeded, head_request)
     }
 
     /// The request as the guest sees it: the function header set (or a
@@ -323,7 +254,7 @@ impl Ending {
     /// got. Returns the execution's error, if any.
     fn finish(self, (mut lease, outcome): Handled, status: Option<u16>) -> Result<(), Error> {
         let mut logs = lease.instance().take_logs();
-        let outcome = outcome.map_err(|e| crate::app::refine(e, &logs));
+        let outcome = outcome.map_err(|e| crate::trap::refine(e, &logs));
         if let (Err(e), Some(ErrorId(id))) = (&outcome, &self.error_id) {
             logs.push_str(&format!("[modal] error {id}: {e}\n"));
         }
@@ -374,95 +305,6 @@ impl Ending {
         execution.http_status = status;
         app.record(&execution);
         execution.outcome.map(drop)
-    }
-}
-
-/// Largest finished body sent with its length rather than chunked.
-const SETTLE_LIMIT: usize = 256 * 1024;
-
-/// The body of a handler that has returned: its frames are all waiting in
-/// the channel, so they are taken now and sent as one buffer with a
-/// `content-length` (hyper adds it for a body of known size). Anything
-/// unexpected (trailers, an error, a frame not yet there, a large body)
-/// keeps what was read in front of the rest, streamed as before.
-fn settle(response: WebResponse) -> WebResponse {
-    let (parts, body) = response.into_parts();
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .map(|v| v.to_str().ok().and_then(|v| v.parse::<u64>().ok()));
-    WebResponse::from_parts(parts, settle_body(body, declared))
-}
-
-/// See [`settle`]; `declared` is the guest's `content-length` header, if
-/// it set one (`Some(None)` when unreadable). A body that does not match it
-/// streams as it is, and hyper deals with the mismatch as before.
-fn settle_body(mut body: WebBody, declared: Option<Option<u64>>) -> WebBody {
-    use http_body_util::BodyExt;
-    use hyper::body::Body;
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut size = 0;
-    let unsettled = loop {
-        match Pin::new(&mut body).poll_frame(&mut cx) {
-            Poll::Ready(None) => break None,
-            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) => {
-                    size += data.len();
-                    chunks.push(data);
-                    if size > SETTLE_LIMIT {
-                        break Some(None);
-                    }
-                }
-                Err(frame) => break Some(Some(Ok(frame))),
-            },
-            Poll::Ready(Some(Err(e))) => break Some(Some(Err(e))),
-            Poll::Pending => break Some(None),
-        }
-    };
-    let matches = declared.is_none_or(|d| d == Some(size as u64));
-    match unsettled {
-        None if matches => {
-            let data = match chunks.len() {
-                0 => Bytes::new(),
-                1 => chunks.pop().unwrap_or_default(),
-                _ => Bytes::from(chunks.concat()),
-            };
-            http_body_util::Full::new(data)
-                .map_err(|never| match never {})
-                .boxed_unsync()
-        }
-        next => {
-            let mut frames: std::collections::VecDeque<_> = chunks
-                .into_iter()
-                .map(|c| Ok(hyper::body::Frame::data(c)))
-                .collect();
-            frames.extend(next.flatten());
-            Prefixed { frames, rest: body }.boxed_unsync()
-        }
-    }
-}
-
-/// Frames already taken from a body, then the rest of it.
-struct Prefixed {
-    frames:
-        std::collections::VecDeque<Result<hyper::body::Frame<Bytes>, wasmtime_wasi_http::Error>>,
-    rest: WebBody,
-}
-
-impl hyper::body::Body for Prefixed {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        match this.frames.pop_front() {
-            Some(frame) => Poll::Ready(Some(frame)),
-            None => Pin::new(&mut this.rest).poll_frame(cx),
-        }
     }
 }
 
@@ -536,54 +378,124 @@ impl Drop for Detached {
     }
 }
 
-/// A request body cut off at the limit: past it the guest's stream fails
-/// and the flag tells the host to answer 413.
-struct CappedBody<B> {
-    inner: B,
-    left: u64,
-    limit: u64,
-    exceeded: Arc<AtomicBool>,
+/// The request and response resources handed to the guest.
+type Handed = (
+    Resource<wasmtime_wasi_http::p2::types::HostIncomingRequest>,
+    Resource<wasmtime_wasi_http::p2::types::HostResponseOutparam>,
+);
+
+/// Runs the guest's handler on the leased instance until it returns, its
+/// timeout passes or its version is cancelled; gives the lease back with
+/// the outcome.
+async fn run_handler(
+    app: LoadedApp,
+    name: Arc<str>,
+    mut lease: Lease,
+    proxy: Proxy,
+    (incoming, outparam): Handed,
+    timeout: Duration,
+) -> (Lease, Result<(), Error>) {
+    let instance: &mut Instance = lease.instance();
+    let handle =
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut instance.store, incoming, outparam);
+    // Polling the handler first means one that finishes at once never
+    // registers the timer or the cancellation waiter.
+    let result = tokio::select! {
+        biased;
+        result = handle => Ok(Ok(result)),
+        () = tokio::time::sleep(timeout) => Ok(Err(())),
+        reason = app.inner.cancel.cancelled() => Err(reason.to_string()),
+    };
+    instance.proxy = Some(proxy);
+    let function = name.to_string();
+    let outcome = match result {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(trap))) => Err(crate::trap::classify(trap, instance, &function, timeout)),
+        Ok(Err(())) => Err(Error::Timeout {
+            function,
+            limit: timeout,
+        }),
+        Err(reason) => Err(Error::Cancelled { function, reason }),
+    };
+    (lease, outcome)
 }
 
-impl<B> hyper::body::Body for CappedBody<B>
-where
-    B: hyper::body::Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
+/// The handler has returned: settles what the client gets, then checks
+/// the instance in and records the execution with it. `exceeded` is set
+/// when the request body passed its limit.
+fn conclude(
+    function: &str,
+    mut run: Detached,
+    (lease, outcome): Handled,
+    head: Option<Result<WebResponse, ErrorCode>>,
+    exceeded: Option<Error>,
+    head_request: bool,
+) -> Result<WebResponse, Error> {
+    let (outcome, answer) = match exceeded {
+        Some(too_large) => (Err(too_large), None),
+        None => settle_answer(function, outcome, head),
+    };
+    let status = match (&answer, &outcome) {
+        (Some(response), _) => response.status().as_u16(),
+        (None, Err(e)) => e.http_status(),
+        (None, Ok(())) => 500,
+    };
+    let outcome = run.finish((lease, outcome), Some(status));
+    match (answer, outcome) {
+        // A handler that has finished has written its whole body: it goes
+        // out with its length, in one piece, instead of chunked.
+        (Some(response), Ok(())) if !head_request => Ok(settle(response)),
+        (Some(response), _) => Ok(response),
+        (None, Err(e)) => Err(e),
+        (None, Ok(())) => Err(Error::NoResponse {
+            function: function.to_string(),
+        }),
+    }
+}
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
-                if len > this.left {
-                    this.exceeded.store(true, Ordering::Release);
-                    let error = wasmtime_wasi_http::Error::HttpRequestBodySize(Some(this.limit));
-                    return Poll::Ready(Some(Err(error)));
-                }
-                this.left -= len;
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(
-                    format!("reading the request body: {e}"),
-                )))))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+/// What a request that could not be handed to the guest fails with; the
+/// instance goes back to its pool. The guest has not run: a request it
+/// cannot be given (an unreadable Host, say) leaves the instance as it
+/// was; one whose resources no longer fit its table drops it.
+fn handover_failed(function: &str, pool: &Pool, lease: Lease, e: &wasmtime::Error) -> Error {
+    let full = crate::trap::holds_too_many_resources(e);
+    pool.checkin(lease, !full);
+    if full {
+        Error::MemoryLimit {
+            function: function.to_string(),
+            limit: pool.prepared.memory_limit,
         }
+    } else {
+        Error::BadInput(format!("the request cannot be handed to the guest: {e:#}"))
     }
+}
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+/// A handler that set an error code instead of a response.
+fn answered_with(function: &str, code: ErrorCode) -> Error {
+    Error::Failed {
+        function: function.to_string(),
+        message: format!("the handler answered with error {code:?}"),
     }
+}
 
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
+/// The outcome of a handler that has returned and the response the client
+/// gets, if any, from what it returned and the head it set.
+fn settle_answer(
+    function: &str,
+    outcome: Result<(), Error>,
+    head: Option<Result<WebResponse, ErrorCode>>,
+) -> (Result<(), Error>, Option<WebResponse>) {
+    match (outcome, head) {
+        (outcome, Some(Ok(response))) => (outcome, Some(response)),
+        (Ok(()), Some(Err(code))) => (Err(answered_with(function, code)), None),
+        (Ok(()), None) => (
+            Err(Error::NoResponse {
+                function: function.to_string(),
+            }),
+            None,
+        ),
+        (Err(e), _) => (Err(e), None),
     }
 }

@@ -1,0 +1,401 @@
+//! Changing what is deployed: deploy, rollback, stop and garbage
+//! collection. Each holds the app's deploy lock, so two deploys of one app
+//! never interleave; on any error nothing changes.
+
+use super::live::Slot;
+use super::registry::{AppState, GitInfo, VersionRecord};
+use super::{Platform, now_ms};
+use crate::app::{AppMeta, LoadedApp};
+use crate::compile::{CompileStats, digest};
+use crate::error::Error;
+use crate::spec::{AppSpec, PoolSettings};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// What a deploy asks for besides the component.
+#[derive(Clone, Debug, Default)]
+pub struct DeployRequest {
+    /// The app's name (a DNS label).
+    pub name: String,
+    /// Environment variables for the guest.
+    pub env: Vec<(String, String)>,
+    /// Hosts (`host` or `host:port`) the app may send HTTP requests to.
+    pub allow_http: Vec<String>,
+    /// Where failed scheduled runs are reported (a JSON POST); the
+    /// platform's default when `None`.
+    pub notify: Option<String>,
+    /// A label for this version, shown in the history.
+    pub tag: Option<String>,
+    /// Who deploys.
+    pub deployer: String,
+    /// The commit deployed from.
+    pub git: Option<GitInfo>,
+    /// Pool settings for a plain `wasi:http` component.
+    pub pool: PoolSettings,
+}
+
+/// The result of a deploy or rollback.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The app.
+    pub app: String,
+    /// The new live version.
+    pub version: u64,
+    /// The version it replaced, if any.
+    pub previous: Option<u64>,
+    /// SHA-256 of the component.
+    pub digest: String,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// What the component offers.
+    pub spec: AppSpec,
+    /// Whether compiled code came from the cache.
+    pub compiled_from_cache: bool,
+    /// Time spent compiling or loading compiled code, in ms.
+    pub compile_ms: f64,
+    /// Time the whole deploy took, in ms.
+    pub took_ms: f64,
+    /// For a rollback, the version whose code now runs.
+    pub rollback_of: Option<u64>,
+}
+
+/// What garbage collection removed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Stopped apps forgotten.
+    pub apps: Vec<String>,
+    /// Artifacts deleted.
+    pub artifacts: usize,
+}
+
+/// Checks that `name` is a DNS label: `[a-z0-9-]{1,63}`, no `-` at either
+/// end and no `--` (which separates app and function in web host names).
+pub fn validate_app_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidAppName(name.to_string()))
+    }
+}
+
+/// Checks deploy-time environment variables: each key is a portable
+/// variable name (`[A-Za-z_][A-Za-z0-9_]*`, at most 256 bytes) that does
+/// not start with `MODAL_` (the host sets those), and no value holds a NUL.
+pub fn validate_env(env: &[(String, String)]) -> Result<(), Error> {
+    for (key, value) in env {
+        let bad = |why: &str| {
+            Err(Error::BadInput(format!(
+                "environment variable `{}`: {why}",
+                key.escape_debug()
+            )))
+        };
+        let portable = key.len() <= 256
+            && key
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !portable {
+            return bad("a name is letters, digits and `_`, not starting with a digit");
+        }
+        if key.to_ascii_uppercase().starts_with("MODAL_") {
+            return bad("names starting with `MODAL_` are set by the host");
+        }
+        if value.contains('\0') {
+            return bad("a value cannot contain a NUL byte");
+        }
+    }
+    Ok(())
+}
+
+impl Platform {
+    /// Validates, compiles and describes `wasm`, stores it as the next
+    /// version of `request.name` and makes it live. The version it replaces
+    /// stops taking new executions at once and drains. On any error
+    /// nothing changes: the previous version keeps serving.
+    pub async fn deploy(&self, wasm: &[u8], request: DeployRequest) -> Result<Deployment, Error> {
+        validate_app_name(&request.name)?;
+        validate_env(&request.env)?;
+        if wasm.len() > self.inner.config.max_upload {
+            return Err(Error::TooLarge {
+                limit: self.inner.config.max_upload,
+            });
+        }
+        let lock = self.deploy_lock(&request.name);
+        let _deploying = lock.lock().await;
+        self.publish(bytes::Bytes::copy_from_slice(wasm), request, None)
+            .await
+    }
+
+    /// The deploy path shared by deploy and rollback; the caller holds the
+    /// app's deploy lock.
+    async fn publish(
+        &self,
+        wasm: bytes::Bytes,
+        request: DeployRequest,
+        rollback_of: Option<u64>,
+    ) -> Result<Deployment, Error> {
+        let start = Instant::now();
+        let _gc = self.inner.gc_lock.read().await;
+        let version = self.inner.registry.next_version(&request.name).await?;
+        let digest = digest(&wasm);
+        let meta = AppMeta {
+            name: request.name.clone(),
+            version,
+            env: request.env.clone(),
+            allow_http: request.allow_http.clone(),
+            pool: request.pool.clone(),
+        };
+        let (loaded, stats): (LoadedApp, CompileStats) = self
+            .inner
+            .host
+            .load_with(&wasm, meta, self.inner.sink.clone())
+            .await?;
+        let size = wasm.len();
+        let record = VersionRecord {
+            app: request.name.clone(),
+            version,
+            digest: digest.clone(),
+            spec: loaded.spec().clone(),
+            env: request.env,
+            allow_http: request.allow_http,
+            notify: request.notify,
+            pool: request.pool,
+            deployed_at: now_ms(),
+            deployer: request.deployer,
+            tag: request.tag,
+            git: request.git,
+            rollback_of,
+        };
+        // Stored only once it loaded: a rejected upload leaves nothing
+        // behind. Stored before the version is published, so the live
+        // version always has its artifact.
+        let stored = match self.inner.artifacts.put(&digest, wasm).await {
+            Ok(()) => {
+                self.inner
+                    .registry
+                    .publish(&record, record.deployed_at)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            loaded.drain().await;
+            return Err(e);
+        }
+        let previous = self.go_live(&request.name, loaded);
+        self.inner.recorder.metrics.deployed();
+        self.inner.scheduler.changed();
+        match rollback_of {
+            Some(from) => tracing::info!(app = %request.name, version, from, "rolled back"),
+            None => {
+                tracing::info!(app = %request.name, version, digest = &digest[..12], "deployed")
+            }
+        }
+        Ok(Deployment {
+            app: request.name,
+            version,
+            previous,
+            digest,
+            size,
+            spec: record.spec,
+            compiled_from_cache: stats.cached,
+            compile_ms: stats.elapsed.as_secs_f64() * 1e3,
+            took_ms: start.elapsed().as_secs_f64() * 1e3,
+            rollback_of,
+        })
+    }
+
+    /// Stops an app: no new executions; those in progress drain.
+    pub async fn stop(&self, app: &str) -> Result<(), Error> {
+        let lock = self.deploy_lock(app);
+        let _guard = lock.lock().await;
+        match self.inner.registry.app(app).await? {
+            None => return Err(Error::AppNotFound(app.to_string())),
+            Some(record) if record.state == AppState::Stopped => {
+                return Err(Error::AppStopped(app.to_string()));
+            }
+            Some(_) => {}
+        }
+        self.inner.registry.stop(app, now_ms()).await?;
+        let old = self.slots_mut().insert(app.to_string(), Slot::Stopped);
+        if let Some(Slot::Serving(old)) = old {
+            self.retire(old);
+        }
+        self.unpin(app).await;
+        self.inner.scheduler.changed();
+        tracing::info!(app, "stopped");
+        Ok(())
+    }
+
+    /// Makes an earlier version's code live again, as a new version.
+    /// Without `version`, the one before the live version whose code
+    /// differs (else simply the one before).
+    pub async fn rollback(
+        &self,
+        app: &str,
+        version: Option<u64>,
+        deployer: &str,
+    ) -> Result<Deployment, Error> {
+        let lock = self.deploy_lock(app);
+        let _guard = lock.lock().await;
+        let target = match version {
+            Some(v) => v,
+            None => self.rollback_target(app).await?,
+        };
+        let old = self.version_record(app, target).await?;
+        let bytes = self.inner.artifacts.get(&old.digest).await?;
+        let request = DeployRequest {
+            name: app.to_string(),
+            env: old.env,
+            allow_http: old.allow_http,
+            notify: old.notify,
+            tag: old.tag,
+            deployer: deployer.to_string(),
+            git: old.git,
+            pool: old.pool,
+        };
+        self.publish(bytes, request, Some(target)).await
+    }
+
+    /// The version a rollback without a version goes back to.
+    async fn rollback_target(&self, app: &str) -> Result<u64, Error> {
+        let record = self
+            .inner
+            .registry
+            .app(app)
+            .await?
+            .ok_or_else(|| Error::AppNotFound(app.to_string()))?;
+        let live = record.live_version.unwrap_or(0);
+        let versions = self.inner.registry.versions(app).await?;
+        let live_digest = versions
+            .iter()
+            .find(|v| v.version == live)
+            .map(|v| v.digest.clone());
+        versions
+            .iter()
+            .rev()
+            .find(|v| v.version < live && Some(&v.digest) != live_digest.as_ref())
+            .or_else(|| versions.iter().rev().find(|v| v.version < live))
+            .map(|v| v.version)
+            .ok_or_else(|| {
+                Error::WrongKind(format!(
+                    "app `{app}` has no version before v{live} to roll back to"
+                ))
+            })
+    }
+
+    /// The record of `version` of `app`.
+    pub(super) async fn version_record(
+        &self,
+        app: &str,
+        version: u64,
+    ) -> Result<VersionRecord, Error> {
+        self.inner
+            .registry
+            .version(app, version)
+            .await?
+            .ok_or_else(|| Error::VersionNotFound {
+                app: app.to_string(),
+                version,
+            })
+    }
+
+    /// Forgets apps stopped longer than the retention, then deletes
+    /// artifacts (and their compiled code) that no kept version uses.
+    pub async fn gc(&self) -> Result<GcReport, Error> {
+        let _exclusive = self.inner.gc_lock.write().await;
+        let registry = &self.inner.registry;
+        let cutoff = now_ms().saturating_sub(self.inner.config.retention.as_millis() as u64);
+        let mut report = GcReport::default();
+        for app in registry.stopped_before(cutoff).await? {
+            registry.delete_app(&app).await?;
+            self.slots_mut().remove(&app);
+            tracing::info!(app, "garbage-collected stopped app");
+            report.apps.push(app);
+        }
+        self.inner
+            .recorder
+            .store
+            .prune(cutoff, &report.apps)
+            .await?;
+        let referenced = registry.referenced_digests().await?;
+        for digest in self.inner.artifacts.list().await? {
+            if referenced.contains(&digest) {
+                continue;
+            }
+            self.inner.artifacts.delete(&digest).await?;
+            if let Some(path) = self.inner.host.compiled_path(&digest) {
+                let _ = std::fs::remove_file(path);
+            }
+            report.artifacts += 1;
+        }
+        Ok(report)
+    }
+
+    /// Runs [`gc`](Self::gc) every `period` until the platform is dropped.
+    pub fn spawn_gc(&self, period: Duration) {
+        let weak = std::sync::Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            loop {
+                ticker.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let platform = Platform { inner };
+                if let Err(e) = platform.gc().await {
+                    tracing::warn!("garbage collection failed: {e}");
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{validate_app_name, validate_env};
+
+    #[test]
+    fn environment_names_are_checked() {
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        validate_env(&env("API_KEY", "a=b c")).unwrap();
+        validate_env(&env("_x1", "")).unwrap();
+        for (k, v) in [
+            ("MODAL_APP_NAME", "x"),
+            ("modal_function", "x"),
+            ("HAS SPACE", "x"),
+            ("1ST", "x"),
+            ("", "x"),
+            ("A\0B", "x"),
+            ("OK", "nul\0inside"),
+        ] {
+            assert!(validate_env(&env(k, v)).is_err(), "{k:?}={v:?}");
+        }
+    }
+
+    #[test]
+    fn app_names_are_dns_labels() {
+        for ok in ["hello", "a", "my-app-2", &"x".repeat(63)] {
+            validate_app_name(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "Hello",
+            "-a",
+            "a-",
+            "a--b",
+            "a_b",
+            "a.b",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_app_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

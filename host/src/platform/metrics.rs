@@ -1,0 +1,150 @@
+//! Prometheus metrics, kept in memory for the life of the process: counts
+//! and duration histograms per (app, version, function, trigger), and
+//! deploys. The text exposition is written by hand: it is a few `writeln!`
+//! per series, and keeps the counting on the call path to one lock and a
+//! few additions (see the note in [`Metrics::encode`]).
+
+use crate::app::{Execution, Trigger};
+use crate::error::Outcome;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Upper bounds (seconds) of the duration histogram buckets.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0,
+];
+
+/// App, version, function, trigger: one Prometheus series. Shared strings,
+/// so that counting an execution allocates nothing.
+type SeriesKey = (Arc<str>, u64, Arc<str>, Trigger);
+
+/// Prometheus figures of one (app, version, function, trigger).
+#[derive(Default, Clone)]
+struct Series {
+    calls: u64,
+    errors: u64,
+    /// Executions per outcome, by [`Outcome::index`].
+    outcomes: [u64; Outcome::ALL.len()],
+    sum_seconds: f64,
+    buckets: [u64; BUCKETS.len()],
+}
+
+/// The counters.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    series: Mutex<std::collections::HashMap<SeriesKey, Series>>,
+    deploys: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one execution that ended as `outcome` after `seconds`.
+    pub(crate) fn count(&self, e: &Execution, outcome: Outcome, seconds: f64) {
+        let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = series
+            .entry((e.app.clone(), e.version, e.function.clone(), e.trigger))
+            .or_default();
+        s.calls += 1;
+        s.errors += u64::from(outcome != Outcome::Ok);
+        s.outcomes[outcome.index()] += 1;
+        s.sum_seconds += seconds;
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            s.buckets[i] += 1;
+        }
+    }
+
+    /// Counts a deploy or rollback.
+    pub(crate) fn deployed(&self) {
+        self.deploys.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of the counters, plus `instances`
+    /// (app, version, live instances).
+    pub(crate) fn encode(&self, instances: &[(String, u64, usize)]) -> String {
+        fn esc(s: &str) -> String {
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        }
+        let mut series: Vec<(SeriesKey, Series)> = self
+            .series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = String::new();
+        let labels = |(app, version, function, trigger): &SeriesKey| {
+            format!(
+                "app=\"{}\",version=\"{version}\",function=\"{}\",trigger=\"{}\"",
+                esc(app),
+                esc(function),
+                trigger.as_str()
+            )
+        };
+        out.push_str("# HELP modal_executions_total Executions of functions.\n# TYPE modal_executions_total counter\n");
+        for (key, s) in &series {
+            let l = labels(key);
+            for (outcome, n) in Outcome::ALL.iter().zip(s.outcomes) {
+                if n > 0 {
+                    let o = outcome.as_str();
+                    let _ = writeln!(out, "modal_executions_total{{{l},outcome=\"{o}\"}} {n}");
+                }
+            }
+        }
+        out.push_str("# HELP modal_execution_errors_total Executions that failed.\n# TYPE modal_execution_errors_total counter\n");
+        for (key, s) in &series {
+            let _ = writeln!(
+                out,
+                "modal_execution_errors_total{{{}}} {}",
+                labels(key),
+                s.errors
+            );
+        }
+        out.push_str(
+            "# HELP modal_execution_duration_seconds Duration of executions.\n# TYPE modal_execution_duration_seconds histogram\n",
+        );
+        for (key, s) in &series {
+            let l = labels(key);
+            let mut cumulative = 0;
+            for (bound, count) in BUCKETS.iter().zip(s.buckets) {
+                cumulative += count;
+                let _ = writeln!(
+                    out,
+                    "modal_execution_duration_seconds_bucket{{{l},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "modal_execution_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+                s.calls
+            );
+            let _ = writeln!(
+                out,
+                "modal_execution_duration_seconds_sum{{{l}}} {}",
+                s.sum_seconds
+            );
+            let _ = writeln!(
+                out,
+                "modal_execution_duration_seconds_count{{{l}}} {}",
+                s.calls
+            );
+        }
+        out.push_str("# HELP modal_instances Live instances per app version.\n# TYPE modal_instances gauge\n");
+        for (app, version, n) in instances {
+            let _ = writeln!(
+                out,
+                "modal_instances{{app=\"{}\",version=\"{version}\"}} {n}",
+                esc(app)
+            );
+        }
+        out.push_str("# HELP modal_deploys_total Deploys and rollbacks since the server started.\n# TYPE modal_deploys_total counter\n");
+        let _ = writeln!(
+            out,
+            "modal_deploys_total {}",
+            self.deploys.load(Ordering::Relaxed)
+        );
+        out
+    }
+}

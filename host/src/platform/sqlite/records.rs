@@ -1,0 +1,396 @@
+//! [`SqliteRecords`]: executions and spawned calls in one SQLite file
+//! (`executions.db`, WAL, normal sync: a crash may lose the last
+//! executions, never a spawned call, whose insert is its own transaction).
+
+use super::Db;
+use crate::app::Trigger;
+use crate::error::{Error, Outcome};
+use crate::platform::records::{
+    CallEnd, CallRecord, ExecutionRecord, RecordStore, SpawnedCall, Usage,
+};
+use rusqlite::{OptionalExtension, params};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The embedded store of executions and spawned calls.
+pub struct SqliteRecords {
+    db: Db,
+}
+
+/// The schema as a list of migrations: entry `i` takes a database from
+/// version `i` (its `PRAGMA user_version`) to `i + 1`. A database written
+/// before versioning reads as version 0 and its tables already exist, so
+/// the first step only creates what is missing. Append; never edit.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS executions (
+        id INTEGER PRIMARY KEY,
+        app TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        function TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        duration_ms REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        error TEXT,
+        logs TEXT NOT NULL,
+        memory INTEGER NOT NULL,
+        run_id TEXT
+    );
+    CREATE INDEX IF NOT EXISTS executions_by_app ON executions (app, id);
+    CREATE TABLE IF NOT EXISTS calls (
+        id TEXT PRIMARY KEY,
+        app TEXT NOT NULL,
+        function TEXT NOT NULL,
+        version INTEGER,
+        input BLOB NOT NULL,
+        state TEXT NOT NULL,
+        output BLOB,
+        error TEXT,
+        error_kind TEXT,
+        created_at INTEGER NOT NULL,
+        finished_at INTEGER
+    );",
+    "ALTER TABLE executions ADD COLUMN call_id TEXT;
+    ALTER TABLE executions ADD COLUMN http_status INTEGER;",
+];
+
+/// Duration in ms, whether it failed, memory: one run, for usage figures.
+type Run = (f64, bool, u64);
+
+impl SqliteRecords {
+    /// Opens (creating if needed) the store at `path`, bringing its schema
+    /// up to date.
+    pub fn open(path: &Path) -> Result<SqliteRecords, Error> {
+        let pragmas =
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;";
+        let db = Db::open(path, "executions.db", pragmas, MIGRATIONS)?;
+        Ok(SqliteRecords { db })
+    }
+}
+
+fn parse_trigger(s: &str) -> Trigger {
+    match s {
+        "spawn" => Trigger::Spawn,
+        "web" => Trigger::Web,
+        "schedule" => Trigger::Schedule,
+        _ => Trigger::Call,
+    }
+}
+
+fn parse_outcome(s: &str) -> Outcome {
+    Outcome::parse(s).unwrap_or(Outcome::Rejected)
+}
+
+fn execution_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
+    Ok(ExecutionRecord {
+        id: row.get(0)?,
+        app: row.get(1)?,
+        version: row.get(2)?,
+        function: row.get(3)?,
+        trigger: parse_trigger(&row.get::<_, String>(4)?),
+        started_at: row.get(5)?,
+        duration_ms: row.get(6)?,
+        outcome: parse_outcome(&row.get::<_, String>(7)?),
+        error: row.get(8)?,
+        logs: row.get(9)?,
+        memory: row.get(10)?,
+        run_id: row.get(11)?,
+        call_id: row.get(12)?,
+        http_status: row.get(13)?,
+    })
+}
+
+fn call_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
+    Ok(CallRecord {
+        id: row.get(0)?,
+        app: row.get(1)?,
+        function: row.get(2)?,
+        state: row.get(3)?,
+        output: row.get(4)?,
+        error: row.get(5)?,
+        error_kind: row.get(6)?,
+        created_at: row.get(7)?,
+        finished_at: row.get(8)?,
+    })
+}
+
+const CALL_COLUMNS: &str =
+    "id, app, function, state, output, error, error_kind, created_at, finished_at";
+
+/// Rows per INSERT statement: one statement per row spends most of its
+/// time starting and resetting the statement.
+const ROWS: usize = 32;
+
+fn insert_statement(rows: usize) -> String {
+    let row = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    format!(
+        "INSERT INTO executions (id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id, call_id, http_status) VALUES {}",
+        vec![row; rows].join(",")
+    )
+}
+
+fn insert(conn: &mut rusqlite::Connection, records: &[ExecutionRecord]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for chunk in records.chunks(ROWS) {
+        let mut stmt = tx.prepare_cached(&insert_statement(chunk.len()))?;
+        let labels: Vec<(&str, &str)> = chunk
+            .iter()
+            .map(|r| (r.trigger.as_str(), r.outcome.as_str()))
+            .collect();
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 14);
+        for (r, (trigger, outcome)) in chunk.iter().zip(&labels) {
+            values.extend_from_slice(&[
+                &r.id as &dyn rusqlite::ToSql,
+                &r.app,
+                &r.version,
+                &r.function,
+                trigger,
+                &r.started_at,
+                &r.duration_ms,
+                outcome,
+                &r.error,
+                &r.logs,
+                &r.memory,
+                &r.run_id,
+                &r.call_id,
+                &r.http_status,
+            ]);
+        }
+        stmt.execute(values.as_slice())?;
+    }
+    tx.commit()
+}
+
+/// Usage figures from each run's (duration, failed, memory), grouped by
+/// (version, function).
+fn usage_of(app: &str, groups: BTreeMap<(u64, String), Vec<Run>>) -> Vec<Usage> {
+    groups
+        .into_iter()
+        .map(|((version, function), runs)| {
+            let at = |p: f64| runs[((runs.len() - 1) as f64 * p).round() as usize].0;
+            Usage {
+                app: app.to_string(),
+                version,
+                function,
+                calls: runs.len() as u64,
+                errors: runs.iter().filter(|r| r.1).count() as u64,
+                total_ms: runs.iter().map(|r| r.0).sum(),
+                p50_ms: at(0.5),
+                p99_ms: at(0.99),
+                peak_memory: runs.iter().map(|r| r.2).max().unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl RecordStore for SqliteRecords {
+    async fn last_execution_id(&self) -> Result<u64, Error> {
+        let max: Option<u64> = self
+            .db
+            .run("reading the last execution id", |conn| {
+                conn.query_row("SELECT MAX(id) FROM executions", [], |r| r.get(0))
+            })
+            .await?;
+        Ok(max.unwrap_or(0))
+    }
+
+    async fn insert_executions(&self, records: Vec<ExecutionRecord>) -> Result<(), Error> {
+        self.db
+            .run("storing executions", move |conn| insert(conn, &records))
+            .await
+    }
+
+    async fn recent(
+        &self,
+        app: &str,
+        function: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, Error> {
+        let (app, function) = (app.to_string(), function.map(str::to_string));
+        let mut records: Vec<ExecutionRecord> = self
+            .db
+            .run("reading executions", move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id, call_id, http_status
+                     FROM executions WHERE app = ?1 AND (?2 IS NULL OR function = ?2) ORDER BY id DESC LIMIT ?3",
+                )?;
+                let rows = stmt.query_map(params![app, function, limit as i64], execution_row)?;
+                rows.collect()
+            })
+            .await?;
+        records.reverse();
+        Ok(records)
+    }
+
+    async fn usage(&self, app: &str) -> Result<Vec<Usage>, Error> {
+        let name = app.to_string();
+        let groups = self
+            .db
+            .run("reading usage", move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT version, function, duration_ms, outcome, memory FROM executions WHERE app = ?1
+                     ORDER BY version, function, duration_ms",
+                )?;
+                let rows = stmt.query_map([name], |r| {
+                    Ok((
+                        r.get::<_, u64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, f64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, u64>(4)?,
+                    ))
+                })?;
+                let mut groups: BTreeMap<(u64, String), Vec<Run>> = BTreeMap::new();
+                for row in rows {
+                    let (version, function, ms, outcome, memory) = row?;
+                    groups
+                        .entry((version, function))
+                        .or_default()
+                        .push((ms, outcome != "ok", memory));
+                }
+                Ok(groups)
+            })
+            .await?;
+        Ok(usage_of(app, groups))
+    }
+
+    async fn totals(&self) -> Result<BTreeMap<String, (u64, u64)>, Error> {
+        self.db
+            .run("counting executions", |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT app, COUNT(*), SUM(outcome != 'ok') FROM executions GROUP BY app",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        (r.get::<_, u64>(1)?, r.get::<_, u64>(2)?),
+                    ))
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn prune(&self, cutoff: u64, apps: &[String]) -> Result<(), Error> {
+        let apps = apps.to_vec();
+        self.db
+            .run("pruning old records", move |conn| {
+                let tx = conn.transaction()?;
+                tx.execute("DELETE FROM executions WHERE started_at < ?1", [cutoff])?;
+                tx.execute(
+                    "DELETE FROM calls WHERE finished_at IS NOT NULL AND finished_at < ?1",
+                    [cutoff],
+                )?;
+                for app in &apps {
+                    tx.execute("DELETE FROM executions WHERE app = ?1", [app])?;
+                }
+                tx.commit()
+            })
+            .await
+    }
+
+    async fn insert_call(&self, call: &SpawnedCall, at: u64) -> Result<(), Error> {
+        let call = call.clone();
+        self.db
+            .run("accepting a spawned call", move |conn| {
+                conn.execute(
+                    "INSERT INTO calls (id, app, function, version, input, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+                    params![call.id, call.app, call.function, call.version, call.input, at],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn finish_call(&self, id: &str, end: CallEnd, at: u64) -> Result<(), Error> {
+        let id = id.to_string();
+        let (state, output, error, kind) = match end {
+            CallEnd::Succeeded(output) => ("succeeded", Some(output), None, None),
+            CallEnd::Failed { kind, message } => ("failed", None, Some(message), Some(kind)),
+        };
+        self.db
+            .run("storing the result of a spawned call", move |conn| {
+                conn.execute(
+                    "UPDATE calls SET state = ?2, output = ?3, error = ?4, error_kind = ?5, finished_at = ?6 WHERE id = ?1",
+                    params![id, state, output, error, kind, at],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn call(&self, id: &str) -> Result<Option<CallRecord>, Error> {
+        let id = id.to_string();
+        self.db
+            .run("reading a spawned call", move |conn| {
+                let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1");
+                conn.query_row(&sql, [id], call_row).optional()
+            })
+            .await
+    }
+
+    async fn unfinished_calls(&self) -> Result<Vec<SpawnedCall>, Error> {
+        self.db
+            .run("reading unfinished calls", |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT id, app, function, version, input FROM calls WHERE state = 'pending' ORDER BY created_at",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok(SpawnedCall {
+                        id: r.get(0)?,
+                        app: r.get(1)?,
+                        function: r.get(2)?,
+                        version: r.get(3)?,
+                        input: r.get(4)?,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::Connection;
+
+    #[tokio::test]
+    async fn a_database_written_before_versioning_opens_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("executions.db");
+        {
+            // The tables as the first release wrote them, with one row each.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO executions VALUES (7, 'hello', 1, 'square', 'call', 1000, 1.5, 'ok', NULL, 'log', 0, NULL);
+                 INSERT INTO calls (id, app, function, input, state, created_at) VALUES ('call-1', 'hello', 'square', x'33', 'pending', 1000);",
+            )
+            .unwrap();
+        }
+        let store = SqliteRecords::open(&path).unwrap();
+        let records = store.recent("hello", None, 10).await.unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!((records[0].id, records[0].logs.as_str()), (7, "log"));
+        assert_eq!(
+            (records[0].call_id.clone(), records[0].http_status),
+            (None, None)
+        );
+        assert_eq!(store.unfinished_calls().await.unwrap().len(), 1);
+        drop(store);
+        // Reopening runs nothing again; a newer schema is refused.
+        SqliteRecords::open(&path).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let e = SqliteRecords::open(&path).err().unwrap();
+        assert!(matches!(e, Error::Storage { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("newer than this release knows"),
+            "{e}"
+        );
+    }
+}

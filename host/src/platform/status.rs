@@ -1,0 +1,215 @@
+//! What the platform shows: apps with their figures, version history,
+//! executions and usage, and the Prometheus metrics.
+
+use super::Platform;
+use super::live::Slot;
+use super::records::{ExecutionRecord, Usage};
+use super::registry::{AppRecord, AppState, VersionRecord};
+use super::scheduler::ScheduleStatus;
+use crate::error::Error;
+use crate::pool::PoolStats;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// One version as `list` and `history` show it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VersionStatus {
+    /// The recorded version.
+    #[serde(flatten)]
+    pub record: VersionRecord,
+    /// `live`, `draining` or `retired`.
+    pub status: String,
+    /// Instances alive (live or draining versions).
+    pub instances: usize,
+    /// Executions in progress.
+    pub in_flight: usize,
+}
+
+/// An app as `list` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AppStatus {
+    /// The recorded app.
+    #[serde(flatten)]
+    pub record: AppRecord,
+    /// Functions of the live version.
+    pub functions: usize,
+    /// Instances of the live version.
+    pub instances: usize,
+    /// Executions in progress on the live version.
+    pub in_flight: usize,
+    /// Executions recorded (all versions, within the retention).
+    pub calls: u64,
+    /// Of those, the failed ones.
+    pub errors: u64,
+    /// Versions still draining.
+    pub draining: Vec<DrainStatus>,
+    /// Its schedules and their next fire times.
+    pub schedules: Vec<ScheduleStatus>,
+    /// Set when the live version could not be loaded at start-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_error: Option<String>,
+}
+
+/// A replaced version finishing its executions.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DrainStatus {
+    /// The version.
+    pub version: u64,
+    /// Executions still in progress.
+    pub in_flight: usize,
+    /// Instances still alive.
+    pub instances: usize,
+    /// Seconds until stragglers are cancelled.
+    pub deadline_in_s: u64,
+}
+
+fn live_instances(stats: &[PoolStats]) -> usize {
+    stats.iter().map(|s| s.live).sum()
+}
+
+impl Platform {
+    /// Every app, with its live version's figures and draining versions.
+    pub async fn apps(&self) -> Result<Vec<AppStatus>, Error> {
+        let totals = self.inner.recorder.store.totals().await?;
+        let apps = self.inner.registry.apps().await?;
+        Ok(apps
+            .into_iter()
+            .map(|record| {
+                let (calls, errors) = totals.get(&record.name).copied().unwrap_or_default();
+                let mut status = self.status(record);
+                (status.calls, status.errors) = (calls, errors);
+                status
+            })
+            .collect())
+    }
+
+    /// One app.
+    pub async fn app(&self, name: &str) -> Result<AppStatus, Error> {
+        Ok(self.status(self.record(name).await?))
+    }
+
+    /// The record of app `name`, or [`Error::AppNotFound`].
+    async fn record(&self, name: &str) -> Result<AppRecord, Error> {
+        self.inner
+            .registry
+            .app(name)
+            .await?
+            .ok_or_else(|| Error::AppNotFound(name.to_string()))
+    }
+
+    fn status(&self, record: AppRecord) -> AppStatus {
+        let schedules = self.inner.scheduler.status(&record.name);
+        let slots = self.slots();
+        let (functions, instances, in_flight, load_error) = match slots.get(&record.name) {
+            Some(Slot::Serving(l)) => (
+                l.spec().functions.len(),
+                live_instances(&l.stats()),
+                l.in_flight(),
+                None,
+            ),
+            Some(Slot::Broken(e)) => (0, 0, 0, Some(e.clone())),
+            _ => (0, 0, 0, None),
+        };
+        drop(slots);
+        let now = Instant::now();
+        let draining = self
+            .draining()
+            .iter()
+            .filter(|d| *d.app.meta().name == record.name)
+            .map(|d| DrainStatus {
+                version: d.app.meta().version,
+                in_flight: d.app.in_flight(),
+                instances: live_instances(&d.app.stats()),
+                deadline_in_s: d.deadline.saturating_duration_since(now).as_secs(),
+            })
+            .collect();
+        AppStatus {
+            record,
+            functions,
+            instances,
+            in_flight,
+            calls: 0,
+            errors: 0,
+            schedules,
+            draining,
+            load_error,
+        }
+    }
+
+    /// The versions of an app, oldest first, with their status.
+    pub async fn history(&self, app: &str) -> Result<Vec<VersionStatus>, Error> {
+        let status = self.app(app).await?;
+        let versions = self.inner.registry.versions(app).await?;
+        Ok(versions
+            .into_iter()
+            .map(|record| {
+                let v = record.version;
+                let (label, instances, in_flight) = if status.record.state == AppState::Deployed
+                    && status.record.live_version == Some(v)
+                {
+                    ("live", status.instances, status.in_flight)
+                } else if let Some(d) = status.draining.iter().find(|d| d.version == v) {
+                    ("draining", d.instances, d.in_flight)
+                } else {
+                    ("retired", 0, 0)
+                };
+                VersionStatus {
+                    record,
+                    status: label.to_string(),
+                    instances,
+                    in_flight,
+                }
+            })
+            .collect())
+    }
+
+    /// Per-function instance figures of the live version.
+    pub fn stats(&self, app: &str) -> Result<Vec<PoolStats>, Error> {
+        Ok(self.live(app)?.stats())
+    }
+
+    /// The latest executions of an app (of one function if given).
+    pub async fn logs(
+        &self,
+        app: &str,
+        function: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, Error> {
+        self.record(app).await?;
+        self.inner.recorder.store.recent(app, function, limit).await
+    }
+
+    /// New executions of every app, as they are recorded.
+    pub fn follow(&self) -> tokio::sync::broadcast::Receiver<ExecutionRecord> {
+        self.inner.recorder.follow()
+    }
+
+    /// Usage per version and function of an app.
+    pub async fn usage(&self, app: &str) -> Result<Vec<Usage>, Error> {
+        self.record(app).await?;
+        self.inner.recorder.store.usage(app).await
+    }
+
+    /// Metrics in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        let mut instances: Vec<(String, u64, usize)> = self
+            .slots()
+            .iter()
+            .filter_map(|(name, slot)| match slot {
+                Slot::Serving(l) => {
+                    Some((name.clone(), l.meta().version, live_instances(&l.stats())))
+                }
+                _ => None,
+            })
+            .collect();
+        instances.extend(self.draining().iter().map(|d| {
+            (
+                d.app.meta().name.clone(),
+                d.app.meta().version,
+                live_instances(&d.app.stats()),
+            )
+        }));
+        instances.sort();
+        self.inner.recorder.metrics.encode(&instances)
+    }
+}
