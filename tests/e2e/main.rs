@@ -10,6 +10,7 @@ mod observe;
 mod python;
 mod schedule;
 mod server;
+mod storage;
 mod web;
 
 use modal_host::{AppMeta, Host, HostConfig, LoadedApp, PoolingLimits};

@@ -61,11 +61,6 @@ impl Metrics {
     /// The Prometheus text exposition of the counters, plus `instances`
     /// (app, version, live instances).
     pub(crate) fn encode(&self, instances: &[(String, u64, usize)]) -> String {
-        fn esc(s: &str) -> String {
-            s.replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n")
-        }
         let mut series: Vec<(SeriesKey, Series)> = self
             .series
             .lock()
@@ -75,76 +70,92 @@ impl Metrics {
             .collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = String::new();
-        let labels = |(app, version, function, trigger): &SeriesKey| {
-            format!(
-                "app=\"{}\",version=\"{version}\",function=\"{}\",trigger=\"{}\"",
-                esc(app),
-                esc(function),
-                trigger.as_str()
-            )
-        };
-        out.push_str("# HELP modal_executions_total Executions of functions.\n# TYPE modal_executions_total counter\n");
-        for (key, s) in &series {
-            let l = labels(key);
-            for (outcome, n) in Outcome::ALL.iter().zip(s.outcomes) {
-                if n > 0 {
-                    let o = outcome.as_str();
-                    let _ = writeln!(out, "modal_executions_total{{{l},outcome=\"{o}\"}} {n}");
-                }
-            }
-        }
-        out.push_str("# HELP modal_execution_errors_total Executions that failed.\n# TYPE modal_execution_errors_total counter\n");
-        for (key, s) in &series {
-            let _ = writeln!(
-                out,
-                "modal_execution_errors_total{{{}}} {}",
-                labels(key),
-                s.errors
-            );
-        }
-        out.push_str(
-            "# HELP modal_execution_duration_seconds Duration of executions.\n# TYPE modal_execution_duration_seconds histogram\n",
-        );
-        for (key, s) in &series {
-            let l = labels(key);
-            let mut cumulative = 0;
-            for (bound, count) in BUCKETS.iter().zip(s.buckets) {
-                cumulative += count;
-                let _ = writeln!(
-                    out,
-                    "modal_execution_duration_seconds_bucket{{{l},le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "modal_execution_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
-                s.calls
-            );
-            let _ = writeln!(
-                out,
-                "modal_execution_duration_seconds_sum{{{l}}} {}",
-                s.sum_seconds
-            );
-            let _ = writeln!(
-                out,
-                "modal_execution_duration_seconds_count{{{l}}} {}",
-                s.calls
-            );
-        }
+        counters(&mut out, &series);
+        histograms(&mut out, &series);
         out.push_str("# HELP modal_instances Live instances per app version.\n# TYPE modal_instances gauge\n");
         for (app, version, n) in instances {
             let _ = writeln!(
                 out,
                 "modal_instances{{app=\"{}\",version=\"{version}\"}} {n}",
-                esc(app)
+                escape(app)
             );
         }
         out.push_str("# HELP modal_deploys_total Deploys and rollbacks since the server started.\n# TYPE modal_deploys_total counter\n");
+        let deploys = self.deploys.load(Ordering::Relaxed);
+        let _ = writeln!(out, "modal_deploys_total {deploys}");
+        out
+    }
+}
+
+/// A label value, escaped as the text format wants.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The labels of one series.
+fn labels((app, version, function, trigger): &SeriesKey) -> String {
+    format!(
+        "app=\"{}\",version=\"{version}\",function=\"{}\",trigger=\"{}\"",
+        escape(app),
+        escape(function),
+        trigger.as_str()
+    )
+}
+
+/// The execution and error counters.
+fn counters(out: &mut String, series: &[(SeriesKey, Series)]) {
+    out.push_str("# HELP modal_executions_total Executions of functions.\n# TYPE modal_executions_total counter\n");
+    for (key, s) in series {
+        let l = labels(key);
+        for (outcome, n) in Outcome::ALL.iter().zip(s.outcomes) {
+            if n > 0 {
+                let o = outcome.as_str();
+                let _ = writeln!(out, "modal_executions_total{{{l},outcome=\"{o}\"}} {n}");
+            }
+        }
+    }
+    out.push_str("# HELP modal_execution_errors_total Executions that failed.\n# TYPE modal_execution_errors_total counter\n");
+    for (key, s) in series {
         let _ = writeln!(
             out,
-            "modal_deploys_total {}",
-            self.deploys.load(Ordering::Relaxed)
+            "modal_execution_errors_total{{{}}} {}",
+            labels(key),
+            s.errors
         );
-        out
+    }
+}
+
+/// The duration histograms.
+fn histograms(out: &mut String, series: &[(SeriesKey, Series)]) {
+    out.push_str(
+        "# HELP modal_execution_duration_seconds Duration of executions.\n# TYPE modal_execution_duration_seconds histogram\n",
+    );
+    for (key, s) in series {
+        let l = labels(key);
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(s.buckets) {
+            cumulative += count;
+            let _ = writeln!(
+                out,
+                "modal_execution_duration_seconds_bucket{{{l},le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "modal_execution_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+            s.calls
+        );
+        let _ = writeln!(
+            out,
+            "modal_execution_duration_seconds_sum{{{l}}} {}",
+            s.sum_seconds
+        );
+        let _ = writeln!(
+            out,
+            "modal_execution_duration_seconds_count{{{l}}} {}",
+            s.calls
+        );
     }
 }
