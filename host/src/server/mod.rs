@@ -481,9 +481,11 @@ fn is_page(path: &str) -> bool {
 }
 
 /// Runs the control API and the pages on the platform's runtime, whose
-/// worker threads share the load: their registry and record queries block
-/// a thread for a while, which must not stall the web requests of a
-/// connection thread.
+/// worker threads share the load: a deploy runs `describe` and starts warm
+/// instances, a listing serializes every app, and a spawned call's
+/// background work belongs there; none of it may stall the web requests of
+/// a connection thread. (Storage queries themselves run on the blocking
+/// pool.)
 async fn on_platform<F, Fut>(state: &Arc<State>, handle: F) -> Response<Body>
 where
     F: FnOnce(Arc<State>) -> Fut,
