@@ -257,55 +257,19 @@ mod millis {
     }
 }
 
-/// A duration as people write it: `500ms`, `2s`, `5m`, `1h30m`.
+/// A duration as people write it and [`parse_duration`] reads it back:
+/// `500ms`, `2s`, `5m`, `1h1m1s` (modal's one grammar, `modal-duration`).
 pub fn human(d: Duration) -> String {
-    let ms = d.as_millis();
-    if !ms.is_multiple_of(1000) || ms == 0 {
-        return format!("{ms}ms");
-    }
-    let s = ms / 1000;
-    match (s / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, s) if h > 0 => format!("{h}h{m}m{s}s"),
-        (_, m, s) => format!("{m}m{s}s"),
-    }
+    modal_duration::format(d)
 }
 
 /// Parses a duration as people write it: `500ms`, `30s`, `5m`, `2h`,
-/// `7d`, or combinations such as `1h30m`.
+/// `7d`, or terms added up such as `1h30m`. The grammar and its error
+/// message are `modal-duration`'s, the same the guest SDK's macros use at
+/// compile time: "`5 minutes` is not a duration; write e.g. 500ms, 30s,
+/// 5m, 2h or 7d".
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let invalid = || format!("`{text}` is not a duration; write e.g. 500ms, 30s, 5m, 2h or 7d");
-    if text.is_empty() {
-        return Err(invalid());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return Err(invalid()),
-        };
-        rest = &rest[unit_len..];
-        total += unit
-            .checked_mul(u32::try_from(number).map_err(|_| invalid())?)
-            .ok_or_else(invalid)?;
-    }
-    Ok(total)
+    modal_duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// Checks everything the guest described and fills in defaults. Returns
