@@ -76,7 +76,8 @@ pub use platform::{
 };
 pub use pool::PoolStats;
 pub use spec::{
-    AppSpec, FunctionKind, FunctionSpec, PoolSettings, Schedule, Settings,
+    AppSpec, FunctionKind, FunctionSpec, PoolSettings, RawAppSpec, RawCronSchedule,
+    RawFunctionKind, RawFunctionSpec, RawSchedule, RawWebRoute, Schedule, Settings,
     human as format_duration, parse_duration,
 };
 pub use web::{ErrorId, WebBody, WebResponse};

@@ -1,9 +1,16 @@
 //! The app spec in two layers: the raw form a guest's `describe` returns
-//! (see `bindings`), and the validated form the rest of the host uses. No
-//! value from the guest is used before it passes [`validate`].
+//! ([`RawAppSpec`]), and the validated form the rest of the host uses
+//! ([`AppSpec`]). No value from the guest is used before it passes
+//! [`AppSpec::validate`].
 
-use crate::bindings::{RawCron, RawFunction, RawKind, RawSchedule, RawSpec};
+mod raw;
+
+pub use raw::{
+    RawAppSpec, RawCronSchedule, RawFunctionKind, RawFunctionSpec, RawSchedule, RawWebRoute,
+};
+
 use crate::config::{HostConfig, MAX_TIMEOUT};
+use crate::error::Error;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -39,6 +46,30 @@ pub struct AppSpec {
 }
 
 impl AppSpec {
+    /// Checks everything a guest described and fills in the defaults of
+    /// `config`: the step every deploy takes after calling `describe`, so
+    /// its error is the one a deploy of that component fails with,
+    /// [`Error::InvalidSpec`] listing every problem, each naming its
+    /// function. (A deploy also checks what depends on the component, such
+    /// as a web function in a component without an HTTP handler.)
+    ///
+    /// ```
+    /// use modal_host::{AppSpec, HostConfig, RawAppSpec};
+    ///
+    /// let raw: RawAppSpec = serde_json::from_str(
+    ///     r#"{"functions": [{"name": "9lives", "kind": "plain"}]}"#,
+    /// ).unwrap();
+    /// let error = AppSpec::validate(raw, &HostConfig::default()).unwrap_err();
+    /// assert_eq!(
+    ///     error.to_string(),
+    ///     "invalid app spec: function `9lives`: a name starts with a letter \
+    ///      and has only letters, digits, `_` and `-`",
+    /// );
+    /// ```
+    pub fn validate(raw: RawAppSpec, config: &HostConfig) -> Result<AppSpec, Error> {
+        validate(raw, config).map_err(Error::InvalidSpec)
+    }
+
     /// The function called `name`.
     pub fn function(&self, name: &str) -> Option<&FunctionSpec> {
         self.functions.iter().find(|f| f.name == name)
@@ -274,7 +305,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Checks everything the guest described and fills in defaults. Returns
 /// every problem found, each naming its function.
-pub(crate) fn validate(raw: RawSpec, config: &HostConfig) -> Result<AppSpec, Vec<String>> {
+fn validate(raw: RawAppSpec, config: &HostConfig) -> Result<AppSpec, Vec<String>> {
     let mut problems = Vec::new();
     if raw.functions.is_empty() {
         problems.push("the app declares no functions".to_string());
@@ -359,11 +390,11 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn function(f: RawFunction, config: &HostConfig) -> Result<FunctionSpec, Vec<String>> {
+fn function(f: RawFunctionSpec, config: &HostConfig) -> Result<FunctionSpec, Vec<String>> {
     let mut problems = Vec::new();
     let kind = match f.kind {
-        RawKind::Plain => FunctionKind::Plain,
-        RawKind::Web(route) => {
+        RawFunctionKind::Plain => FunctionKind::Plain,
+        RawFunctionKind::Web(route) => {
             let method = route.method.map(|m| m.to_ascii_uppercase());
             if let Some(m) = &method
                 && (m.is_empty() || m.len() > 16 || !m.bytes().all(|b| b.is_ascii_alphabetic()))
@@ -372,7 +403,7 @@ fn function(f: RawFunction, config: &HostConfig) -> Result<FunctionSpec, Vec<Str
             }
             FunctionKind::Web { method }
         }
-        RawKind::Scheduled(RawSchedule::Cron(RawCron {
+        RawFunctionKind::Scheduled(RawSchedule::Cron(RawCronSchedule {
             expression,
             timezone,
         })) => {
@@ -397,7 +428,7 @@ fn function(f: RawFunction, config: &HostConfig) -> Result<FunctionSpec, Vec<Str
                 },
             }
         }
-        RawKind::Scheduled(RawSchedule::PeriodMs(ms)) => {
+        RawFunctionKind::Scheduled(RawSchedule::PeriodMs(ms)) => {
             let period = Duration::from_millis(ms);
             if period < MIN_PERIOD {
                 problems.push(format!(
@@ -468,10 +499,9 @@ fn function(f: RawFunction, config: &HostConfig) -> Result<FunctionSpec, Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::exports::modal::app::function::WebRoute;
 
-    fn raw(name: &str, kind: RawKind) -> RawFunction {
-        RawFunction {
+    fn raw(name: &str, kind: RawFunctionKind) -> RawFunctionSpec {
+        RawFunctionSpec {
             name: name.into(),
             kind,
             description: None,
@@ -484,9 +514,9 @@ mod tests {
         }
     }
 
-    fn check(functions: Vec<RawFunction>) -> Result<AppSpec, Vec<String>> {
+    fn check(functions: Vec<RawFunctionSpec>) -> Result<AppSpec, Vec<String>> {
         validate(
-            RawSpec {
+            RawAppSpec {
                 functions,
                 sdk: None,
                 has_enter: false,
@@ -498,7 +528,7 @@ mod tests {
 
     #[test]
     fn defaults_are_filled_in() {
-        let spec = check(vec![raw("square", RawKind::Plain)]).unwrap();
+        let spec = check(vec![raw("square", RawFunctionKind::Plain)]).unwrap();
         let s = &spec.functions[0].settings;
         assert_eq!(s.timeout, crate::config::DEFAULT_TIMEOUT);
         assert_eq!(s.max_instances, crate::config::DEFAULT_MAX_INSTANCES);
@@ -507,32 +537,32 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_its_function() {
-        let mut slow = raw("slow", RawKind::Plain);
+        let mut slow = raw("slow", RawFunctionKind::Plain);
         slow.timeout_ms = Some(0);
         slow.min_warm = Some(5);
         slow.max_instances = Some(2);
         let problems = check(vec![
             raw(
                 "tick",
-                RawKind::Scheduled(RawSchedule::Cron(RawCron {
+                RawFunctionKind::Scheduled(RawSchedule::Cron(RawCronSchedule {
                     expression: "* * *".into(),
                     timezone: None,
                 })),
             ),
-            raw("dup", RawKind::Plain),
-            raw("dup", RawKind::Plain),
+            raw("dup", RawFunctionKind::Plain),
+            raw("dup", RawFunctionKind::Plain),
             raw(
                 "zoned",
-                RawKind::Scheduled(RawSchedule::Cron(RawCron {
+                RawFunctionKind::Scheduled(RawSchedule::Cron(RawCronSchedule {
                     expression: "0 0 9 * * *".into(),
                     timezone: Some("Mars/Olympus".into()),
                 })),
             ),
-            raw("9lives", RawKind::Plain),
-            raw("fast", RawKind::Scheduled(RawSchedule::PeriodMs(5))),
+            raw("9lives", RawFunctionKind::Plain),
+            raw("fast", RawFunctionKind::Scheduled(RawSchedule::PeriodMs(5))),
             raw(
                 "w",
-                RawKind::Web(WebRoute {
+                RawFunctionKind::Web(RawWebRoute {
                     method: Some("G ET".into()),
                 }),
             ),
@@ -572,8 +602,11 @@ mod tests {
 
     #[test]
     fn web_labels_must_not_collide() {
-        let problems =
-            check(vec![raw("a_b", RawKind::Plain), raw("a-b", RawKind::Plain)]).unwrap_err();
+        let problems = check(vec![
+            raw("a_b", RawFunctionKind::Plain),
+            raw("a-b", RawFunctionKind::Plain),
+        ])
+        .unwrap_err();
         assert_eq!(
             problems,
             ["function `a-b`: its URL label `a-b` collides with another function's"]
