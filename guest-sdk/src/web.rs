@@ -72,12 +72,14 @@ impl Request {
         &self.query
     }
 
-    /// The first value of query parameter `name`, percent-decoded.
+    /// The first value of query parameter `name`, decoded as
+    /// `application/x-www-form-urlencoded` (the host's rule too): `+` is a
+    /// space, `%XX` a byte (`%2F` is `/`), an invalid escape such as `%zz`
+    /// stays as written, and bytes that are not UTF-8 become U+FFFD.
     pub fn query(&self, name: &str) -> Option<String> {
-        self.query.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k) == name).then(|| percent_decode(v))
-        })
+        form_urlencoded::parse(self.query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
     }
 
     /// The first value of header `name` (case-insensitive), if it is text.
@@ -102,35 +104,6 @@ impl Request {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(&self.body)
     }
-}
-
-/// Decodes `%XX` escapes and `+` (a space in query strings); invalid
-/// escapes are kept as they are.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let escape = bytes
-                    .get(i + 1..i + 3)
-                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                    .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-                match escape {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// An HTTP response from a web function.
@@ -380,6 +353,21 @@ mod tests {
         assert_eq!(r.query("bad").as_deref(), Some("%zz"));
         assert_eq!(r.query("cut").as_deref(), Some("%4"));
         assert_eq!(r.query("missing"), None);
+    }
+
+    #[test]
+    fn query_edge_cases_follow_the_form_encoding() {
+        let r = Request::new(
+            "GET",
+            "/?plus=a%2Bb+c&path=%2Fa%2Fb&raw=/a/b&bytes=%FFx&caf%C3%A9=1&dup=1&dup=2",
+            "",
+        );
+        assert_eq!(r.query("plus").as_deref(), Some("a+b c"));
+        assert_eq!(r.query("path").as_deref(), Some("/a/b"));
+        assert_eq!(r.query("raw").as_deref(), Some("/a/b"));
+        assert_eq!(r.query("bytes").as_deref(), Some("\u{fffd}x"));
+        assert_eq!(r.query("café").as_deref(), Some("1"));
+        assert_eq!(r.query("dup").as_deref(), Some("1"));
     }
 
     #[test]

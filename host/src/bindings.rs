@@ -8,8 +8,8 @@ wasmtime::component::bindgen!({
 
 pub(crate) use exports::modal::app::function::AppSpec as RawSpec;
 pub(crate) use exports::modal::app::function::{
-    CallError, CronSchedule as RawCron, FunctionKind as RawKind, FunctionSpec as RawFunction,
-    Guest as FunctionGuest, GuestIndices as FunctionIndices, Schedule as RawSchedule,
+    CallError, FunctionKind as RawKind, FunctionSpec as RawFunction, Guest as FunctionGuest,
+    GuestIndices as FunctionIndices, Schedule as RawSchedule,
 };
 pub(crate) use exports::modal::app::lifecycle::{
     Guest as LifecycleGuest, GuestIndices as LifecycleIndices,

@@ -9,7 +9,7 @@ use crate::config::{EPOCH_TICK, HostConfig};
 use crate::error::Error;
 use crate::pool::Prepared;
 use crate::sandbox::Sandbox;
-use crate::spec::{self, AppSpec};
+use crate::spec::AppSpec;
 use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -168,7 +168,7 @@ impl Host {
         let raw = crate::pool::describe(prepared, &env)
             .await
             .map_err(Error::Describe)?;
-        let spec = spec::validate(raw, config).map_err(Error::InvalidSpec)?;
+        let spec = AppSpec::validate(raw.into(), config)?;
         if prepared.proxy.is_none()
             && let Some(web) = spec
                 .functions

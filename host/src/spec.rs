@@ -1,9 +1,16 @@
 //! The app spec in two layers: the raw form a guest's `describe` returns
-//! (see `bindings`), and the validated form the rest of the host uses. No
-//! value from the guest is used before it passes [`validate`].
+//! ([`RawAppSpec`]), and the validated form the rest of the host uses
+//! ([`AppSpec`]). No value from the guest is used before it passes
+//! [`AppSpec::validate`].
 
-use crate::bindings::{RawCron, RawFunction, RawKind, RawSchedule, RawSpec};
+mod raw;
+
+pub use raw::{
+    RawAppSpec, RawCronSchedule, RawFunctionKind, RawFunctionSpec, RawSchedule, RawWebRoute,
+};
+
 use crate::config::{HostConfig, MAX_TIMEOUT};
+use crate::error::Error;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -39,6 +46,30 @@ pub struct AppSpec {
 }
 
 impl AppSpec {
+    /// Checks everything a guest described and fills in the defaults of
+    /// `config`: the step every deploy takes after calling `describe`, so
+    /// its error is the one a deploy of that component fails with,
+    /// [`Error::InvalidSpec`] listing every problem, each naming its
+    /// function. (A deploy also checks what depends on the component, such
+    /// as a web function in a component without an HTTP handler.)
+    ///
+    /// ```
+    /// use modal_host::{AppSpec, HostConfig, RawAppSpec};
+    ///
+    /// let raw: RawAppSpec = serde_json::from_str(
+    ///     r#"{"functions": [{"name": "9lives", "kind": "plain"}]}"#,
+    /// ).unwrap();
+    /// let error = AppSpec::validate(raw, &HostConfig::default()).unwrap_err();
+    /// assert_eq!(
+    ///     error.to_string(),
+    ///     "invalid app spec: function `9lives`: a name starts with a letter \
+    ///      and has only letters, digits, `_` and `-`",
+    /// );
+    /// ```
+    pub fn validate(raw: RawAppSpec, config: &HostConfig) -> Result<AppSpec, Error> {
+        validate(raw, config).map_err(Error::InvalidSpec)
+    }
+
     /// The function called `name`.
     pub fn function(&self, name: &str) -> Option<&FunctionSpec> {
         self.functions.iter().find(|f| f.name == name)
@@ -257,60 +288,24 @@ mod millis {
     }
 }
 
-/// A duration as people write it: `500ms`, `2s`, `5m`, `1h30m`.
+/// A duration as people write it and [`parse_duration`] reads it back:
+/// `500ms`, `2s`, `5m`, `1h1m1s` (modal's one grammar, `modal-duration`).
 pub fn human(d: Duration) -> String {
-    let ms = d.as_millis();
-    if !ms.is_multiple_of(1000) || ms == 0 {
-        return format!("{ms}ms");
-    }
-    let s = ms / 1000;
-    match (s / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, s) if h > 0 => format!("{h}h{m}m{s}s"),
-        (_, m, s) => format!("{m}m{s}s"),
-    }
+    modal_duration::format(d)
 }
 
 /// Parses a duration as people write it: `500ms`, `30s`, `5m`, `2h`,
-/// `7d`, or combinations such as `1h30m`.
+/// `7d`, or terms added up such as `1h30m`. The grammar and its error
+/// message are `modal-duration`'s, the same the guest SDK's macros use at
+/// compile time: "`5 minutes` is not a duration; write e.g. 500ms, 30s,
+/// 5m, 2h or 7d".
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let invalid = || format!("`{text}` is not a duration; write e.g. 500ms, 30s, 5m, 2h or 7d");
-    if text.is_empty() {
-        return Err(invalid());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return Err(invalid()),
-        };
-        rest = &rest[unit_len..];
-        total += unit
-            .checked_mul(u32::try_from(number).map_err(|_| invalid())?)
-            .ok_or_else(invalid)?;
-    }
-    Ok(total)
+    modal_duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// Checks everything the guest described and fills in defaults. Returns
 /// every problem found, each naming its function.
-pub(crate) fn validate(raw: RawSpec, config: &HostConfig) -> Result<AppSpec, Vec<String>> {
+fn validate(raw: RawAppSpec, config: &HostConfig) -> Result<AppSpec, Vec<String>> {
     let mut problems = Vec::new();
     if raw.functions.is_empty() {
         problems.push("the app declares no functions".to_string());
@@ -395,11 +390,11 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn function(f: RawFunction, config: &HostConfig) -> Result<FunctionSpec, Vec<String>> {
+fn function(f: RawFunctionSpec, config: &HostConfig) -> Result<FunctionSpec, Vec<String>> {
     let mut problems = Vec::new();
     let kind = match f.kind {
-        RawKind::Plain => FunctionKind::Plain,
-        RawKind::Web(route) => {
+        RawFunctionKind::Plain => FunctionKind::Plain,
+        RawFunctionKind::Web(route) => {
             let method = route.method.map(|m| m.to_ascii_uppercase());
             if let Some(m) = &method
                 && (m.is_empty() || m.len() > 16 || !m.bytes().all(|b| b.is_ascii_alphabetic()))
@@ -408,7 +403,7 @@ fn function(f: RawFunction, config: &HostConfig) -> Result<FunctionSpec, Vec<Str
             }
             FunctionKind::Web { method }
         }
-        RawKind::Scheduled(RawSchedule::Cron(RawCron {
+        RawFunctionKind::Scheduled(RawSchedule::Cron(RawCronSchedule {
             expression,
             timezone,
         })) => {
@@ -433,7 +428,7 @@ fn function(f: RawFunction, config: &HostConfig) -> Result<FunctionSpec, Vec<Str
                 },
             }
         }
-        RawKind::Scheduled(RawSchedule::PeriodMs(ms)) => {
+        RawFunctionKind::Scheduled(RawSchedule::PeriodMs(ms)) => {
             let period = Duration::from_millis(ms);
             if period < MIN_PERIOD {
                 problems.push(format!(
@@ -504,10 +499,9 @@ fn function(f: RawFunction, config: &HostConfig) -> Result<FunctionSpec, Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::exports::modal::app::function::WebRoute;
 
-    fn raw(name: &str, kind: RawKind) -> RawFunction {
-        RawFunction {
+    fn raw(name: &str, kind: RawFunctionKind) -> RawFunctionSpec {
+        RawFunctionSpec {
             name: name.into(),
             kind,
             description: None,
@@ -520,9 +514,9 @@ mod tests {
         }
     }
 
-    fn check(functions: Vec<RawFunction>) -> Result<AppSpec, Vec<String>> {
+    fn check(functions: Vec<RawFunctionSpec>) -> Result<AppSpec, Vec<String>> {
         validate(
-            RawSpec {
+            RawAppSpec {
                 functions,
                 sdk: None,
                 has_enter: false,
@@ -534,7 +528,7 @@ mod tests {
 
     #[test]
     fn defaults_are_filled_in() {
-        let spec = check(vec![raw("square", RawKind::Plain)]).unwrap();
+        let spec = check(vec![raw("square", RawFunctionKind::Plain)]).unwrap();
         let s = &spec.functions[0].settings;
         assert_eq!(s.timeout, crate::config::DEFAULT_TIMEOUT);
         assert_eq!(s.max_instances, crate::config::DEFAULT_MAX_INSTANCES);
@@ -543,32 +537,32 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_its_function() {
-        let mut slow = raw("slow", RawKind::Plain);
+        let mut slow = raw("slow", RawFunctionKind::Plain);
         slow.timeout_ms = Some(0);
         slow.min_warm = Some(5);
         slow.max_instances = Some(2);
         let problems = check(vec![
             raw(
                 "tick",
-                RawKind::Scheduled(RawSchedule::Cron(RawCron {
+                RawFunctionKind::Scheduled(RawSchedule::Cron(RawCronSchedule {
                     expression: "* * *".into(),
                     timezone: None,
                 })),
             ),
-            raw("dup", RawKind::Plain),
-            raw("dup", RawKind::Plain),
+            raw("dup", RawFunctionKind::Plain),
+            raw("dup", RawFunctionKind::Plain),
             raw(
                 "zoned",
-                RawKind::Scheduled(RawSchedule::Cron(RawCron {
+                RawFunctionKind::Scheduled(RawSchedule::Cron(RawCronSchedule {
                     expression: "0 0 9 * * *".into(),
                     timezone: Some("Mars/Olympus".into()),
                 })),
             ),
-            raw("9lives", RawKind::Plain),
-            raw("fast", RawKind::Scheduled(RawSchedule::PeriodMs(5))),
+            raw("9lives", RawFunctionKind::Plain),
+            raw("fast", RawFunctionKind::Scheduled(RawSchedule::PeriodMs(5))),
             raw(
                 "w",
-                RawKind::Web(WebRoute {
+                RawFunctionKind::Web(RawWebRoute {
                     method: Some("G ET".into()),
                 }),
             ),
@@ -608,8 +602,11 @@ mod tests {
 
     #[test]
     fn web_labels_must_not_collide() {
-        let problems =
-            check(vec![raw("a_b", RawKind::Plain), raw("a-b", RawKind::Plain)]).unwrap_err();
+        let problems = check(vec![
+            raw("a_b", RawFunctionKind::Plain),
+            raw("a-b", RawFunctionKind::Plain),
+        ])
+        .unwrap_err();
         assert_eq!(
             problems,
             ["function `a-b`: its URL label `a-b` collides with another function's"]

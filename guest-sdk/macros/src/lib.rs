@@ -346,8 +346,9 @@ fn lit_u32(expr: &Expr) -> syn::Result<u32> {
     }
 }
 
-/// A duration: a number of seconds, or a string such as `"500ms"`, `"2s"`,
-/// `"5m"` or `"1h"`.
+/// A duration: a number of seconds, or a string in the host's grammar
+/// (`modal-duration`: `"500ms"`, `"2s"`, `"5m"`, `"1h30m"`, `"7d"`); a
+/// string that is not one fails to compile with the host's message.
 fn duration_ms(expr: &Expr) -> syn::Result<u64> {
     match expr {
         Expr::Lit(ExprLit {
@@ -355,12 +356,7 @@ fn duration_ms(expr: &Expr) -> syn::Result<u64> {
         }) => Ok(i.base10_parse::<u64>()?.saturating_mul(1000)),
         Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
-        }) => parse_duration_ms(&s.value()).ok_or_else(|| {
-            syn::Error::new(
-                s.span(),
-                "expected a duration such as \"500ms\", \"2s\", \"5m\" or \"1h\"",
-            )
-        }),
+        }) => parse_duration_ms(&s.value()).map_err(|e| syn::Error::new(s.span(), e)),
         _ => Err(syn::Error::new(
             expr.span(),
             "expected a duration such as \"2s\" or a number of seconds",
@@ -368,19 +364,9 @@ fn duration_ms(expr: &Expr) -> syn::Result<u64> {
     }
 }
 
-fn parse_duration_ms(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor = match unit.trim() {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return None,
-    };
-    number.checked_mul(factor)
+/// A duration string in whole milliseconds, or the host's error.
+fn parse_duration_ms(text: &str) -> Result<u64, modal_duration::ParseError> {
+    modal_duration::parse_millis(text)
 }
 
 /// The first paragraph of the doc comment, on one line.
@@ -627,16 +613,48 @@ fn glue(functions: &[Function], enter: Option<&Ident>, exit: Option<&Ident>) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration_ms;
+    use super::{duration_ms, parse_duration_ms};
+    use std::path::Path;
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration_ms("500ms"), Some(500));
-        assert_eq!(parse_duration_ms("2s"), Some(2000));
-        assert_eq!(parse_duration_ms("5m"), Some(300_000));
-        assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
-        assert_eq!(parse_duration_ms("2"), None);
-        assert_eq!(parse_duration_ms("s"), None);
-        assert_eq!(parse_duration_ms("2 days"), None);
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("2s"), Ok(2000));
+        assert_eq!(parse_duration_ms("5m"), Ok(300_000));
+        assert_eq!(parse_duration_ms("1h"), Ok(3_600_000));
+        assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration_ms("7d"), Ok(604_800_000));
+        assert!(parse_duration_ms("2").is_err());
+        assert!(parse_duration_ms("s").is_err());
+        assert!(parse_duration_ms("2 days").is_err());
+        let seconds: syn::Expr = syn::parse_str("5").unwrap();
+        assert_eq!(duration_ms(&seconds).unwrap(), 5000);
+    }
+
+    /// The compile error of a bad duration is, word for word, the host's
+    /// deploy-time error: both are checked against the golden files of
+    /// `tests/ui/duration/` (input `NAME.txt`, message `NAME.err`).
+    #[test]
+    fn bad_durations_fail_with_the_hosts_golden_messages() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ui/duration");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let input = entry.unwrap().path();
+            if input.extension().is_none_or(|e| e != "txt") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&input).unwrap();
+            let expected = std::fs::read_to_string(input.with_extension("err")).unwrap();
+            let literal: syn::Expr = syn::parse_str(&format!("{text:?}")).unwrap();
+            let error = duration_ms(&literal).unwrap_err();
+            assert_eq!(
+                format!("{error}\n"),
+                expected,
+                "the macro's message for {}",
+                input.display()
+            );
+            checked += 1;
+        }
+        assert!(checked > 0, "no duration cases in {}", dir.display());
     }
 }

@@ -6,10 +6,12 @@
 use super::RequestBody;
 use super::{Body, State, full, text};
 use crate::platform::{AppState, AppStatus};
+use cookie::{Cookie, SameSite};
 use http_body_util::{BodyExt, Limited};
 use hyper::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// The session cookie's name.
 const COOKIE_NAME: &str = "modal_session";
@@ -17,6 +19,26 @@ const COOKIE_NAME: &str = "modal_session";
 const FORM_LIMIT: usize = 16 << 10;
 /// Executions shown on an app's page.
 const RECENT: usize = 20;
+
+/// What a URL component (a query value or a path segment) is
+/// percent-encoded with: everything but RFC 3986's unreserved characters
+/// (letters, digits, `-`, `.`, `_`, `~`). `/` is encoded too (`%2F`), so a
+/// value never reads as more path segments; the control API and the CLI
+/// follow the same rule. Query strings and form bodies are decoded as
+/// `application/x-www-form-urlencoded` ([`pairs`]).
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The `key=value` pairs of a query string or form body, in order and
+/// decoded: `+` is a space, `%XX` a byte (`%2F` is `/`), an invalid escape
+/// such as `%zz` stays as written, and bytes that are not UTF-8 become
+/// U+FFFD.
+fn pairs(input: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(input).into_owned().collect()
+}
 
 const CSS: &str = "
 *{box-sizing:border-box}body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
@@ -70,17 +92,34 @@ fn redirect(to: &str) -> Response<Body> {
     response
 }
 
-/// The session id in the request's cookie, if it is a live session.
+/// The session id in the request's cookies, if it is a live session.
 fn session<B>(state: &State, req: &Request<B>) -> Option<String> {
-    let cookies = req.headers().get_all(COOKIE);
-    let id = cookies
+    let id = session_id(req)?;
+    state.sessions().contains_key(&id).then_some(id)
+}
+
+/// The value of the session cookie among the request's `Cookie` headers;
+/// cookies that do not parse are skipped.
+fn session_id<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE_NAME)
-        .map(|(_, v)| v.to_string())?;
-    state.sessions().contains_key(&id).then_some(id)
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == COOKIE_NAME)
+        .map(|c| c.value().to_string())
+}
+
+/// The `Set-Cookie` value of a new session: sent back on every path, never
+/// readable by scripts, never sent with a request from another site.
+fn session_cookie(id: &str) -> String {
+    Cookie::build((COOKIE_NAME, id))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .build()
+        .to_string()
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -91,7 +130,7 @@ fn random_hex(bytes: usize) -> String {
 
 async fn form(req: Request<RequestBody>) -> Vec<(String, String)> {
     match Limited::new(req.into_body(), FORM_LIMIT).collect().await {
-        Ok(body) => super::api::query_pairs(Some(&String::from_utf8_lossy(&body.to_bytes()))),
+        Ok(body) => pairs(&body.to_bytes()),
         Err(_) => Vec::new(),
     }
 }
@@ -121,7 +160,7 @@ pub(crate) async fn handle(
     let method = req.method().clone();
     let response = match (&method, path) {
         (&Method::GET, "/login") => {
-            let next = super::api::query_pairs(req.uri().query());
+            let next = pairs(req.uri().query().unwrap_or("").as_bytes());
             login_page(field(&next, "next"), false)
         }
         (&Method::POST, "/login") => {
@@ -136,8 +175,7 @@ pub(crate) async fn handle(
             let id = random_hex(32);
             state.sessions().insert(id.clone(), random_hex(16));
             let mut response = redirect(&next);
-            let cookie = format!("{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict");
-            if let Ok(value) = hyper::header::HeaderValue::from_str(&cookie) {
+            if let Ok(value) = hyper::header::HeaderValue::from_str(&session_cookie(&id)) {
                 response.headers_mut().insert(SET_COOKIE, value);
             }
             response
@@ -150,7 +188,8 @@ pub(crate) async fn handle(
         }
         (_, p) if p == "/apps" || p.starts_with("/apps/") => {
             let Some(id) = session(state, &req) else {
-                return Some(redirect(&format!("/login?next={}", super::api::encode(p))));
+                let next = utf8_percent_encode(p, COMPONENT);
+                return Some(redirect(&format!("/login?next={next}")));
             };
             let csrf = state.sessions().get(&id).cloned().unwrap_or_default();
             let rest: Vec<&str> = p
@@ -349,4 +388,99 @@ async fn app_page(state: &State, name: &str, csrf: &str) -> Response<Body> {
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(input: &str) -> Vec<(String, String)> {
+        pairs(input.as_bytes())
+    }
+
+    fn pair(k: &str, v: &str) -> (String, String) {
+        (k.to_string(), v.to_string())
+    }
+
+    #[test]
+    fn a_plus_is_a_space_and_an_escaped_plus_is_a_plus() {
+        assert_eq!(decoded("q=a+b%2Bc"), [pair("q", "a b+c")]);
+    }
+
+    #[test]
+    fn an_escaped_slash_is_a_slash() {
+        assert_eq!(
+            decoded("next=%2Fapps%2Fhello&x=/a/b"),
+            [pair("next", "/apps/hello"), pair("x", "/a/b")]
+        );
+    }
+
+    #[test]
+    fn invalid_escapes_stay_as_written() {
+        assert_eq!(
+            decoded("a=%zz&b=100%&c=%4"),
+            [pair("a", "%zz"), pair("b", "100%"), pair("c", "%4")]
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_become_replacement_characters() {
+        assert_eq!(decoded("a=%FF%FEx"), [pair("a", "\u{fffd}\u{fffd}x")]);
+        assert_eq!(pairs(b"a=\xffx"), [pair("a", "\u{fffd}x")]);
+        assert_eq!(decoded("name=caf%C3%A9"), [pair("name", "café")]);
+    }
+
+    #[test]
+    fn empty_pairs_are_skipped_and_a_bare_key_has_an_empty_value() {
+        assert_eq!(decoded("&a&&b=&"), [pair("a", ""), pair("b", "")]);
+        assert_eq!(decoded(""), []);
+    }
+
+    #[test]
+    fn components_encode_everything_but_unreserved_characters() {
+        let encoded = utf8_percent_encode("/apps/my app?x=1&y=a+b~ü", COMPONENT).to_string();
+        assert_eq!(encoded, "%2Fapps%2Fmy%20app%3Fx%3D1%26y%3Da%2Bb~%C3%BC");
+        assert_eq!(
+            decoded(&format!("next={encoded}")),
+            [pair("next", "/apps/my app?x=1&y=a+b~ü")]
+        );
+        assert_eq!(
+            utf8_percent_encode("AZaz09-._~", COMPONENT).to_string(),
+            "AZaz09-._~"
+        );
+    }
+
+    #[test]
+    fn the_session_cookie_keeps_its_attributes() {
+        let cookie = session_cookie("abc123");
+        assert!(cookie.starts_with("modal_session=abc123;"), "{cookie}");
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(cookie.split("; ").any(|a| a == attribute), "{cookie}");
+        }
+        assert!(
+            !cookie.contains("Secure") && !cookie.contains("Max-Age"),
+            "{cookie}"
+        );
+    }
+
+    #[test]
+    fn the_session_is_found_among_other_cookies() {
+        let req = Request::builder()
+            .header(COOKIE, "theme=dark; modal_session=abc; other")
+            .header(COOKIE, "x=1")
+            .body(())
+            .unwrap();
+        assert_eq!(session_id(&req).as_deref(), Some("abc"));
+        let split = Request::builder()
+            .header(COOKIE, "theme=dark")
+            .header(COOKIE, "modal_session=def")
+            .body(())
+            .unwrap();
+        assert_eq!(session_id(&split).as_deref(), Some("def"));
+        let none = Request::builder()
+            .header(COOKIE, "modal_sessionx=abc; =; ;")
+            .body(())
+            .unwrap();
+        assert_eq!(session_id(&none), None);
+    }
 }
