@@ -13,6 +13,8 @@
 //!   default), components in an [`ArtifactStore`], one live version per
 //!   app, zero-downtime redeploys, rollback, stop and garbage collection.
 //!   [`server::Server`] puts it behind HTTP, as `modal server` does.
+//! - [`api`] holds the request and response bodies of `/api/v1`, the
+//!   control API that the server answers and the `modal` CLI calls.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), modal_host::Error> {
@@ -45,6 +47,7 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 mod app;
 mod bindings;
 mod compile;

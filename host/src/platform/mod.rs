@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::host::Host;
 use crate::pool::PoolStats;
 use crate::spec::AppSpec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -96,7 +96,7 @@ pub struct DeployRequest {
 }
 
 /// The result of a deploy or rollback.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Deployment {
     /// The app.
     pub app: String,
@@ -135,7 +135,7 @@ pub struct VersionStatus {
 }
 
 /// An app as `list` shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AppStatus {
     /// The recorded app.
     #[serde(flatten)]
@@ -160,7 +160,7 @@ pub struct AppStatus {
 }
 
 /// A replaced version finishing its executions.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DrainStatus {
     /// The version.
     pub version: u64,
@@ -173,7 +173,7 @@ pub struct DrainStatus {
 }
 
 /// What garbage collection removed.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct GcReport {
     /// Stopped apps forgotten.
     pub apps: Vec<String>,

@@ -62,7 +62,7 @@ pub struct ExecutionRecord {
 }
 
 /// Usage of one function of one version.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Usage {
     /// The app.
     pub app: String,

@@ -91,7 +91,7 @@ struct State {
 }
 
 /// A schedule as the API shows it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct ScheduleStatus {
     /// The function.
     pub function: String,
