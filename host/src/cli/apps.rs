@@ -19,7 +19,7 @@ pub struct DeployArgs {
     #[arg(long)]
     name: Option<String>,
     /// An environment variable for the guest, `KEY=VALUE` (repeatable).
-    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = super::run::parse_env)]
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = super::common::parse_env)]
     env: Vec<(String, String)>,
     /// A label for this version, shown in `modal app history`.
     #[arg(long)]
@@ -397,7 +397,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let name = args
         .name
         .clone()
-        .unwrap_or_else(|| super::run::app_name(&args.wasm));
+        .unwrap_or_else(|| super::common::app_name(&args.wasm));
     let mut query = vec![format!("deployer={}", encode(&deployer()))];
     for (k, v) in &args.env {
         query.push(format!("env={}", encode(&format!("{k}={v}"))));

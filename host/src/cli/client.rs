@@ -59,7 +59,7 @@ impl ServerArgs {
         let token = match &self.token {
             Some(t) => t.clone(),
             None => {
-                let dir = super::state_dir(self.state.as_deref())?;
+                let dir = super::common::state_dir(self.state.as_deref())?;
                 let path = dir.join(modal_host::server::TOKEN_FILE);
                 std::fs::read_to_string(&path)
                     .with_context(|| {

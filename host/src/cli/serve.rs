@@ -25,7 +25,7 @@ pub struct ServeArgs {
     #[arg(long)]
     name: Option<String>,
     /// An environment variable for the guest, `KEY=VALUE` (repeatable).
-    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = super::run::parse_env)]
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = super::common::parse_env)]
     env: Vec<(String, String)>,
     /// Let the app send HTTP requests to HOST (any port) or HOST:PORT
     /// (repeatable); all other outbound requests are denied.
@@ -51,10 +51,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let name = args
         .name
         .clone()
-        .unwrap_or_else(|| super::run::app_name(&args.wasm));
+        .unwrap_or_else(|| super::common::app_name(&args.wasm));
     modal_host::validate_app_name(&name)?;
     let state = std::env::temp_dir().join(format!("modal-serve-{}", std::process::id()));
-    let _cleanup = RemoveOnDrop(state.clone());
+    let _cleanup = super::common::RemoveOnDrop(state.clone());
     let token =
         load_or_create_token(&state).with_context(|| format!("creating {}", state.display()))?;
     let platform = Platform::open(
@@ -161,13 +161,4 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await;
     watcher.abort();
     Ok(ExitCode::SUCCESS)
-}
-
-/// Removes a temporary directory when dropped.
-pub struct RemoveOnDrop(pub PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
