@@ -30,6 +30,8 @@
 pub mod query;
 pub mod sse;
 
+pub use crate::app::Trigger;
+pub use crate::error::Outcome;
 pub use crate::platform::{
     AppRecord, AppState, AppStatus, Deployment, DrainStatus, ExecutionRecord, GcReport, GitInfo,
     ScheduleStatus, Usage, VersionRecord,
