@@ -310,6 +310,31 @@ impl Store {
         Ok(records)
     }
 
+    /// The first `limit` executions of `app` (of `function` if given)
+    /// whose id is above `after`, oldest first.
+    pub(crate) fn after(
+        &self,
+        app: &str,
+        function: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id, call_id, http_status
+                 FROM executions WHERE app = ?1 AND (?2 IS NULL OR function = ?2) AND id > ?3 ORDER BY id LIMIT ?4",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(
+                params![app, function, after as i64, limit as i64],
+                execution_row,
+            )
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
     /// Usage per version and function of `app`.
     pub(crate) fn usage(&self, app: &str) -> Result<Vec<Usage>, Error> {
         let conn = self.conn();
@@ -580,10 +605,13 @@ impl Recorder {
             call_id: e.call_id.clone(),
             http_status: e.http_status,
         };
-        if self.follow.receiver_count() > 0 {
-            let _ = self.follow.send(record.clone());
-        }
+        // The writer gets it before the followers: a follower that
+        // subscribed too late to see it live finds it stored after a flush.
+        let followed = (self.follow.receiver_count() > 0).then(|| record.clone());
         let _ = self.writer.send(Write::Record(record));
+        if let Some(record) = followed {
+            let _ = self.follow.send(record);
+        }
     }
 
     /// Waits until every execution recorded so far is stored.
@@ -692,6 +720,23 @@ impl Recorder {
             self.deploys.load(Ordering::Relaxed)
         );
         out
+    }
+}
+
+impl super::Platform {
+    /// The first `limit` executions of `app` (of `function` if given)
+    /// after execution `after`, oldest first, once every execution
+    /// recorded so far is stored: with [`follow`](super::Platform::follow)
+    /// subscribed first, a reconnecting follower misses none.
+    pub async fn logs_after(
+        &self,
+        app: &str,
+        function: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, Error> {
+        self.inner.recorder.flush().await;
+        self.inner.recorder.store.after(app, function, after, limit)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::RequestBody;
 use super::{Body, State, json};
-use crate::api::query::Pairs;
+use crate::api::query::{MAX_LOGS, Pairs};
 use crate::api::{
     ApiError, AppDetail, AppList, CallResult, CallStatus, DeployQuery, Deployed, ErrorBody,
     Executions, History, LogsQuery, Output, Paused, ResultQuery, RollbackQuery, RunStarted,
@@ -130,7 +130,7 @@ pub(crate) async fn handle(state: &State, rest: &str, req: Request<RequestBody>)
         (&Method::GET, ["apps", name, "logs"]) => {
             let query = LogsQuery::parse(&pairs);
             if query.follow {
-                return follow(state, name, query.function, last_event_id(&req));
+                return follow(state, name, query.function, last_event_id(&req)).await;
             }
             logs(state, name, &query).map(ok)
         }
@@ -327,8 +327,8 @@ const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Streams new executions of `app` as server-sent events, each with its
 /// record id. After `last_id` (a reconnect), the stored executions newer
-/// than it come first (the latest [`crate::api::query::MAX_LOGS`] of them).
-fn follow(
+/// than it come first (the first [`MAX_LOGS`] of them).
+async fn follow(
     state: &State,
     app: &str,
     function: Option<String>,
@@ -340,9 +340,17 @@ fn follow(
     // Subscribe before reading the stored ones, so that nothing recorded
     // in between is missed; what both hold is sent once.
     let mut records = state.platform.follow();
-    let replay = match last_id.map(|id| replay(state, app, function.as_deref(), id)) {
-        Some(Ok(replay)) => replay,
-        Some(Err(e)) => return error(&e),
+    let replay = match last_id {
+        Some(after) => {
+            let replay = state
+                .platform
+                .logs_after(app, function.as_deref(), after, MAX_LOGS)
+                .await;
+            match replay {
+                Ok(replay) => replay,
+                Err(e) => return error(&e),
+            }
+        }
         None => Vec::new(),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
@@ -385,20 +393,6 @@ fn follow(
         hyper::header::HeaderValue::from_static("no-cache"),
     );
     response
-}
-
-/// The stored executions of `app` newer than `after`, oldest first.
-fn replay(
-    state: &State,
-    app: &str,
-    function: Option<&str>,
-    after: u64,
-) -> Result<Vec<ExecutionRecord>, Error> {
-    let mut records = state
-        .platform
-        .logs(app, function, crate::api::query::MAX_LOGS)?;
-    records.retain(|r| r.id > after);
-    Ok(records)
 }
 
 fn record_event(record: &ExecutionRecord) -> bytes::Bytes {
