@@ -16,6 +16,8 @@
 //!   default, [`platform::Stores`]), one live version per app,
 //!   zero-downtime redeploys, rollback, stop and garbage collection.
 //!   [`server::Server`] puts it behind HTTP, as `modal server` does.
+//! - [`api`] holds the request and response bodies of `/api/v1`, the
+//!   control API that the server answers and the `modal` CLI calls.
 //!
 //! The modules [`platform`], [`server`] and [`spec`] hold the rest of the
 //! public surface: status and record types, the storage traits, the HTTP
@@ -56,6 +58,7 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 mod app;
 mod bindings;
 mod compile;

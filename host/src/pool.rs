@@ -213,7 +213,7 @@ struct Counters {
 }
 
 /// Point-in-time figures of one function's pool.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct PoolStats {
     /// The function.
     pub function: String,

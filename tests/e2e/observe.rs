@@ -192,6 +192,50 @@ fn logs_follow_delivers_a_new_execution_within_a_second() {
 }
 
 #[test]
+fn logs_follow_keeps_printing_after_the_server_restarts() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    server.ok(&["deploy", COUNTER]);
+    server.ok(&["call", "counter", "incr"]);
+    wait_for(&server, "counter", 1);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["app", "logs", "counter", "--follow"])
+        .env("MODAL_SERVER", format!("http://{}", server.addr))
+        .env("MODAL_STATE", &server.state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = crate::stdout_lines(&mut child);
+    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(first.contains("v1 incr [call] ok"), "{first}");
+    // The stream is open (a line arrived); the server dies and comes back
+    // on the same state and address.
+    let server = server.restart_on_same_address();
+    // Made at once, this call most likely runs before the client is back,
+    // so it arrives by replay after `Last-Event-ID`; either way, once.
+    server.ok(&["call", "counter", "slow", r#"{"ms": 1}"#]);
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("an execution after the restart is printed");
+    assert!(line.contains("v1 slow [call] ok"), "{line}");
+    server.ok(&["call", "counter", "incr"]);
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the stream goes on");
+    assert!(
+        line.contains("v1 incr [call] ok"),
+        "the next line is the next execution, not a repeat: {line}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "--follow keeps running"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
 fn metrics_parse_as_prometheus_text_and_count_the_calls() {
     let state = tempfile::tempdir().unwrap();
     let server = Server::start(state.path());

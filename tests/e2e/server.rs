@@ -26,7 +26,12 @@ impl Server {
     }
 
     pub fn start_with(state: &Path, extra: &[&str]) -> Server {
-        Server::start_in(Command::new(env!("CARGO_BIN_EXE_modal")), state, extra)
+        Server::start_in(
+            Command::new(env!("CARGO_BIN_EXE_modal")),
+            state,
+            "127.0.0.1:0",
+            extra,
+        )
     }
 
     /// A server whose process may open at most `nofile` files.
@@ -36,12 +41,12 @@ impl Server {
             .arg("-c")
             .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_modal"));
-        Server::start_in(command, state, extra)
+        Server::start_in(command, state, "127.0.0.1:0", extra)
     }
 
-    fn start_in(mut command: Command, state: &Path, extra: &[&str]) -> Server {
+    fn start_in(mut command: Command, state: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut child = command
-            .args(["server", "--listen", "127.0.0.1:0", "--state"])
+            .args(["server", "--listen", listen, "--state"])
             .arg(state)
             .args(extra)
             .env_remove("MODAL_SERVER")
@@ -146,6 +151,16 @@ impl Server {
         self.kill();
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         Server::start_with(&state, &extra)
+    }
+
+    /// SIGKILL, then a new server on the same state directory and address.
+    pub fn restart_on_same_address(self) -> Server {
+        let (state, addr) = (self.state.clone(), self.addr.clone());
+        let extra = self.extra.clone();
+        self.kill();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let command = Command::new(env!("CARGO_BIN_EXE_modal"));
+        Server::start_in(command, &state, &addr, &extra)
     }
 }
 

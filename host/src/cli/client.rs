@@ -1,5 +1,7 @@
 //! The CLI's HTTP client for the control API: finds the server and the
-//! token, sends one request, turns API errors into one-line messages.
+//! token, and offers one typed method per route, taking and returning the
+//! types of [`modal_host::api`]. A failure the server reports becomes
+//! [`ClientError::Api`], which keeps its kind and message.
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
@@ -7,8 +9,15 @@ use clap::Args;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use modal_host::api::{
+    ApiError, AppDetail, AppList, CallResult, CallStatus, DeployQuery, Deployed, ErrorBody,
+    ExecutionRecord, Executions, GcReport, History, LogsQuery, Paused, ResultQuery, RollbackQuery,
+    RunStarted, Schedules, Spawned, Stats, Stopped, VersionQuery, sse,
+};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::de::DeserializeOwned;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// The address the CLI talks to when none is given.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8000";
@@ -28,19 +37,13 @@ pub struct ServerArgs {
     state: Option<PathBuf>,
 }
 
-/// A connection target and credentials.
-pub struct Client {
-    authority: String,
-    base: String,
-    token: String,
-}
-
 impl ServerArgs {
     /// The state directory given with `--state` or `$MODAL_STATE`.
     pub fn state(&self) -> Option<&std::path::Path> {
         self.state.as_deref()
     }
 
+    /// A client for the server these arguments name.
     pub fn client(&self) -> anyhow::Result<Client> {
         let uri: hyper::Uri = self
             .server
@@ -59,7 +62,7 @@ impl ServerArgs {
         let token = match &self.token {
             Some(t) => t.clone(),
             None => {
-                let dir = super::state_dir(self.state.as_deref())?;
+                let dir = super::common::state_dir(self.state.as_deref())?;
                 let path = dir.join(modal_host::server::TOKEN_FILE);
                 std::fs::read_to_string(&path)
                     .with_context(|| {
@@ -81,25 +84,105 @@ impl ServerArgs {
     }
 }
 
-/// What the server answered.
-pub struct Answer {
-    pub status: StatusCode,
-    pub body: Value,
+/// Why a request to the control API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server refused or failed the request and said why.
+    #[error("{error}")]
+    Api {
+        /// The answer's status.
+        status: StatusCode,
+        /// The kind of failure and its message.
+        error: ApiError,
+    },
+    /// The server failed the request without saying why (not the API's
+    /// error body).
+    #[error("the server answered {status}")]
+    Status {
+        /// The answer's status.
+        status: StatusCode,
+    },
+    /// The answer is not the body the route returns.
+    #[error("the server's answer was not understood")]
+    Decode(#[source] serde_json::Error),
+    /// The server could not be reached, or the exchange broke.
+    #[error(transparent)]
+    Transport(#[from] anyhow::Error),
 }
 
-impl Answer {
-    /// The API's error message, if the request failed.
-    pub fn error_message(&self) -> Option<String> {
-        if self.status.is_success() {
-            return None;
+impl ClientError {
+    /// The error of a failed answer: the API's error body if it has one.
+    fn from_answer(status: StatusCode, body: &[u8]) -> ClientError {
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(body) => ClientError::Api {
+                status,
+                error: body.error,
+            },
+            Err(_) => ClientError::Status { status },
         }
-        Some(
-            self.body["error"]["message"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("the server answered {}", self.status)),
-        )
     }
+
+    /// Whether the same request may succeed later: the server was not
+    /// reachable, the exchange broke, or the server was restarting or
+    /// overloaded (503) or behind a gateway that could not reach it.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Transport(_) => true,
+            ClientError::Api { status, .. } | ClientError::Status { status } => matches!(
+                *status,
+                StatusCode::BAD_GATEWAY
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::GATEWAY_TIMEOUT
+            ),
+            ClientError::Decode(_) => false,
+        }
+    }
+}
+
+/// What [`segment`] escapes in a path segment: all but letters, digits and
+/// `-_.~`.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `/api/v1/` and the percent-encoded `segments`, then `?query` unless the
+/// query is empty.
+fn path(segments: &[&str], query: &str) -> String {
+    let mut path = String::from("/api/v1");
+    for s in segments {
+        path.push('/');
+        path.extend(utf8_percent_encode(s, SEGMENT));
+    }
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(query);
+    }
+    path
+}
+
+/// Delay before the first reconnect of an event stream; it doubles up to
+/// [`MAX_RECONNECT_DELAY`].
+const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(100);
+
+/// Longest delay between two reconnects of an event stream: a restarted
+/// server is seen within this long.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
+
+/// How long an event stream keeps trying to reconnect to a server that
+/// stays unreachable before it gives up.
+const RECONNECT_FOR: Duration = Duration::from_secs(300);
+
+/// Longest silence on an event stream before the connection is taken for
+/// dead: three of the server's 15-second keep-alives.
+const STREAM_IDLE_LIMIT: Duration = Duration::from_secs(45);
+
+/// A connection target and credentials.
+pub struct Client {
+    authority: String,
+    base: String,
+    token: String,
 }
 
 impl Client {
@@ -123,32 +206,43 @@ impl Client {
         Ok(sender)
     }
 
-    /// A request with the server's host and the token.
-    fn request(
+    /// Sends a request with the server's host and the token.
+    async fn send(
         &self,
         method: Method,
         path: &str,
         body: Vec<u8>,
-    ) -> anyhow::Result<Request<Full<Bytes>>> {
-        Request::builder()
+        last_event_id: Option<&str>,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, &self.authority)
             .header(
                 hyper::header::AUTHORIZATION,
                 format!("Bearer {}", self.token),
-            )
+            );
+        if let Some(id) = last_event_id {
+            request = request.header(sse::LAST_EVENT_ID, id);
+        }
+        let request = request
             .body(Full::new(Bytes::from(body)))
-            .context("building the request")
+            .context("building the request")?;
+        let mut sender = self.connect().await?;
+        sender
+            .send_request(request)
+            .await
+            .context("the request to the server failed")
     }
 
-    /// Sends a request; a failed API call is still an `Answer`.
-    pub async fn send(&self, method: Method, path: &str, body: Vec<u8>) -> anyhow::Result<Answer> {
-        let mut sender = self.connect().await?;
-        let response = sender
-            .send_request(self.request(method, path, body)?)
-            .await
-            .context("the request to the server failed")?;
+    /// Sends a request and reads the whole answer.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let response = self.send(method, path, body, None).await?;
         let status = response.status();
         let bytes = response
             .into_body()
@@ -156,65 +250,293 @@ impl Client {
             .await
             .context("reading the server's answer")?
             .to_bytes();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok(Answer { status, body })
+        Ok((status, bytes))
     }
 
-    /// Sends a GET and hands each server-sent event's data to `on_event`
-    /// until the server closes the stream.
-    pub async fn events(&self, path: &str, mut on_event: impl FnMut(&str)) -> anyhow::Result<()> {
-        let mut sender = self.connect().await?;
-        let response = sender
-            .send_request(self.request(Method::GET, path, Vec::new())?)
-            .await
-            .context("the request to the server failed")?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let bytes = response.into_body().collect().await?.to_bytes();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let answer = Answer { status, body };
-            bail!(answer.error_message().unwrap_or_default());
+    /// Sends a request and decodes a successful answer as `T`.
+    async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T, ClientError> {
+        let (status, bytes) = self.exchange(method, path, body).await?;
+        if !status.is_success() {
+            return Err(ClientError::from_answer(status, &bytes));
         }
+        serde_json::from_slice(&bytes).map_err(ClientError::Decode)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.request(Method::GET, path, Vec::new()).await
+    }
+
+    async fn post<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T, ClientError> {
+        self.request(Method::POST, path, body).await
+    }
+
+    /// Every app the server keeps.
+    pub async fn apps(&self) -> Result<AppList, ClientError> {
+        self.get(&path(&["apps"], "")).await
+    }
+
+    /// The versions of `app`.
+    pub async fn history(&self, app: &str) -> Result<History, ClientError> {
+        self.get(&path(&["apps", app, "history"], "")).await
+    }
+
+    /// Deploys `wasm` as a new live version of `app`.
+    pub async fn deploy(
+        &self,
+        app: &str,
+        query: &DeployQuery,
+        wasm: Vec<u8>,
+    ) -> Result<Deployed, ClientError> {
+        self.post(&path(&["apps", app, "deploy"], &query.to_query()), wasm)
+            .await
+    }
+
+    /// Makes an earlier version's code live again, as a new version.
+    pub async fn rollback(
+        &self,
+        app: &str,
+        query: &RollbackQuery,
+    ) -> Result<Deployed, ClientError> {
+        let path = path(&["apps", app, "rollback"], &query.to_query());
+        self.post(&path, Vec::new()).await
+    }
+
+    /// Stops `app`.
+    pub async fn stop(&self, app: &str) -> Result<Stopped, ClientError> {
+        self.post(&path(&["apps", app, "stop"], ""), Vec::new())
+            .await
+    }
+
+    /// Calls `function` with `input` and waits for it. A call that ran
+    /// and failed is `Ok`, with its `error` and logs; one that could not
+    /// run is an error.
+    pub async fn call(
+        &self,
+        app: &str,
+        function: &str,
+        query: VersionQuery,
+        input: Vec<u8>,
+    ) -> Result<CallResult, ClientError> {
+        let path = path(
+            &["apps", app, "functions", function, "call"],
+            &query.to_query(),
+        );
+        let (status, bytes) = self.exchange(Method::POST, &path, input).await?;
+        match serde_json::from_slice::<CallResult>(&bytes) {
+            Ok(result) if status.is_success() || result.error.is_some() => Ok(result),
+            Ok(_) => Err(ClientError::Status { status }),
+            Err(_) if !status.is_success() => Err(ClientError::from_answer(status, &bytes)),
+            Err(e) => Err(ClientError::Decode(e)),
+        }
+    }
+
+    /// Starts a call of `function` in the background.
+    pub async fn spawn(
+        &self,
+        app: &str,
+        function: &str,
+        query: VersionQuery,
+        input: Vec<u8>,
+    ) -> Result<Spawned, ClientError> {
+        let path = path(
+            &["apps", app, "functions", function, "spawn"],
+            &query.to_query(),
+        );
+        self.post(&path, input).await
+    }
+
+    /// The state of spawned call `id`, waiting as `query` says.
+    pub async fn result(&self, id: &str, query: &ResultQuery) -> Result<CallStatus, ClientError> {
+        self.get(&path(&["calls", id], &query.to_query())).await
+    }
+
+    /// Recent executions of `app`.
+    pub async fn logs(&self, app: &str, query: &LogsQuery) -> Result<Executions, ClientError> {
+        self.get(&path(&["apps", app, "logs"], &query.to_query()))
+            .await
+    }
+
+    /// Usage of `app` per version and function.
+    pub async fn usage(&self, app: &str) -> Result<Stats, ClientError> {
+        self.get(&path(&["apps", app, "stats"], "")).await
+    }
+
+    /// The schedules of `app`.
+    pub async fn schedules(&self, app: &str) -> Result<Schedules, ClientError> {
+        self.get(&path(&["apps", app, "schedules"], "")).await
+    }
+
+    /// Pauses (`true`) or resumes the schedule of `function`.
+    pub async fn set_paused(
+        &self,
+        app: &str,
+        function: &str,
+        paused: bool,
+    ) -> Result<Paused, ClientError> {
+        let action = if paused { "pause" } else { "resume" };
+        let path = path(&["apps", app, "schedules", function, action], "");
+        self.post(&path, Vec::new()).await
+    }
+
+    /// Fires the schedule of `function` once, now.
+    pub async fn run_schedule(&self, app: &str, function: &str) -> Result<RunStarted, ClientError> {
+        let path = path(&["apps", app, "schedules", function, "run"], "");
+        self.post(&path, Vec::new()).await
+    }
+
+    /// Hands each new execution of `app` (of `function` if given) to
+    /// `on_record`, starting after execution `after` when given. When the
+    /// stream breaks (a server restart) it reconnects, sooner at first
+    /// and every [`MAX_RECONNECT_DELAY`] at most, and resumes after the
+    /// last execution seen; it gives up on an error that will not pass,
+    /// or after [`RECONNECT_FOR`] without reaching the server.
+    pub async fn follow(
+        &self,
+        app: &str,
+        function: Option<&str>,
+        after: Option<u64>,
+        mut on_record: impl FnMut(ExecutionRecord),
+    ) -> Result<(), ClientError> {
+        let query = LogsQuery {
+            function: function.map(str::to_string),
+            follow: true,
+            ..LogsQuery::default()
+        };
+        let path = path(&["apps", app, "logs"], &query.to_query());
+        let mut last_id = after.map(|id| id.to_string());
+        let mut delay = FIRST_RECONNECT_DELAY;
+        let mut lost_at: Option<Instant> = None;
+        loop {
+            let result = self
+                .stream(
+                    &path,
+                    &mut last_id,
+                    || {
+                        if lost_at.take().is_some() {
+                            eprintln!("(reconnected)");
+                        }
+                        delay = FIRST_RECONNECT_DELAY;
+                    },
+                    &mut on_record,
+                )
+                .await;
+            match result {
+                Err(e) if !e.is_transient() => return Err(e),
+                Err(e) if lost_at.is_some_and(|at| at.elapsed() > RECONNECT_FOR) => return Err(e),
+                _ => {}
+            }
+            if lost_at.is_none() {
+                eprintln!("(lost the connection to the server; reconnecting…)");
+                lost_at = Some(Instant::now());
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+        }
+    }
+
+    /// One connection of [`follow`](Client::follow): reads events until the
+    /// stream ends or breaks, keeping `last_id` up to date. `on_open` runs
+    /// once the server accepted the stream.
+    async fn stream(
+        &self,
+        path: &str,
+        last_id: &mut Option<String>,
+        on_open: impl FnOnce(),
+        on_record: &mut impl FnMut(ExecutionRecord),
+    ) -> Result<(), ClientError> {
+        let response = self
+            .send(Method::GET, path, Vec::new(), last_id.as_deref())
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(ClientError::from_answer(status, &bytes));
+        }
+        on_open();
         let mut body = response.into_body();
-        let mut pending = String::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.context("the event stream broke")?;
+        let mut parser = sse::Parser::new();
+        loop {
+            let frame = match tokio::time::timeout(STREAM_IDLE_LIMIT, body.frame()).await {
+                Err(_) => return Err(anyhow!("the event stream went silent").into()),
+                Ok(None) => return Ok(()),
+                Ok(Some(frame)) => frame.context("the event stream broke")?,
+            };
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            pending.push_str(&String::from_utf8_lossy(&data));
-            while let Some(end) = pending.find("\n\n") {
-                let event: String = pending.drain(..end + 2).collect();
-                for line in event.lines() {
-                    if let Some(data) = line.strip_prefix("data: ") {
-                        on_event(data);
-                    }
+            for event in parser.feed(&data) {
+                if let Ok(record) = serde_json::from_str(&event.data) {
+                    on_record(record);
                 }
             }
-        }
-        Ok(())
-    }
-
-    /// Sends a request and fails with the API's message unless it succeeded.
-    pub async fn expect(&self, method: Method, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
-        let answer = self.send(method, path, body).await?;
-        match answer.error_message() {
-            Some(message) => Err(anyhow!(message)),
-            None => Ok(answer.body),
+            if let Some(id) = parser.last_event_id() {
+                *last_id = Some(id.to_string());
+            }
         }
     }
 }
 
-/// Percent-encodes a query value or path segment.
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// Routes of the API that no command uses yet; the client covers them so
+/// that it answers for the whole contract.
+#[allow(dead_code)]
+impl Client {
+    /// An app, its versions, its live pools and its web addresses.
+    pub async fn app(&self, app: &str) -> Result<AppDetail, ClientError> {
+        self.get(&path(&["apps", app], "")).await
     }
-    out
+
+    /// Collects stopped apps past the retention and unused artifacts.
+    pub async fn gc(&self) -> Result<GcReport, ClientError> {
+        self.post(&path(&["gc"], ""), Vec::new()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_escape_their_segments() {
+        assert_eq!(
+            path(&["apps", "a/b c", "logs"], "limit=5"),
+            "/api/v1/apps/a%2Fb%20c/logs?limit=5"
+        );
+        assert_eq!(path(&["gc"], ""), "/api/v1/gc");
+    }
+
+    #[test]
+    fn only_passing_failures_are_retried() {
+        let api = |status: u16, kind: &str| ClientError::Api {
+            status: StatusCode::from_u16(status).unwrap(),
+            error: ApiError {
+                kind: kind.into(),
+                message: "m".into(),
+            },
+        };
+        assert!(api(503, "shutting_down").is_transient());
+        assert!(!api(404, "app_not_found").is_transient());
+        assert!(ClientError::Transport(anyhow!("refused")).is_transient());
+        assert!(
+            ClientError::from_answer(StatusCode::BAD_GATEWAY, b"<html>").is_transient(),
+            "a gateway's page is a passing failure too"
+        );
+        assert_eq!(
+            ClientError::from_answer(
+                StatusCode::NOT_FOUND,
+                br#"{"error":{"kind":"app_not_found","message":"no app named `x`"}}"#
+            )
+            .to_string(),
+            "no app named `x`"
+        );
+    }
 }

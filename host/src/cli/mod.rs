@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod apps;
 mod client;
+mod common;
 mod python;
 mod run;
 mod serve;
@@ -128,22 +129,4 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-}
-
-/// The state directory: `--state`, else `$MODAL_STATE`, else
-/// `$XDG_DATA_HOME/modal`, else `~/.local/share/modal`.
-fn state_dir(flag: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
-    if let Some(dir) = flag {
-        return Ok(dir.to_path_buf());
-    }
-    if let Some(dir) = std::env::var_os("MODAL_STATE").filter(|d| !d.is_empty()) {
-        return Ok(std::path::PathBuf::from(dir));
-    }
-    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return Ok(std::path::PathBuf::from(dir).join("modal"));
-    }
-    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        Some(home) => Ok(std::path::PathBuf::from(home).join(".local/share/modal")),
-        None => anyhow::bail!("cannot find a state directory: set MODAL_STATE or pass --state"),
-    }
 }

@@ -44,45 +44,6 @@ const WIT: &[(&str, &str)] = &[
     ),
 ];
 
-/// Whether `path` is a Python module to build first.
-pub fn is_python(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "py")
-}
-
-/// The name a Python module gives its app: the string literal in its first
-/// `App("name")` or `App(name="name")`, when it is a valid app name.
-pub fn declared_name(path: &Path) -> Option<String> {
-    if !is_python(path) {
-        return None;
-    }
-    let source = std::fs::read_to_string(path).ok()?;
-    source
-        .match_indices("App(")
-        .filter(|(at, _)| {
-            // `App(`, `modal.App(`, not `MyApp(`.
-            !source[..*at]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_alphanumeric() || c == '_')
-        })
-        .find_map(|(at, call)| app_literal(&source[at + call.len()..]))
-        .filter(|name| modal_host::platform::validate_app_name(name).is_ok())
-}
-
-/// The string literal at the start of `args` (after `name=`, if given).
-fn app_literal(args: &str) -> Option<String> {
-    let args = args.trim_start();
-    let args = match args.strip_prefix("name") {
-        Some(rest) => rest.trim_start().strip_prefix('=')?.trim_start(),
-        None => args,
-    };
-    let quote = args.chars().next().filter(|c| *c == '"' || *c == '\'')?;
-    let body = &args[1..];
-    let end = body.find(quote)?;
-    let name = &body[..end];
-    (!name.contains('\\')).then(|| name.to_string())
-}
-
 /// componentize-py: `$MODAL_COMPONENTIZE_PY`, else on `PATH`.
 fn componentize_py() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("MODAL_COMPONENTIZE_PY").filter(|p| !p.is_empty()) {
@@ -134,7 +95,7 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
     let app_dir = source.parent().unwrap_or(Path::new("."));
     let out = out.map_or_else(|| source.with_extension("wasm"), Path::to_path_buf);
     let work = std::env::temp_dir().join(format!("modal-build-{}", std::process::id()));
-    let _cleanup = super::serve::RemoveOnDrop(work.clone());
+    let _cleanup = super::common::RemoveOnDrop(work.clone());
     write_all(&work.join("sdk"), SDK)?;
     write_all(&work.join("wit"), WIT)?;
     std::fs::write(
@@ -192,11 +153,11 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
 /// Builds are kept under `builds/` of the state directory `state` (see
 /// `state_dir`).
 pub fn component(path: &Path, state: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if !is_python(path) {
+    if !super::common::is_python(path) {
         return Ok(path.to_path_buf());
     }
     let key = sources_key(path)?;
-    let dir = super::state_dir(state)?.join("builds");
+    let dir = super::common::state_dir(state)?.join("builds");
     modal_host::platform::state::private_dir(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     let cached = dir.join(format!("{key}.wasm"));
@@ -247,37 +208,5 @@ fn collect_py(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
         } else if path.extension().is_some_and(|e| e == "py") {
             out.push(path);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_app_name_is_read_from_the_module() {
-        let dir = tempfile::tempdir().unwrap();
-        let module = |name: &str, source: &str| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, source).unwrap();
-            declared_name(&path)
-        };
-        assert_eq!(
-            module("a.py", "import modal\napp = modal.App(\"pyshop\")\n"),
-            Some("pyshop".into())
-        );
-        assert_eq!(
-            module(
-                "b.py",
-                "from modal import App\napp = App( name = 'shop-2' )\n"
-            ),
-            Some("shop-2".into())
-        );
-        assert_eq!(
-            module("c.py", "class MyApp(\"x\"): pass\napp = modal.App()\n"),
-            None
-        );
-        assert_eq!(module("d.py", "app = modal.App(\"Not A Label\")\n"), None);
-        assert_eq!(module("e.txt", "app = modal.App(\"pyshop\")\n"), None);
     }
 }

@@ -23,7 +23,7 @@ pub struct RunArgs {
     /// path and query, e.g. `/?name=Ada` (default `/`).
     input: Option<String>,
     /// An environment variable for the guest, `KEY=VALUE` (repeatable).
-    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = super::common::parse_env)]
     env: Vec<(String, String)>,
     /// Memory limit of the instance, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEMORY_LIMIT >> 20)]
@@ -65,7 +65,7 @@ impl CacheArgs {
         let cache_dir = if self.no_cache {
             None
         } else {
-            Some(super::state_dir(self.state.as_deref())?.join("compiled"))
+            Some(super::common::state_dir(self.state.as_deref())?.join("compiled"))
         };
         let config = HostConfig {
             memory_limit,
@@ -79,46 +79,8 @@ impl CacheArgs {
     }
 }
 
-pub fn parse_env(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => {
-            let pair = (k.to_string(), v.to_string());
-            modal_host::platform::validate_env(std::slice::from_ref(&pair))
-                .map_err(|e| e.to_string())?;
-            Ok(pair)
-        }
-        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
-    }
-}
-
 fn read_wasm(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-/// The app name a file gives: for a Python module, the name its
-/// `App("...")` declares; else (or when that is no valid app name) the
-/// file's stem, as a DNS label.
-pub fn app_name(path: &Path) -> String {
-    if let Some(name) = super::python::declared_name(path) {
-        return name;
-    }
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
-    let name: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let name = name.trim_matches('-');
-    if name.is_empty() {
-        "app".into()
-    } else {
-        name.chars().take(63).collect()
-    }
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -129,7 +91,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let component = super::python::component(&path, args.cache.state.as_deref())?;
     let wasm = read_wasm(&component)?;
     let host = args.cache.host(args.memory << 20)?;
-    let mut meta = AppMeta::new(app_name(&path), 1);
+    let mut meta = AppMeta::new(super::common::app_name(&path), 1);
     meta.env = args.env.clone();
     meta.allow_http = args.allow_http.clone();
     // The guest's output goes to stderr as each execution ends.
@@ -290,7 +252,7 @@ pub struct BuildArgs {
 }
 
 pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
-    if !super::python::is_python(&args.source) {
+    if !super::common::is_python(&args.source) {
         bail!(
             "`modal build` builds Python modules (`app.py`); Rust apps build with `cargo build --target wasm32-wasip2`"
         );

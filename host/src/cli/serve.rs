@@ -6,13 +6,19 @@ use anyhow::Context;
 use clap::Args;
 use modal_host::server::{DEFAULT_GRACE, Server, ServerConfig, load_or_create_token};
 use modal_host::spec::FunctionKind;
-use modal_host::{DeployRequest, HostConfig, Platform, PlatformConfig};
+use modal_host::{DeployRequest, Deployment, Error, HostConfig, Platform, PlatformConfig};
+use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc::UnboundedReceiver;
 
-/// How often the file is checked for changes.
-const POLL: Duration = Duration::from_millis(300);
+/// How long the file must stay untouched after a change before it is
+/// redeployed: an editor or build that writes in several steps is done by
+/// then.
+const SETTLE: Duration = Duration::from_millis(300);
 
 /// Arguments of `modal serve`.
 #[derive(Args)]
@@ -26,7 +32,7 @@ pub struct ServeArgs {
     #[arg(long)]
     name: Option<String>,
     /// An environment variable for the guest, `KEY=VALUE` (repeatable).
-    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = super::run::parse_env)]
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = super::common::parse_env)]
     env: Vec<(String, String)>,
     /// Let the app send HTTP requests to HOST (any port) or HOST:PORT
     /// (repeatable); all other outbound requests are denied.
@@ -48,14 +54,29 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
+/// Deploys new versions of the served app.
+#[derive(Clone)]
+struct Deployer {
+    platform: Platform,
+    request: DeployRequest,
+}
+
+impl Deployer {
+    /// Deploys `wasm` as the next version.
+    async fn deploy(&self, wasm: Vec<u8>) -> Result<Deployment, Error> {
+        self.platform.deploy(&wasm, self.request.clone()).await
+    }
+}
+
+/// `modal serve`.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let name = args
         .name
         .clone()
-        .unwrap_or_else(|| super::run::app_name(&args.wasm));
+        .unwrap_or_else(|| super::common::app_name(&args.wasm));
     modal_host::platform::validate_app_name(&name)?;
     let state = std::env::temp_dir().join(format!("modal-serve-{}", std::process::id()));
-    let _cleanup = RemoveOnDrop(state.clone());
+    let _cleanup = super::common::RemoveOnDrop(state.clone());
     let token =
         load_or_create_token(&state).with_context(|| format!("creating {}", state.display()))?;
     let platform = Platform::open(
@@ -65,19 +86,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None,
     )
     .await?;
-    let template = DeployRequest {
-        name: name.clone(),
-        env: args.env.clone(),
-        allow_http: args.allow_http.clone(),
-        pool: args.pool.settings(),
-        deployer: "modal serve".into(),
-        ..DeployRequest::default()
+    let deployer = Deployer {
+        platform: platform.clone(),
+        request: DeployRequest {
+            name: name.clone(),
+            env: args.env.clone(),
+            allow_http: args.allow_http.clone(),
+            pool: args.pool.settings(),
+            deployer: "modal serve".into(),
+            ..DeployRequest::default()
+        },
     };
-    let deploy = move |platform: Platform, wasm: Vec<u8>| {
-        let request = template.clone();
-        async move { platform.deploy(&wasm, request).await }
-    };
-    let first = deploy(platform.clone(), read_component(&args.wasm)?).await?;
+    let first = deployer.deploy(read_component(&args.wasm)?).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -86,10 +106,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ..ServerConfig::new(token)
     };
     let server = Server::new(platform.clone(), listener, config)?;
-    let addr = server.addr();
+    print_banner(&args.wasm, &name, &first, server.addr());
+    let (watcher, changes) = watch(&args.wasm)?;
+    let redeploys = tokio::spawn(redeploy_on_change(args.wasm.clone(), changes, deployer));
+    server
+        .run(super::server::shutdown_signal(), DEFAULT_GRACE)
+        .await;
+    redeploys.abort();
+    drop(watcher);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the served app answers, and what is watched.
+fn print_banner(file: &Path, name: &str, first: &Deployment, addr: SocketAddr) {
     println!(
         "✓ Serving {} as app {name} v{} on http://{addr}",
-        args.wasm.display(),
+        file.display(),
         first.version
     );
     let web: Vec<&str> = first
@@ -111,64 +143,65 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "  (no web functions; call the others at http://{addr}/api/v1/apps/{name}/functions/NAME/call)"
         );
     }
-    println!(
-        "Watching {} for changes. Ctrl-C to stop.",
-        args.wasm.display()
-    );
-
-    let watcher = {
-        let (platform, path) = (platform.clone(), args.wasm.clone());
-        let deploy = deploy.clone();
-        let mut last = stamp(&path);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(POLL).await;
-                let now = stamp(&path);
-                if now.is_none() || now == last {
-                    continue;
-                }
-                // Wait until the writer is done: the stamp must hold still.
-                tokio::time::sleep(POLL).await;
-                if stamp(&path) != now {
-                    continue;
-                }
-                last = now;
-                let source = path.clone();
-                let built = tokio::task::spawn_blocking(move || read_component(&source)).await;
-                let built =
-                    built.unwrap_or_else(|e| Err(anyhow::anyhow!("the build task failed: {e}")));
-                let result = match built {
-                    Ok(wasm) => deploy(platform.clone(), wasm)
-                        .await
-                        .map_err(anyhow::Error::from),
-                    Err(e) => Err(e),
-                };
-                match result {
-                    Ok(d) => println!(
-                        "✓ Redeployed as v{} in {:.0} ms (v{} drained)",
-                        d.version,
-                        d.took_ms,
-                        d.previous.unwrap_or(0)
-                    ),
-                    Err(e) => {
-                        println!("✗ Not redeployed (the running version keeps serving): {e:#}")
-                    }
-                }
-            }
-        })
-    };
-    server
-        .run(super::server::shutdown_signal(), DEFAULT_GRACE)
-        .await;
-    watcher.abort();
-    Ok(ExitCode::SUCCESS)
+    println!("Watching {} for changes. Ctrl-C to stop.", file.display());
 }
 
-/// Removes a temporary directory when dropped.
-pub struct RemoveOnDrop(pub PathBuf);
+/// A message each time changes to `path` settle. The directory is watched
+/// rather than the file, so that an editor or build that replaces the file
+/// (writes a new one and renames it over the old) is seen too. The watch
+/// ends when the returned watcher is dropped.
+fn watch(path: &Path) -> anyhow::Result<(Debouncer<RecommendedWatcher>, UnboundedReceiver<()>)> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?
+        .to_os_string();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut debouncer = new_debouncer(SETTLE, move |events: DebounceEventResult| match events {
+        Ok(events) => {
+            if events.iter().any(|e| e.path.file_name() == Some(&name)) {
+                let _ = tx.send(());
+            }
+        }
+        Err(e) => tracing::warn!("watching for changes failed: {e}"),
+    })
+    .context("cannot watch for changes")?;
+    debouncer
+        .watcher()
+        .watch(dir, RecursiveMode::NonRecursive)
+        .with_context(|| format!("cannot watch {}", dir.display()))?;
+    Ok((debouncer, rx))
+}
 
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+/// Redeploys `path` each time it changed (its modification time or size;
+/// reading it, which the watch also reports, is no change).
+async fn redeploy_on_change(path: PathBuf, mut changes: UnboundedReceiver<()>, deployer: Deployer) {
+    let mut last = stamp(&path);
+    while changes.recv().await.is_some() {
+        let now = stamp(&path);
+        if now.is_none() || now == last {
+            continue;
+        }
+        last = now;
+        let source = path.clone();
+        let built = tokio::task::spawn_blocking(move || read_component(&source))
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the build task failed: {e}")));
+        let result = match built {
+            Ok(wasm) => deployer.deploy(wasm).await.map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(d) => println!(
+                "✓ Redeployed as v{} in {:.0} ms (v{} drained)",
+                d.version,
+                d.took_ms,
+                d.previous.unwrap_or(0)
+            ),
+            Err(e) => println!("✗ Not redeployed (the running version keeps serving): {e:#}"),
+        }
     }
 }

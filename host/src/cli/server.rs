@@ -89,7 +89,7 @@ pub struct ServerArgs {
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    let state = super::state_dir(args.state.as_deref())?;
+    let state = super::common::state_dir(args.state.as_deref())?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

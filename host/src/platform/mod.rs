@@ -32,7 +32,7 @@ pub use records::{CallEnd, CallRecord, ExecutionRecord, RecordStore, SpawnedCall
 pub use registry::{AppRecord, AppState, Fire, GitInfo, Registry, ScheduleState, VersionRecord};
 pub use scheduler::ScheduleStatus;
 pub use sqlite::{SqliteRecords, SqliteRegistry};
-pub use status::{AppStatus, DrainStatus, VersionStatus};
+pub use status::{AppStatus, DrainStatus, VersionState, VersionStatus};
 
 use crate::app::{Execution, ExecutionSink};
 use crate::config::HostConfig;

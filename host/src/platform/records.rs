@@ -160,6 +160,15 @@ pub trait RecordStore: Send + Sync + 'static {
         function: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ExecutionRecord>, Error>;
+    /// The first `limit` executions of `app` (of `function` if given)
+    /// whose id is above `after`, oldest first.
+    async fn after(
+        &self,
+        app: &str,
+        function: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, Error>;
     /// Usage per version and function of `app`.
     async fn usage(&self, app: &str) -> Result<Vec<Usage>, Error>;
     /// Executions and failed executions per app.
@@ -269,10 +278,13 @@ impl Recorder {
             call_id: e.call_id.clone(),
             http_status: e.http_status,
         };
-        if self.follow.receiver_count() > 0 {
-            let _ = self.follow.send(record.clone());
-        }
+        // The writer gets it before the followers: a follower that
+        // subscribed too late to see it live finds it stored after a flush.
+        let followed = (self.follow.receiver_count() > 0).then(|| record.clone());
         let _ = self.writer.send(Write::Record(record));
+        if let Some(record) = followed {
+            let _ = self.follow.send(record);
+        }
     }
 
     /// Waits until every execution recorded so far is stored.

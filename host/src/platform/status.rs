@@ -17,12 +17,35 @@ pub struct VersionStatus {
     /// The recorded version.
     #[serde(flatten)]
     pub record: VersionRecord,
-    /// `live`, `draining` or `retired`.
-    pub status: String,
+    /// Whether it serves, drains or is retired.
+    pub status: VersionState,
     /// Instances alive (live or draining versions).
     pub instances: usize,
     /// Executions in progress.
     pub in_flight: usize,
+}
+
+/// Whether a version serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionState {
+    /// It is the app's live version.
+    Live,
+    /// It was replaced or stopped and still finishes its executions.
+    Draining,
+    /// It no longer runs.
+    Retired,
+}
+
+impl VersionState {
+    /// The lower-case name, as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionState::Live => "live",
+            VersionState::Draining => "draining",
+            VersionState::Retired => "retired",
+        }
+    }
 }
 
 /// An app as `list` shows it.
@@ -147,15 +170,15 @@ impl Platform {
                 let (label, instances, in_flight) = if status.record.state == AppState::Deployed
                     && status.record.live_version == Some(v)
                 {
-                    ("live", status.instances, status.in_flight)
+                    (VersionState::Live, status.instances, status.in_flight)
                 } else if let Some(d) = status.draining.iter().find(|d| d.version == v) {
-                    ("draining", d.instances, d.in_flight)
+                    (VersionState::Draining, d.instances, d.in_flight)
                 } else {
-                    ("retired", 0, 0)
+                    (VersionState::Retired, 0, 0)
                 };
                 VersionStatus {
                     record,
-                    status: label.to_string(),
+                    status: label,
                     instances,
                     in_flight,
                 }
@@ -177,6 +200,22 @@ impl Platform {
     ) -> Result<Vec<ExecutionRecord>, Error> {
         self.record(app).await?;
         self.inner.recorder.store.recent(app, function, limit).await
+    }
+
+    /// The first `limit` executions of `app` (of `function` if given)
+    /// after execution `after`, oldest first, once every execution
+    /// recorded so far is stored: with [`follow`](Self::follow) subscribed
+    /// first, a reconnecting follower misses none.
+    pub async fn logs_after(
+        &self,
+        app: &str,
+        function: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, Error> {
+        self.inner.recorder.flush().await;
+        let store = &self.inner.recorder.store;
+        store.after(app, function, after, limit).await
     }
 
     /// New executions of every app, as they are recorded.

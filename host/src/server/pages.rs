@@ -356,7 +356,7 @@ async fn app_page(state: &State, name: &str, csrf: &str) -> Response<Body> {
                 thead { tr { th { "Version" } th { "Status" } th { "Instances" } th { "In flight" } th { "Deployed" } th { "By" } th { "Tag" } } }
                 tbody { @for v in versions.iter().rev() { tr {
                     td { "v" (v.record.version) }
-                    td { span class={"badge " (v.status)} { (v.status) } }
+                    td { span class={"badge " (v.status.as_str())} { (v.status.as_str()) } }
                     td { (v.instances) }
                     td { (v.in_flight) }
                     td { (time(Some(v.record.deployed_at))) }

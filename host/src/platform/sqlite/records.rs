@@ -223,6 +223,27 @@ impl RecordStore for SqliteRecords {
         Ok(records)
     }
 
+    async fn after(
+        &self,
+        app: &str,
+        function: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, Error> {
+        let (app, function) = (app.to_string(), function.map(str::to_string));
+        self.db
+            .run("reading executions", move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id, call_id, http_status
+                     FROM executions WHERE app = ?1 AND (?2 IS NULL OR function = ?2) AND id > ?3 ORDER BY id LIMIT ?4",
+                )?;
+                let params = params![app, function, after as i64, limit as i64];
+                let rows = stmt.query_map(params, execution_row)?;
+                rows.collect()
+            })
+            .await
+    }
+
     async fn usage(&self, app: &str) -> Result<Vec<Usage>, Error> {
         let name = app.to_string();
         let groups = self

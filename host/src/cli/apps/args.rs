@@ -1,0 +1,212 @@
+//! The arguments of the client commands: `modal deploy`, `call`, `spawn`,
+//! `result`, `app ...` and `schedule ...`.
+
+use crate::cli::client::ServerArgs;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+/// Arguments of `modal deploy`.
+#[derive(Args)]
+pub struct DeployArgs {
+    /// The component to deploy (`.wasm`, or a `.py` module to build).
+    pub wasm: PathBuf,
+    /// The app's name (a DNS label); default: the file name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// An environment variable for the guest, `KEY=VALUE` (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = crate::cli::common::parse_env)]
+    pub env: Vec<(String, String)>,
+    /// A label for this version, shown in `modal app history`.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Let the app send HTTP requests to HOST (any port) or HOST:PORT
+    /// (repeatable); all other outbound requests are denied.
+    #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
+    pub allow_http: Vec<String>,
+    /// Where failed scheduled runs are reported: a JSON POST with app,
+    /// version, function, fire time, error and log tail.
+    #[arg(long, value_name = "URL")]
+    pub notify: Option<String>,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Pool settings of a plain `wasi:http` component, which has no
+/// `describe` to declare them (an SDK app sets them on its functions).
+#[derive(Args, Clone, Debug, Default)]
+pub struct PoolArgs {
+    /// Plain wasi:http components: requests per instance before it is
+    /// replaced (1 gives every request a fresh instance, which guests that
+    /// answer only once per instance need).
+    #[arg(long, value_name = "N")]
+    max_requests: Option<u32>,
+    /// Plain wasi:http components: instances kept warm when idle.
+    #[arg(long, value_name = "N")]
+    min_warm: Option<u32>,
+    /// Plain wasi:http components: instances running at once.
+    #[arg(long, value_name = "N")]
+    max_instances: Option<u32>,
+    /// Plain wasi:http components: the time limit of one request (e.g.
+    /// `30s`).
+    #[arg(long, value_parser = modal_host::parse_duration, value_name = "DURATION")]
+    timeout: Option<std::time::Duration>,
+}
+
+impl PoolArgs {
+    /// The settings as the library takes them.
+    pub fn settings(&self) -> modal_host::spec::PoolSettings {
+        modal_host::spec::PoolSettings {
+            timeout: self.timeout,
+            min_warm: self.min_warm,
+            max_instances: self.max_instances,
+            max_requests: self.max_requests,
+        }
+    }
+}
+
+/// Arguments of `modal call` and `modal spawn`.
+#[derive(Args)]
+pub struct CallArgs {
+    /// The app.
+    pub app: String,
+    /// The function.
+    pub function: String,
+    /// The JSON input (leave it out for a function without parameters).
+    pub input: Option<String>,
+    /// Run this kept version instead of the live one.
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Arguments of `modal result`.
+#[derive(Args)]
+pub struct ResultArgs {
+    /// The call id `modal spawn` printed.
+    pub id: String,
+    /// Wait up to this long for the call to finish (e.g. `30s`).
+    #[arg(long, default_value = "0s")]
+    pub wait: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `modal schedule ...`.
+#[derive(Subcommand)]
+pub enum ScheduleCommand {
+    /// The schedules of an app: when they run, next fire time, paused.
+    List {
+        /// The app.
+        app: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop firing a schedule (without a redeploy).
+    Pause {
+        /// The app.
+        app: String,
+        /// The scheduled function.
+        function: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Fire a paused schedule again.
+    Resume {
+        /// The app.
+        app: String,
+        /// The scheduled function.
+        function: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Fire a schedule once, now (with its retries); prints the run id.
+    Run {
+        /// The app.
+        app: String,
+        /// The scheduled function.
+        function: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The recent runs of a schedule.
+    History {
+        /// The app.
+        app: String,
+        /// The scheduled function.
+        function: String,
+        /// How many runs.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// `modal app ...`.
+#[derive(Subcommand)]
+pub enum AppCommand {
+    /// List apps: state, live version, deploy time, functions.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The versions of an app: when, by whom, tag, commit, state.
+    History {
+        /// The app.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Make an earlier version's code live again, as a new version.
+    Rollback {
+        /// The app.
+        name: String,
+        /// The version to return to; default: the one before the live one.
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Recent executions of an app and their logs; `--follow` streams new ones.
+    Logs {
+        /// The app.
+        name: String,
+        /// Only this function.
+        #[arg(long)]
+        function: Option<String>,
+        /// Keep printing executions as they happen.
+        #[arg(long, short)]
+        follow: bool,
+        /// How many recent executions to print first.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Usage per version and function: calls, errors, durations, memory.
+    Stats {
+        /// The app.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop an app: endpoints and schedules stop, calls in progress drain.
+    Stop {
+        /// The app.
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}

@@ -1,0 +1,300 @@
+//! The client commands: each sends its request through the typed client
+//! and prints the answer (see `render`).
+
+use super::args::{AppCommand, CallArgs, DeployArgs, ResultArgs, ScheduleCommand};
+use super::render;
+use crate::cli::client::Client;
+use anyhow::{Context, bail};
+use modal_host::api::{
+    CallState, DeployQuery, ExecutionRecord, GitInfo, LogsQuery, ResultQuery, RollbackQuery,
+    Trigger, VersionQuery,
+};
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Who deploys: `user@host`, or the user alone when the host has no name.
+fn deployer() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    if host.is_empty() {
+        user
+    } else {
+        format!("{user}@{host}")
+    }
+}
+
+/// The commit of the current directory and whether the tree is dirty.
+fn git_info() -> Option<GitInfo> {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    if !commit.status.success() {
+        return None;
+    }
+    let commit = String::from_utf8(commit.stdout).ok()?.trim().to_string();
+    let status = std::process::Command::new("git")
+        .args(["status", "--porcelain"])
+        .output()
+        .ok()?;
+    Some(GitInfo {
+        commit,
+        dirty: !status.stdout.is_empty(),
+    })
+}
+
+/// `modal deploy`.
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let client = args.server.client()?;
+    let component = crate::cli::python::component(&args.wasm, args.server.state())?;
+    let wasm = std::fs::read(&component)
+        .with_context(|| format!("cannot read {}", component.display()))?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| crate::cli::common::app_name(&args.wasm));
+    let query = DeployQuery {
+        deployer: deployer(),
+        env: args.env,
+        allow_http: args.allow_http,
+        notify: args.notify,
+        tag: args.tag,
+        git: git_info(),
+        pool: args.pool.settings(),
+    };
+    let size = wasm.len() as u64;
+    let deployed = client.deploy(&name, &query, wasm).await?;
+    print!("{}", render::deploy(&args.wasm, size, &deployed));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `modal call`: the output on stdout, the guest's logs on stderr.
+pub async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let client = args.server.client()?;
+    let query = VersionQuery {
+        version: args.version,
+    };
+    let input = args.input.unwrap_or_default().into_bytes();
+    let result = client.call(&args.app, &args.function, query, input).await?;
+    let _ = std::io::stderr().lock().write_all(result.logs.as_bytes());
+    if let Some(error) = result.error {
+        return Err(error.into());
+    }
+    let output = result.output.map(|o| o.to_text()).unwrap_or_default();
+    println!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `modal spawn`: prints the call's id.
+pub async fn spawn(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let client = args.server.client()?;
+    let query = VersionQuery {
+        version: args.version,
+    };
+    let input = args.input.unwrap_or_default().into_bytes();
+    let spawned = client
+        .spawn(&args.app, &args.function, query, input)
+        .await?;
+    println!("{}", spawned.call_id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit code of `modal result` for a call still running.
+const PENDING: u8 = 3;
+
+/// `modal result`.
+pub async fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
+    let client = args.server.client()?;
+    let query = ResultQuery {
+        wait: Some(args.wait),
+    };
+    let status = client.result(&args.id, &query).await?;
+    match status.state {
+        CallState::Succeeded => {
+            println!("{}", status.output.map(|o| o.to_text()).unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        CallState::Failed => match status.error {
+            Some(error) => Err(error.into()),
+            None => bail!("the call failed"),
+        },
+        CallState::Pending => {
+            eprintln!("call {} is still pending", args.id);
+            Ok(ExitCode::from(PENDING))
+        }
+    }
+}
+
+/// Prints `value` as indented JSON.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `modal app ...`.
+pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AppCommand::List { json, server } => {
+            let apps = server.client()?.apps().await?.apps;
+            if json {
+                print_json(&apps)?;
+            } else {
+                print!("{}", render::apps(&apps));
+            }
+        }
+        AppCommand::History { name, json, server } => {
+            let history = server.client()?.history(&name).await?;
+            if json {
+                print_json(&history.versions)?;
+            } else {
+                print!("{}", render::history(&history));
+            }
+        }
+        AppCommand::Rollback {
+            name,
+            version,
+            server,
+        } => {
+            let query = RollbackQuery {
+                version,
+                deployer: deployer(),
+            };
+            let deployed = server.client()?.rollback(&name, &query).await?;
+            let size = deployed.deployment.size as u64;
+            print!("{}", render::deploy(Path::new(&name), size, &deployed));
+        }
+        AppCommand::Logs {
+            name,
+            function,
+            follow,
+            limit,
+            server,
+        } => logs(&server.client()?, &name, function, follow, limit).await?,
+        AppCommand::Stats { name, json, server } => {
+            let usage = server.client()?.usage(&name).await?.usage;
+            if json {
+                print_json(&usage)?;
+            } else {
+                print!("{}", render::stats(&usage));
+            }
+        }
+        AppCommand::Stop { name, server } => {
+            server.client()?.stop(&name).await?;
+            println!("✓ Stopped app {name}: it takes no new calls; calls in progress drain.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `modal app logs`: the latest `limit` executions, then with `follow` the
+/// new ones as they happen.
+async fn logs(
+    client: &Client,
+    app: &str,
+    function: Option<String>,
+    follow: bool,
+    limit: usize,
+) -> anyhow::Result<()> {
+    let query = LogsQuery {
+        limit: Some(limit),
+        function: function.clone(),
+        follow: false,
+    };
+    let executions = client.logs(app, &query).await?.executions;
+    for e in &executions {
+        print!("{}", render::execution(e));
+    }
+    if follow {
+        // Start after the last one printed: what ran in between comes first.
+        let after = executions.last().map(|e| e.id);
+        client
+            .follow(app, function.as_deref(), after, |e| {
+                print!("{}", render::execution(&e));
+                let _ = std::io::stdout().flush();
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Executions fetched to find a schedule's runs among all of its
+/// function's executions.
+const MAX_HISTORY: usize = 1000;
+
+/// `modal schedule ...`.
+pub async fn schedule(command: ScheduleCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ScheduleCommand::List { app, server } => {
+            let schedules = server.client()?.schedules(&app).await?.schedules;
+            print!("{}", render::schedules(&schedules));
+        }
+        ScheduleCommand::Pause {
+            app,
+            function,
+            server,
+        } => {
+            server.client()?.set_paused(&app, &function, true).await?;
+            println!("✓ Paused {app}.{function}.");
+        }
+        ScheduleCommand::Resume {
+            app,
+            function,
+            server,
+        } => {
+            server.client()?.set_paused(&app, &function, false).await?;
+            println!("✓ Resumed {app}.{function}.");
+        }
+        ScheduleCommand::Run {
+            app,
+            function,
+            server,
+        } => {
+            let run = server.client()?.run_schedule(&app, &function).await?;
+            println!("{}", run.run_id);
+        }
+        ScheduleCommand::History {
+            app,
+            function,
+            limit,
+            server,
+        } => schedule_history(&server.client()?, &app, function, limit).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `modal schedule history`: the latest `limit` scheduled runs of
+/// `function`, each with its run id.
+async fn schedule_history(
+    client: &Client,
+    app: &str,
+    function: String,
+    limit: usize,
+) -> anyhow::Result<()> {
+    let query = LogsQuery {
+        limit: Some(MAX_HISTORY),
+        function: Some(function),
+        follow: false,
+    };
+    let executions = client.logs(app, &query).await?.executions;
+    let runs: Vec<&ExecutionRecord> = executions
+        .iter()
+        .filter(|e| e.trigger == Trigger::Schedule)
+        .collect();
+    for e in &runs[runs.len().saturating_sub(limit)..] {
+        let run = e
+            .run_id
+            .as_deref()
+            .map(|r| format!("  ({r})"))
+            .unwrap_or_default();
+        print!(
+            "{}",
+            render::execution(e).replacen('\n', &format!("{run}\n"), 1)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! What the client commands print: the deploy report, tables of apps,
+//! versions, usage and schedules, and executions with their logs.
+
+use bytesize::ByteSize;
+use comfy_table::{ColumnConstraint, Table, presets};
+use modal_host::api::{
+    AppState, AppStatus, Deployed, Deployment, ExecutionRecord, History, ScheduleStatus, Usage,
+    VersionState, WebUrl,
+};
+use modal_host::spec::{FunctionKind, FunctionSpec, Schedule};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Spaces between two table columns.
+const COLUMN_GAP: u16 = 2;
+
+/// A table without borders: a header row, then one row per item, columns
+/// left-aligned and `COLUMN_GAP` apart.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut table = Table::new();
+    table
+        .load_style(presets::NOTHING)
+        .set_header(header.to_vec())
+        .add_rows(rows);
+    for column in table.column_iter_mut() {
+        column.set_padding((0, COLUMN_GAP));
+        // Never wrap: a row stays one line a script can split.
+        column.set_constraint(ColumnConstraint::ContentWidth);
+    }
+    table.trim_fmt() + "\n"
+}
+
+/// A byte count in binary units (`512 B`, `1.5 KiB`, `20.0 MiB`).
+pub fn bytes(n: u64) -> String {
+    ByteSize::b(n).display().iec().to_string()
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn timestamp(ms: Option<u64>) -> String {
+    ms.and_then(|ms| i64::try_from(ms).ok())
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(
+            || "-".into(),
+            |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        )
+}
+
+/// The first 12 characters of a digest.
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
+/// The deploy (or rollback) report, in the shape of Modal's: `file` of
+/// `size` bytes was deployed as `deployed`.
+pub fn deploy(file: &Path, size: u64, deployed: &Deployed) -> String {
+    let d = &deployed.deployment;
+    let mut out = deploy_steps(file, size, d);
+    let functions = &d.spec.functions;
+    for (i, f) in functions.iter().enumerate() {
+        let branch = if i + 1 == functions.len() {
+            "└──"
+        } else {
+            "├──"
+        };
+        let _ = writeln!(out, "{branch} 🔨 {}", function_line(f, &deployed.web));
+    }
+    let took = if d.took_ms < 1000.0 {
+        format!("{:.0} ms", d.took_ms)
+    } else {
+        format!("{:.2}s", d.took_ms / 1e3)
+    };
+    let replaced = d
+        .previous
+        .map(|p| format!(", replacing v{p}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "✓ App deployed as {} v{}{replaced} in {took}! 🎉",
+        d.app, d.version
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "View Deployment: {}", deployed.app_url);
+    out
+}
+
+/// The upload (or restore), compile and create lines of a deploy.
+fn deploy_steps(file: &Path, size: u64, d: &Deployment) -> String {
+    let mut out = String::new();
+    let file = file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let digest = short(&d.digest);
+    match d.rollback_of {
+        Some(from) => writeln!(out, "✓ Restored the code of v{from} ({digest})."),
+        None => writeln!(out, "✓ Uploaded {file} ({}, sha256 {digest}).", bytes(size)),
+    }
+    .ok();
+    if d.compiled_from_cache {
+        let _ = writeln!(out, "✓ Compiled (from cache, {:.1} ms).", d.compile_ms);
+    } else {
+        let _ = writeln!(out, "✓ Compiled in {:.0} ms.", d.compile_ms);
+    }
+    let _ = writeln!(out, "✓ Created objects.");
+    out
+}
+
+/// What a deploy created for one function.
+fn function_line(f: &FunctionSpec, web: &[WebUrl]) -> String {
+    let name = &f.name;
+    match &f.kind {
+        FunctionKind::Web { .. } => {
+            let url = web
+                .iter()
+                .find(|u| u.function == *name)
+                .map_or("", |u| u.url.as_str());
+            format!("Created web function {name} => {url}")
+        }
+        FunctionKind::Scheduled { schedule } => {
+            let when = match schedule {
+                Schedule::Cron {
+                    expression,
+                    timezone,
+                } => format!(
+                    "cron `{expression}` {}",
+                    timezone.as_deref().unwrap_or("UTC")
+                ),
+                Schedule::Period(period) => {
+                    format!("every {}", modal_host::format_duration(*period))
+                }
+            };
+            format!("Created scheduled function {name} ({when}).")
+        }
+        FunctionKind::Plain => format!("Created function {name}."),
+    }
+}
+
+/// One execution: a header line, then its logs indented.
+pub fn execution(e: &ExecutionRecord) -> String {
+    let mut out = format!(
+        "{}  v{} {} [{}] {} {:.1} ms",
+        timestamp(Some(e.started_at)),
+        e.version,
+        e.function,
+        e.trigger.as_str(),
+        e.outcome.as_str(),
+        e.duration_ms,
+    );
+    if let Some(status) = e.http_status {
+        let _ = write!(out, " HTTP {status}");
+    }
+    if let Some(error) = &e.error {
+        let _ = write!(out, ": {error}");
+    }
+    out.push('\n');
+    for line in e.logs.lines() {
+        let _ = writeln!(out, "    {line}");
+    }
+    out
+}
+
+/// Usage per version and function.
+pub fn stats(usage: &[Usage]) -> String {
+    let rows = usage
+        .iter()
+        .map(|u| {
+            vec![
+                format!("v{}", u.version),
+                u.function.clone(),
+                u.calls.to_string(),
+                u.errors.to_string(),
+                format!("{:.2} ms", u.p50_ms),
+                format!("{:.2} ms", u.p99_ms),
+                format!("{:.1} ms", u.total_ms),
+                bytes(u.peak_memory),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "VERSION",
+            "FUNCTION",
+            "CALLS",
+            "ERRORS",
+            "P50",
+            "P99",
+            "TOTAL",
+            "PEAK MEMORY",
+        ],
+        rows,
+    )
+}
+
+/// The schedules of an app: when they run, their state, the next fire.
+pub fn schedules(schedules: &[ScheduleStatus]) -> String {
+    let rows = schedules
+        .iter()
+        .map(|s| {
+            let state = if s.paused {
+                "paused"
+            } else if s.running {
+                "running"
+            } else {
+                "waiting"
+            };
+            vec![
+                s.function.clone(),
+                s.schedule.clone(),
+                state.to_string(),
+                timestamp(s.next_fire),
+            ]
+        })
+        .collect();
+    table(&["FUNCTION", "SCHEDULE", "STATE", "NEXT FIRE"], rows)
+}
+
+/// An app's state as the API names it.
+fn state_name(state: AppState) -> &'static str {
+    match state {
+        AppState::Deployed => "deployed",
+        AppState::Stopped => "stopped",
+    }
+}
+
+/// `v3 live (2 warm)` plus `v2 draining (5 in flight)` for each draining
+/// version.
+fn version_column(app: &AppStatus) -> String {
+    let mut text = match (app.record.state, app.record.live_version) {
+        (AppState::Stopped, Some(v)) => format!("v{v} stopped"),
+        (_, Some(v)) => format!("v{v} live ({} warm)", app.instances),
+        _ => "-".into(),
+    };
+    for d in &app.draining {
+        let _ = write!(
+            text,
+            ", v{} draining ({} in flight)",
+            d.version, d.in_flight
+        );
+    }
+    text
+}
+
+/// The earliest next fire time of an app's schedules, and which.
+fn next_fire(app: &AppStatus) -> String {
+    let next = app
+        .schedules
+        .iter()
+        .filter_map(|s| Some((s.next_fire?, s.function.as_str())))
+        .min();
+    match next {
+        Some((at, function)) => format!("{} ({function})", timestamp(Some(at))),
+        None => "-".into(),
+    }
+}
+
+/// The apps: state, versions, deploy time, functions, calls, next fire.
+pub fn apps(apps: &[AppStatus]) -> String {
+    if apps.is_empty() {
+        return "No apps deployed. Deploy one with `modal deploy APP.wasm`.\n".into();
+    }
+    let rows = apps
+        .iter()
+        .map(|a| {
+            vec![
+                a.record.name.clone(),
+                state_name(a.record.state).to_string(),
+                version_column(a),
+                timestamp(Some(a.record.updated_at)),
+                a.functions.to_string(),
+                a.calls.to_string(),
+                a.errors.to_string(),
+                next_fire(a),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "STATE",
+            "VERSION",
+            "DEPLOYED",
+            "FUNCTIONS",
+            "CALLS",
+            "ERRORS",
+            "NEXT FIRE",
+        ],
+        rows,
+    )
+}
+
+/// The versions of an app, newest first.
+pub fn history(history: &History) -> String {
+    let rows = history
+        .versions
+        .iter()
+        .rev()
+        .map(|v| {
+            let r = &v.record;
+            let state = match v.status {
+                VersionState::Live => format!("live ({} warm)", v.instances),
+                VersionState::Draining => format!("draining ({} in flight)", v.in_flight),
+                VersionState::Retired => "retired".into(),
+            };
+            let commit = match &r.git {
+                Some(git) => {
+                    let short = git.commit.get(..10).unwrap_or(&git.commit);
+                    let dirty = if git.dirty { "-dirty" } else { "" };
+                    format!("{short}{dirty}")
+                }
+                None => "-".into(),
+            };
+            let mut tag = r.tag.clone().unwrap_or_else(|| "-".into());
+            if let Some(from) = r.rollback_of {
+                tag = format!("{tag} (rollback to v{from})");
+            }
+            vec![
+                format!("v{}", r.version),
+                state,
+                timestamp(Some(r.deployed_at)),
+                r.deployer.clone(),
+                tag,
+                commit,
+            ]
+        })
+        .collect();
+    let stopped = if history.app.record.state == AppState::Stopped {
+        "(app stopped)\n"
+    } else {
+        ""
+    };
+    let header = ["VERSION", "STATE", "DEPLOYED", "DEPLOYER", "TAG", "COMMIT"];
+    format!("{stopped}{}", table(&header, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_dates() {
+        assert_eq!(timestamp(Some(0)), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            timestamp(Some(1_795_721_699_525)),
+            "2026-11-26 19:34:59 UTC"
+        );
+        assert_eq!(timestamp(None), "-");
+        assert_eq!(timestamp(Some(u64::MAX)), "-");
+    }
+
+    #[test]
+    fn sizes_are_in_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(20 << 20), "20.0 MiB");
+    }
+
+    #[test]
+    fn tables_are_aligned_columns_without_borders() {
+        let rows = vec![
+            vec!["v10".into(), "live (1 warm)".into(), "ümlaut".into()],
+            vec!["v9".into(), "retired".into(), String::new()],
+        ];
+        assert_eq!(
+            table(&["VERSION", "STATE", "TAG"], rows),
+            "VERSION  STATE          TAG\n\
+             v10      live (1 warm)  ümlaut\n\
+             v9       retired\n"
+        );
+    }
+}

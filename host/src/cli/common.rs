@@ -1,0 +1,142 @@
+//! Helpers the CLI commands share: where state lives, the app name a file
+//! gives, `KEY=VALUE` flags and temporary directories. It imports no other
+//! command module, so that they can all import it.
+
+use std::path::{Path, PathBuf};
+
+/// The state directory: `--state`, else `$MODAL_STATE`, else
+/// `$XDG_DATA_HOME/modal`, else `~/.local/share/modal`.
+pub fn state_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir.to_path_buf());
+    }
+    if let Some(dir) = std::env::var_os("MODAL_STATE").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("modal"));
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/modal")),
+        None => anyhow::bail!("cannot find a state directory: set MODAL_STATE or pass --state"),
+    }
+}
+
+/// A `--env KEY=VALUE` flag, checked as the server checks it.
+pub fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => {
+            let pair = (k.to_string(), v.to_string());
+            modal_host::platform::validate_env(std::slice::from_ref(&pair))
+                .map_err(|e| e.to_string())?;
+            Ok(pair)
+        }
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+/// The app name a file gives: for a Python module, the name its
+/// `App("...")` declares; else (or when that is no valid app name) the
+/// file's stem, as a DNS label.
+pub fn app_name(path: &Path) -> String {
+    if let Some(name) = declared_name(path) {
+        return name;
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name.trim_matches('-');
+    if name.is_empty() {
+        "app".into()
+    } else {
+        name.chars().take(63).collect()
+    }
+}
+
+/// Whether `path` is a Python module to build first.
+pub fn is_python(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "py")
+}
+
+/// The name a Python module gives its app: the string literal in its first
+/// `App("name")` or `App(name="name")`, when it is a valid app name.
+fn declared_name(path: &Path) -> Option<String> {
+    if !is_python(path) {
+        return None;
+    }
+    let source = std::fs::read_to_string(path).ok()?;
+    source
+        .match_indices("App(")
+        .filter(|(at, _)| {
+            // `App(`, `modal.App(`, not `MyApp(`.
+            !source[..*at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+        .find_map(|(at, call)| app_literal(&source[at + call.len()..]))
+        .filter(|name| modal_host::platform::validate_app_name(name).is_ok())
+}
+
+/// The string literal at the start of `args` (after `name=`, if given).
+fn app_literal(args: &str) -> Option<String> {
+    let args = args.trim_start();
+    let args = match args.strip_prefix("name") {
+        Some(rest) => rest.trim_start().strip_prefix('=')?.trim_start(),
+        None => args,
+    };
+    let quote = args.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let body = &args[1..];
+    let end = body.find(quote)?;
+    let name = &body[..end];
+    (!name.contains('\\')).then(|| name.to_string())
+}
+
+/// Removes a temporary directory when dropped.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_app_name_is_read_from_the_module() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = |name: &str, source: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, source).unwrap();
+            declared_name(&path)
+        };
+        assert_eq!(
+            module("a.py", "import modal\napp = modal.App(\"pyshop\")\n"),
+            Some("pyshop".into())
+        );
+        assert_eq!(
+            module(
+                "b.py",
+                "from modal import App\napp = App( name = 'shop-2' )\n"
+            ),
+            Some("shop-2".into())
+        );
+        assert_eq!(
+            module("c.py", "class MyApp(\"x\"): pass\napp = modal.App()\n"),
+            None
+        );
+        assert_eq!(module("d.py", "app = modal.App(\"Not A Label\")\n"), None);
+        assert_eq!(module("e.txt", "app = modal.App(\"pyshop\")\n"), None);
+    }
+}
