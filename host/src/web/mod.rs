@@ -132,28 +132,19 @@ impl LoadedApp {
             http.new_incoming_request(Scheme::Http, request)
                 .and_then(|incoming| Ok((incoming, http.new_response_outparam(sender)?)))
         };
-        let (incoming, outparam) = match handed {
+        let handed = match handed {
             Ok(handed) => handed,
             Err(e) => return Err(handover_failed(function, &pool, lease, &e)),
         };
         let Some(proxy) = lease.instance().proxy.take() else {
-            return Err(Error::WrongKind(format!(
-                "`{function}` cannot serve HTTP: the component has no `wasi:http/incoming-handler` export"
-            )));
+            return Err(no_handler(function));
         };
 
         // The handler runs in this task until it sets the response; if it
         // then keeps writing the body it moves to a task of its own. Most
         // handlers finish in their first poll, so they cost no spawn and no
         // wake-up of another worker thread.
-        let handler = run_handler(
-            self.clone(),
-            name.clone(),
-            lease,
-            proxy,
-            (incoming, outparam),
-            timeout,
-        );
+        let handler = run_handler(self.clone(), name.clone(), lease, proxy, handed, timeout);
         let ending = Ending {
             app: self.clone(),
             pool: pool.clone(),
@@ -163,17 +154,10 @@ impl LoadedApp {
             error_id,
         };
         let mut run = Detached::new(handler, ending, pool.prepared.clone());
-        let first = std::future::poll_fn(|cx| {
-            if let Poll::Ready(handled) = run.poll(cx) {
-                return Poll::Ready(Ok(handled));
-            }
-            Pin::new(&mut receiver).poll(cx).map(Err)
-        })
-        .await;
         let too_large = || Error::TooLarge {
             limit: self.inner.max_request_body as usize,
         };
-        let handled = match first {
+        let handled = match first_answer(&mut run, &mut receiver).await {
             Ok(handled) => handled,
             Err(Ok(head)) => {
                 // The head is ready while the handler still writes the body.
@@ -453,6 +437,32 @@ fn conclude(
             function: function.to_string(),
         }),
     }
+}
+
+/// The head the handler set, or the error it set instead; `Err` when it
+/// dropped the response without setting it.
+type Head = Result<Result<WebResponse, ErrorCode>, tokio::sync::oneshot::error::RecvError>;
+
+/// Polls the handler until it returns (`Ok`) or sets the response head
+/// while it goes on writing the body (`Err`).
+async fn first_answer(
+    run: &mut Detached,
+    receiver: &mut tokio::sync::oneshot::Receiver<Result<WebResponse, ErrorCode>>,
+) -> Result<Handled, Head> {
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(handled) = run.poll(cx) {
+            return Poll::Ready(Ok(handled));
+        }
+        Pin::new(&mut *receiver).poll(cx).map(Err)
+    })
+    .await
+}
+
+/// A component without a `wasi:http` handler asked to serve HTTP.
+fn no_handler(function: &str) -> Error {
+    Error::WrongKind(format!(
+        "`{function}` cannot serve HTTP: the component has no `wasi:http/incoming-handler` export"
+    ))
 }
 
 /// What a request that could not be handed to the guest fails with; the
