@@ -528,7 +528,9 @@ async fn deliver(url: String, body: Vec<u8>, app: String) {
                 "failure webhook delivery failed: {other:?}"
             ),
         }
-        backoff.wait(attempt).await;
+        if attempt < WEBHOOK_ATTEMPTS {
+            backoff.wait(attempt).await;
+        }
     }
     tracing::error!(app, url, "gave up delivering a failure webhook");
 }

@@ -47,7 +47,8 @@ impl AppSpec {
     /// as a web function in a component without an HTTP handler.)
     ///
     /// ```
-    /// use modal_host::{AppSpec, HostConfig, RawAppSpec};
+    /// use modal_host::spec::RawAppSpec;
+    /// use modal_host::{AppSpec, HostConfig};
     ///
     /// let raw: RawAppSpec = serde_json::from_str(
     ///     r#"{"functions": [{"name": "9lives", "kind": "plain"}]}"#,

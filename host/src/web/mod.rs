@@ -158,8 +158,8 @@ impl LoadedApp {
             limit: self.inner.max_request_body as usize,
         };
         let handled = match first_answer(&mut run, &mut receiver).await {
-            Ok(handled) => handled,
-            Err(Ok(head)) => {
+            First::Returned(handled) => handled,
+            First::Head(Ok(head)) => {
                 // The head is ready while the handler still writes the body.
                 let status = match &head {
                     Ok(response) => response.status().as_u16(),
@@ -174,7 +174,7 @@ impl LoadedApp {
                 return head.map_err(|code| answered_with(function, code));
             }
             // The guest dropped the response without setting it.
-            Err(Err(_)) => std::future::poll_fn(|cx| run.poll(cx)).await,
+            First::Head(Err(_)) => std::future::poll_fn(|cx| run.poll(cx)).await,
         };
         let head = receiver.try_recv().ok();
         let exceeded = exceeded.load(Ordering::Acquire).then(too_large);
@@ -443,17 +443,24 @@ fn conclude(
 /// dropped the response without setting it.
 type Head = Result<Result<WebResponse, ErrorCode>, tokio::sync::oneshot::error::RecvError>;
 
-/// Polls the handler until it returns (`Ok`) or sets the response head
-/// while it goes on writing the body (`Err`).
+/// What comes first from a running handler.
+enum First {
+    /// It returned (its body, if any, is all written).
+    Returned(Handled),
+    /// It set the head (or dropped the response) and may still write.
+    Head(Head),
+}
+
+/// Polls the handler until it returns or sets the response head.
 async fn first_answer(
     run: &mut Detached,
     receiver: &mut tokio::sync::oneshot::Receiver<Result<WebResponse, ErrorCode>>,
-) -> Result<Handled, Head> {
+) -> First {
     std::future::poll_fn(|cx| {
         if let Poll::Ready(handled) = run.poll(cx) {
-            return Poll::Ready(Ok(handled));
+            return Poll::Ready(First::Returned(handled));
         }
-        Pin::new(&mut *receiver).poll(cx).map(Err)
+        Pin::new(&mut *receiver).poll(cx).map(First::Head)
     })
     .await
 }
