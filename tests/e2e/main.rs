@@ -23,7 +23,15 @@ fn host() -> Host {
 }
 
 fn host_with(adjust: impl FnOnce(&mut HostConfig)) -> Host {
-    let mut config = HostConfig {
+    let mut config = small_config();
+    adjust(&mut config);
+    Host::new(config).expect("host starts")
+}
+
+/// Host settings with a small pool (tests run in parallel and each
+/// reserves its own slots) and a short scale-down window.
+fn small_config() -> HostConfig {
+    HostConfig {
         pooling: Some(PoolingLimits {
             total_component_instances: 64,
             total_core_instances: 640,
@@ -34,9 +42,7 @@ fn host_with(adjust: impl FnOnce(&mut HostConfig)) -> Host {
         }),
         idle_timeout: Duration::from_secs(60),
         ..HostConfig::default()
-    };
-    adjust(&mut config);
-    Host::new(config).expect("host starts")
+    }
 }
 
 /// Loads an example as version 1 of an app named after it.

@@ -161,10 +161,16 @@ fn every_execution_is_recorded_with_its_outcome_and_logs() {
     );
 }
 
-#[test]
-fn logs_follow_delivers_a_new_execution_within_a_second() {
-    let state = tempfile::tempdir().unwrap();
-    let server = Server::start(state.path());
+/// A server with the counter app called once, and `app logs counter
+/// --follow` running against it, its first line (that call) read.
+fn following_counter(
+    state: &std::path::Path,
+) -> (
+    Server,
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let server = Server::start(state);
     server.ok(&["deploy", COUNTER]);
     server.ok(&["call", "counter", "incr"]);
     // Records are written in batches: wait until this one is stored.
@@ -174,11 +180,19 @@ fn logs_follow_delivers_a_new_execution_within_a_second() {
         .env("MODAL_SERVER", format!("http://{}", server.addr))
         .env("MODAL_STATE", &server.state)
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let rx = crate::stdout_lines(&mut child);
     let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(first.contains("v1 incr [call] ok"), "{first}");
+    (server, child, rx)
+}
+
+#[test]
+fn logs_follow_delivers_a_new_execution_within_a_second() {
+    let state = tempfile::tempdir().unwrap();
+    let (server, mut child, rx) = following_counter(state.path());
     std::thread::sleep(Duration::from_millis(500));
     let start = Instant::now();
     server.ok(&["call", "counter", "slow", r#"{"ms": 1}"#]);
@@ -194,21 +208,7 @@ fn logs_follow_delivers_a_new_execution_within_a_second() {
 #[test]
 fn logs_follow_keeps_printing_after_the_server_restarts() {
     let state = tempfile::tempdir().unwrap();
-    let server = Server::start(state.path());
-    server.ok(&["deploy", COUNTER]);
-    server.ok(&["call", "counter", "incr"]);
-    wait_for(&server, "counter", 1);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modal"))
-        .args(["app", "logs", "counter", "--follow"])
-        .env("MODAL_SERVER", format!("http://{}", server.addr))
-        .env("MODAL_STATE", &server.state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rx = crate::stdout_lines(&mut child);
-    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert!(first.contains("v1 incr [call] ok"), "{first}");
+    let (server, mut child, rx) = following_counter(state.path());
     // The stream is open (a line arrived); the server dies and comes back
     // on the same state and address.
     let server = server.restart_on_same_address();

@@ -3,7 +3,7 @@
 //! it.
 
 use modal_host::platform::AppState;
-use modal_host::{AppMeta, HostConfig, Platform, PlatformConfig, PoolingLimits};
+use modal_host::{AppMeta, Platform, PlatformConfig};
 use modal_test_support::{CRON, HELLO, wasm};
 use rusqlite::{Connection, params};
 use sha2::Digest;
@@ -98,18 +98,8 @@ async fn a_state_directory_from_before_versioned_schemas_opens_with_everything()
     let dir = tempfile::tempdir().unwrap();
     let at = now_ms() - 60_000;
     old_state(dir.path(), at).await;
-    let host_config = HostConfig {
-        pooling: Some(PoolingLimits {
-            total_component_instances: 16,
-            total_core_instances: 160,
-            total_memories: 16,
-            total_tables: 16,
-            total_stacks: 16,
-            ..PoolingLimits::default()
-        }),
-        ..HostConfig::default()
-    };
-    let platform = Platform::open(dir.path(), host_config, PlatformConfig::default(), None)
+    let config = crate::small_config();
+    let platform = Platform::open(dir.path(), config, PlatformConfig::default(), None)
         .await
         .expect("the old state directory opens");
 

@@ -33,8 +33,8 @@ pub mod sse;
 pub use crate::app::Trigger;
 pub use crate::error::Outcome;
 pub use crate::platform::{
-    AppRecord, AppState, AppStatus, Deployment, DrainStatus, ExecutionRecord, GcReport, GitInfo,
-    ScheduleStatus, Usage, VersionRecord, VersionState, VersionStatus,
+    AppRecord, AppState, AppStatus, CallState, Deployment, DrainStatus, ExecutionRecord, GcReport,
+    GitInfo, ScheduleStatus, Usage, VersionRecord, VersionState, VersionStatus,
 };
 pub use crate::pool::PoolStats;
 pub use query::{DeployQuery, LogsQuery, ResultQuery, RollbackQuery, VersionQuery};
@@ -61,24 +61,31 @@ pub struct ApiError {
     pub kind: String,
     /// The error message.
     pub message: String,
+    /// For a web function that failed inside the guest, the id that is
+    /// also in the execution's logs (the message says no more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 impl ApiError {
+    /// An error of `kind` saying `message`.
+    pub fn new(kind: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind: kind.to_string(),
+            message: message.into(),
+            id: None,
+        }
+    }
+
     /// The error of a request for a route the API does not have.
     pub fn no_route(what: &str) -> ApiError {
-        ApiError {
-            kind: "no_route".into(),
-            message: format!("no such API route: {what}"),
-        }
+        ApiError::new("no_route", format!("no such API route: {what}"))
     }
 }
 
 impl From<&Error> for ApiError {
     fn from(e: &Error) -> ApiError {
-        ApiError {
-            kind: e.kind().into(),
-            message: e.to_string(),
-        }
+        ApiError::new(e.kind(), e.to_string())
     }
 }
 
@@ -204,18 +211,6 @@ pub struct Spawned {
     pub call_id: String,
 }
 
-/// Where a spawned call is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CallState {
-    /// It has not finished yet.
-    Pending,
-    /// It finished with an output.
-    Succeeded,
-    /// It finished with an error.
-    Failed,
-}
-
 /// The answer of `GET calls/{id}`: a spawned call and, once it finished,
 /// its result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -242,15 +237,9 @@ pub struct CallStatus {
 
 impl From<CallRecord> for CallStatus {
     fn from(record: CallRecord) -> CallStatus {
-        let state = match record.state.as_str() {
-            "succeeded" => CallState::Succeeded,
-            "failed" => CallState::Failed,
-            _ => CallState::Pending,
-        };
-        let error = record.error.map(|message| ApiError {
-            kind: record.error_kind.unwrap_or_default(),
-            message,
-        });
+        let state = record.state;
+        let kind = record.error_kind.unwrap_or_default();
+        let error = record.error.map(|message| ApiError::new(&kind, message));
         CallStatus {
             id: record.id,
             app: record.app,
@@ -327,10 +316,7 @@ mod tests {
         assert_eq!(serde_json::from_value::<CallResult>(value).unwrap(), result);
 
         result.output = None;
-        result.error = Some(ApiError {
-            kind: "trap".into(),
-            message: "it trapped".into(),
-        });
+        result.error = Some(ApiError::new("trap", "it trapped"));
         let value = serde_json::to_value(&result).unwrap();
         assert_eq!(
             value["error"],
@@ -346,7 +332,7 @@ mod tests {
             id: "call-1".into(),
             app: "a".into(),
             function: "f".into(),
-            state: "succeeded".into(),
+            state: CallState::Succeeded,
             output: Some(b"{\"x\":1}".to_vec()),
             error: None,
             error_kind: None,

@@ -518,10 +518,7 @@ mod tests {
     fn only_passing_failures_are_retried() {
         let api = |status: u16, kind: &str| ClientError::Api {
             status: StatusCode::from_u16(status).unwrap(),
-            error: ApiError {
-                kind: kind.into(),
-                message: "m".into(),
-            },
+            error: ApiError::new(kind, "m"),
         };
         assert!(api(503, "shutting_down").is_transient());
         assert!(!api(404, "app_not_found").is_transient());

@@ -29,7 +29,7 @@ pub struct FileArtifacts {
 }
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
-    move |source| Error::Io { context, source }
+    move |source| Error::storage(context, source)
 }
 
 /// Runs blocking file work off the runtime.
@@ -65,9 +65,13 @@ impl ArtifactStore for FileArtifacts {
         let path = self.path(digest)?;
         // Write, sync, then rename: a crash never leaves a partial artifact
         // under its final name.
+        // Its own name: two deploys of the same component (as two apps)
+        // may store it at once.
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| Error::storage("artifacts", e.to_string()))?;
         let tmp = self
             .dir
-            .join(format!(".{digest}.{}.tmp", std::process::id()));
+            .join(format!(".{digest}.{}.tmp", hex::encode(nonce)));
         let context = format!("storing artifact {digest}");
         blocking(move || {
             if path.exists() {

@@ -4,7 +4,7 @@
 //! the new one, so deploys fail no call.
 
 use super::backoff::Backoff;
-use super::records::{CallEnd, CallRecord, SpawnedCall};
+use super::records::{CallEnd, CallRecord, CallState, SpawnedCall};
 use super::scheduler::{Key, Runner, Wanted};
 use super::{Inner, Platform, now_ms};
 use crate::app::{Execution, LoadedApp, Trigger};
@@ -216,14 +216,16 @@ impl Platform {
             version,
             input: input.to_vec(),
         };
-        self.inner
-            .recorder
-            .store
-            .insert_call(&call, now_ms())
-            .await?;
-        let id = call.id.clone();
-        self.run_spawned(call);
-        Ok(id)
+        // Stored and started together, even if the caller stops waiting.
+        let this = self.clone();
+        self.to_the_end(async move {
+            let store = &this.inner.recorder.store;
+            store.insert_call(&call, now_ms()).await?;
+            let id = call.id.clone();
+            this.run_spawned(call);
+            Ok(id)
+        })
+        .await
     }
 
     fn run_spawned(&self, call: SpawnedCall) {
@@ -311,7 +313,7 @@ impl Platform {
                 .call(id)
                 .await?
                 .ok_or_else(|| Error::BadInput(format!("no spawned call with id `{id}`")))?;
-            if record.state != "pending" || Instant::now() >= deadline {
+            if record.state != CallState::Pending || Instant::now() >= deadline {
                 return Ok(record);
             }
             let _ = tokio::time::timeout_at(deadline.into(), done.changed()).await;

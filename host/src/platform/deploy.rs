@@ -121,18 +121,37 @@ impl Platform {
     /// version of `request.name` and makes it live. The version it replaces
     /// stops taking new executions at once and drains. On any error
     /// nothing changes: the previous version keeps serving.
+    /// It runs to its end even if the caller stops waiting.
     pub async fn deploy(&self, wasm: &[u8], request: DeployRequest) -> Result<Deployment, Error> {
+        self.check_upload(wasm.len())?;
+        self.deploy_bytes(bytes::Bytes::copy_from_slice(wasm), request)
+            .await
+    }
+
+    /// [`deploy`](Self::deploy) of bytes the caller already owns (no copy).
+    pub(crate) async fn deploy_bytes(
+        &self,
+        wasm: bytes::Bytes,
+        request: DeployRequest,
+    ) -> Result<Deployment, Error> {
         validate_app_name(&request.name)?;
         validate_env(&request.env)?;
-        if wasm.len() > self.inner.config.max_upload {
-            return Err(Error::TooLarge {
-                limit: self.inner.config.max_upload,
-            });
+        self.check_upload(wasm.len())?;
+        let this = self.clone();
+        self.to_the_end(async move {
+            let lock = this.deploy_lock(&request.name);
+            let _deploying = lock.lock().await;
+            this.publish(wasm, request, None).await
+        })
+        .await
+    }
+
+    fn check_upload(&self, size: usize) -> Result<(), Error> {
+        let limit = self.inner.config.max_upload;
+        if size > limit {
+            return Err(Error::TooLarge { limit });
         }
-        let lock = self.deploy_lock(&request.name);
-        let _deploying = lock.lock().await;
-        self.publish(bytes::Bytes::copy_from_slice(wasm), request, None)
-            .await
+        Ok(())
     }
 
     /// The deploy path shared by deploy and rollback; the caller holds the
@@ -214,8 +233,15 @@ impl Platform {
         })
     }
 
-    /// Stops an app: no new executions; those in progress drain.
+    /// Stops an app: no new executions; those in progress drain. It runs
+    /// to its end even if the caller stops waiting.
     pub async fn stop(&self, app: &str) -> Result<(), Error> {
+        let (this, app) = (self.clone(), app.to_string());
+        self.to_the_end(async move { this.stop_now(&app).await })
+            .await
+    }
+
+    async fn stop_now(&self, app: &str) -> Result<(), Error> {
         let lock = self.deploy_lock(app);
         let _guard = lock.lock().await;
         match self.inner.registry.app(app).await? {
@@ -238,8 +264,20 @@ impl Platform {
 
     /// Makes an earlier version's code live again, as a new version.
     /// Without `version`, the one before the live version whose code
-    /// differs (else simply the one before).
+    /// differs (else simply the one before). It runs to its end even if
+    /// the caller stops waiting.
     pub async fn rollback(
+        &self,
+        app: &str,
+        version: Option<u64>,
+        deployer: &str,
+    ) -> Result<Deployment, Error> {
+        let (this, app, deployer) = (self.clone(), app.to_string(), deployer.to_string());
+        self.to_the_end(async move { this.rollback_now(&app, version, &deployer).await })
+            .await
+    }
+
+    async fn rollback_now(
         &self,
         app: &str,
         version: Option<u64>,
@@ -247,9 +285,15 @@ impl Platform {
     ) -> Result<Deployment, Error> {
         let lock = self.deploy_lock(app);
         let _guard = lock.lock().await;
+        let record = self
+            .inner
+            .registry
+            .app(app)
+            .await?
+            .ok_or_else(|| Error::AppNotFound(app.to_string()))?;
         let target = match version {
             Some(v) => v,
-            None => self.rollback_target(app).await?,
+            None => self.rollback_target(app, record.live_version).await?,
         };
         let old = self.version_record(app, target).await?;
         let bytes = self.inner.artifacts.get(&old.digest).await?;
@@ -267,14 +311,8 @@ impl Platform {
     }
 
     /// The version a rollback without a version goes back to.
-    async fn rollback_target(&self, app: &str) -> Result<u64, Error> {
-        let record = self
-            .inner
-            .registry
-            .app(app)
-            .await?
-            .ok_or_else(|| Error::AppNotFound(app.to_string()))?;
-        let live = record.live_version.unwrap_or(0);
+    async fn rollback_target(&self, app: &str, live: Option<u64>) -> Result<u64, Error> {
+        let live = live.unwrap_or(0);
         let versions = self.inner.registry.versions(app).await?;
         let live_digest = versions
             .iter()
@@ -310,8 +348,14 @@ impl Platform {
     }
 
     /// Forgets apps stopped longer than the retention, then deletes
-    /// artifacts (and their compiled code) that no kept version uses.
+    /// artifacts (and their compiled code) that no kept version uses. It
+    /// runs to its end even if the caller stops waiting.
     pub async fn gc(&self) -> Result<GcReport, Error> {
+        let this = self.clone();
+        self.to_the_end(async move { this.gc_now().await }).await
+    }
+
+    async fn gc_now(&self) -> Result<GcReport, Error> {
         let _exclusive = self.inner.gc_lock.write().await;
         let registry = &self.inner.registry;
         let cutoff = now_ms().saturating_sub(self.inner.config.retention.as_millis() as u64);

@@ -28,7 +28,9 @@ mod status;
 pub use artifacts::{ArtifactStore, FileArtifacts};
 pub use calls::FunctionHandle;
 pub use deploy::{DeployRequest, Deployment, GcReport, validate_app_name, validate_env};
-pub use records::{CallEnd, CallRecord, ExecutionRecord, RecordStore, SpawnedCall, Usage};
+pub use records::{
+    CallEnd, CallRecord, CallState, ExecutionRecord, RecordStore, SpawnedCall, Usage,
+};
 pub use registry::{AppRecord, AppState, Fire, GitInfo, Registry, ScheduleState, VersionRecord};
 pub use scheduler::ScheduleStatus;
 pub use sqlite::{SqliteRecords, SqliteRegistry};
@@ -250,6 +252,21 @@ impl Platform {
         drop(self.inner.runtime.spawn(task));
     }
 
+    /// Runs `operation` to its end on the platform's runtime even if the
+    /// caller stops waiting: a change that reached a store is always
+    /// applied in memory too (a deploy committed in the registry goes live,
+    /// an accepted spawned call runs).
+    pub(crate) async fn to_the_end<T: Send + 'static>(
+        &self,
+        operation: impl Future<Output = Result<T, Error>> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.inner
+            .runtime
+            .spawn(operation)
+            .await
+            .map_err(|e| Error::Internal(format!("a platform operation failed: {e}")))?
+    }
+
     fn deploy_lock(&self, app: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self
             .inner
@@ -259,10 +276,14 @@ impl Platform {
         locks.entry(app.to_string()).or_default().clone()
     }
 
-    /// Pauses or resumes the schedule of `function`.
+    /// Pauses or resumes the schedule of `function`. It runs to its end
+    /// even if the caller stops waiting.
     pub async fn set_paused(&self, app: &str, function: &str, paused: bool) -> Result<(), Error> {
         self.scheduled_function(app, function)?;
-        self.inner.scheduler.pause(app, function, paused).await
+        let scheduler = self.inner.scheduler.clone();
+        let (app, function) = (app.to_string(), function.to_string());
+        self.to_the_end(async move { scheduler.pause(&app, &function, paused).await })
+            .await
     }
 
     /// Fires `function` now, once, as a scheduled run; returns its run id.

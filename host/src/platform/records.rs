@@ -78,6 +78,36 @@ pub struct Usage {
     pub peak_memory: u64,
 }
 
+/// Where a spawned call is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    /// It has not finished yet.
+    Pending,
+    /// It finished with an output.
+    Succeeded,
+    /// It finished with an error.
+    Failed,
+}
+
+impl CallState {
+    /// The lower-case name, as stored and as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Pending => "pending",
+            CallState::Succeeded => "succeeded",
+            CallState::Failed => "failed",
+        }
+    }
+
+    /// The state named `name` (as [`as_str`](Self::as_str) writes it).
+    pub fn parse(name: &str) -> Option<CallState> {
+        [CallState::Pending, CallState::Succeeded, CallState::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}
+
 /// The state of a spawned call.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CallRecord {
@@ -87,8 +117,8 @@ pub struct CallRecord {
     pub app: String,
     /// The function.
     pub function: String,
-    /// `pending`, `succeeded` or `failed`.
-    pub state: String,
+    /// Pending, succeeded or failed.
+    pub state: CallState,
     /// The output (JSON by convention), when it succeeded.
     pub output: Option<Vec<u8>>,
     /// The error, when it failed.
@@ -189,8 +219,9 @@ pub trait RecordStore: Send + Sync + 'static {
 
 /// What the writer task is sent.
 enum Write {
-    /// One record to store.
-    Record(ExecutionRecord),
+    /// One record to store (shared with the followers until it is sent
+    /// to them).
+    Record(Arc<ExecutionRecord>),
     /// Store what has been sent so far now, then answer.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -219,7 +250,7 @@ impl Recorder {
         });
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
-                let mut batch = Vec::new();
+                let mut batch: Vec<Arc<ExecutionRecord>> = Vec::new();
                 let mut flushed = Vec::new();
                 match first {
                     Write::Record(r) => {
@@ -237,6 +268,8 @@ impl Recorder {
                         Err(_) => break,
                     }
                 }
+                let batch: Vec<ExecutionRecord> =
+                    batch.into_iter().map(Arc::unwrap_or_clone).collect();
                 if !batch.is_empty()
                     && let Err(e) = store.insert_executions(batch).await
                 {
@@ -278,12 +311,14 @@ impl Recorder {
             call_id: e.call_id.clone(),
             http_status: e.http_status,
         };
-        // The writer gets it before the followers: a follower that
-        // subscribed too late to see it live finds it stored after a flush.
-        let followed = (self.follow.receiver_count() > 0).then(|| record.clone());
-        let _ = self.writer.send(Write::Record(record));
-        if let Some(record) = followed {
-            let _ = self.follow.send(record);
+        // The writer gets it before the followers are counted: a follower
+        // that subscribes too late to see it live finds it stored after a
+        // flush. (The writer unwraps it without a copy once this `Arc` is
+        // gone, unless a follower needed one.)
+        let record = Arc::new(record);
+        let _ = self.writer.send(Write::Record(record.clone()));
+        if self.follow.receiver_count() > 0 {
+            let _ = self.follow.send((*record).clone());
         }
     }
 

@@ -106,12 +106,14 @@ pub trait Registry: Send + Sync + 'static {
     async fn versions(&self, app: &str) -> Result<Vec<VersionRecord>, Error>;
     /// One version.
     async fn version(&self, app: &str, version: u64) -> Result<Option<VersionRecord>, Error>;
-    /// The number the next version of `app` gets.
+    /// The number the next version of `app` gets (1 for a new app).
     async fn next_version(&self, app: &str) -> Result<u64, Error>;
     /// Records a version and makes it the live one, creating the app if
     /// needed, in one transaction: afterwards either both hold or neither.
+    /// A version number already taken fails (versions are immutable).
     async fn publish(&self, version: &VersionRecord, at: u64) -> Result<(), Error>;
-    /// Marks an app stopped.
+    /// Marks an app stopped; [`Error::AppNotFound`] when there is no such
+    /// app.
     async fn stop(&self, app: &str, at: u64) -> Result<(), Error>;
     /// Apps stopped before `cutoff` (Unix ms).
     async fn stopped_before(&self, cutoff: u64) -> Result<Vec<String>, Error>;

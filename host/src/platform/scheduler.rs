@@ -203,11 +203,15 @@ impl Scheduler {
             }
             keep
         });
-        state.paused = stored
-            .iter()
-            .filter(|(_, s)| s.paused)
-            .map(|(k, _)| k.clone())
-            .collect();
+        if startup {
+            // Afterwards `pause` keeps it current; reading it again here
+            // could undo a pause made while the stored state was read.
+            state.paused = stored
+                .iter()
+                .filter(|(_, s)| s.paused)
+                .map(|(k, _)| k.clone())
+                .collect();
+        }
         for (key, want) in wanted {
             if let Some(entry) = state.entries.get_mut(&key) {
                 entry.retries = want.retries;

@@ -213,6 +213,7 @@ impl Platform {
         after: u64,
         limit: usize,
     ) -> Result<Vec<ExecutionRecord>, Error> {
+        self.record(app).await?;
         self.inner.recorder.flush().await;
         let store = &self.inner.recorder.store;
         store.after(app, function, after, limit).await

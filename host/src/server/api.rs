@@ -196,7 +196,7 @@ async fn deploy(
     crate::platform::validate_app_name(name)?;
     let request = DeployQuery::parse(pairs)?.into_request(name);
     let wasm = read_body(req, state.platform.config().max_upload).await?;
-    let deployment = state.platform.deploy(&wasm, request).await?;
+    let deployment = state.platform.deploy_bytes(wasm, request).await?;
     Ok(deployed(state, deployment))
 }
 
@@ -338,6 +338,14 @@ async fn follow(
         let replayed: std::collections::HashSet<u64> = replay.iter().map(|r| r.id).collect();
         for record in &replay {
             if tx.send(record_event(record)).await.is_err() {
+                return;
+            }
+        }
+        if replay.len() >= MAX_LOGS {
+            // More were missed than one replay holds: say so, as for a
+            // follower that lagged.
+            let gap = sse::comment("more executions were missed than can be replayed");
+            if tx.send(gap.into()).await.is_err() {
                 return;
             }
         }

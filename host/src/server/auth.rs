@@ -2,6 +2,7 @@
 //! permissions in the state directory, checked on every control request.
 
 use super::{Body, json};
+use crate::api::{ApiError, ErrorBody};
 use hyper::{Request, Response, StatusCode};
 use std::io::Write;
 use std::path::Path;
@@ -51,7 +52,7 @@ pub(crate) fn reject<B>(req: &Request<B>, token: &str) -> Option<Response<Body>>
 }
 
 fn unauthorized(message: &str) -> Response<Body> {
-    let body = serde_json::json!({"error": {"kind": "unauthorized", "message": message}});
+    let body = ErrorBody::from(ApiError::new("unauthorized", message));
     let mut response = json(StatusCode::UNAUTHORIZED, &body);
     response.headers_mut().insert(
         hyper::header::WWW_AUTHENTICATE,

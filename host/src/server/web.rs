@@ -3,10 +3,10 @@
 
 use super::RequestBody;
 use super::{Body, State, json};
+use crate::api::{ApiError, ErrorBody};
 use crate::error::Error;
 use http_body_util::BodyExt;
 use hyper::{Request, Response, StatusCode};
-use serde_json::json;
 
 /// The app and function named by the request's authority when it is
 /// `{app}--{function}.{domain}[:port]` (any case, with or without a
@@ -151,18 +151,17 @@ fn failure_with_id(app: &str, e: &Error, id: &str) -> Response<Body> {
         Error::UnknownFunction { name, .. } => format!("no web function `{name}`"),
         e => e.to_string(),
     };
-    let mut error = json!({"kind": e.kind(), "message": message});
+    let mut error = ApiError::new(e.kind(), message);
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         // What failed inside the guest (its trap, backtrace, panic text)
         // goes to the server log and the execution record, not to a
         // public client: the id leads there.
         tracing::error!(app, error_id = %id, "web request failed: {e}");
-        error["message"] = json!(format!(
-            "the web function failed; error id {id} in the app's logs says why"
-        ));
-        error["id"] = json!(id);
+        error.message =
+            format!("the web function failed; error id {id} in the app's logs says why");
+        error.id = Some(id.to_string());
     }
-    let mut response = json(status, &json!({ "error": error }));
+    let mut response = json(status, &ErrorBody::from(error));
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
             hyper::header::RETRY_AFTER,

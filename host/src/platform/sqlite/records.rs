@@ -6,7 +6,7 @@ use super::Db;
 use crate::app::Trigger;
 use crate::error::{Error, Outcome};
 use crate::platform::records::{
-    CallEnd, CallRecord, ExecutionRecord, RecordStore, SpawnedCall, Usage,
+    CallEnd, CallRecord, CallState, ExecutionRecord, RecordStore, SpawnedCall, Usage,
 };
 use rusqlite::{OptionalExtension, params};
 use std::collections::BTreeMap;
@@ -105,7 +105,13 @@ fn call_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
         id: row.get(0)?,
         app: row.get(1)?,
         function: row.get(2)?,
-        state: row.get(3)?,
+        state: {
+            let state: String = row.get(3)?;
+            CallState::parse(&state).ok_or_else(|| {
+                let e = format!("unknown call state `{state}`");
+                rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
+            })?
+        },
         output: row.get(4)?,
         error: row.get(5)?,
         error_kind: row.get(6)?,
@@ -327,14 +333,16 @@ impl RecordStore for SqliteRecords {
     async fn finish_call(&self, id: &str, end: CallEnd, at: u64) -> Result<(), Error> {
         let id = id.to_string();
         let (state, output, error, kind) = match end {
-            CallEnd::Succeeded(output) => ("succeeded", Some(output), None, None),
-            CallEnd::Failed { kind, message } => ("failed", None, Some(message), Some(kind)),
+            CallEnd::Succeeded(output) => (CallState::Succeeded, Some(output), None, None),
+            CallEnd::Failed { kind, message } => {
+                (CallState::Failed, None, Some(message), Some(kind))
+            }
         };
         self.db
             .run("storing the result of a spawned call", move |conn| {
                 conn.execute(
                     "UPDATE calls SET state = ?2, output = ?3, error = ?4, error_kind = ?5, finished_at = ?6 WHERE id = ?1",
-                    params![id, state, output, error, kind, at],
+                    params![id, state.as_str(), output, error, kind, at],
                 )
                 .map(drop)
             })
