@@ -186,3 +186,39 @@ async fn a_state_directory_from_before_versioned_schemas_opens_with_everything()
         assert!(version >= 2, "{db} is at schema version {version}");
     }
 }
+
+#[test]
+fn a_state_directory_from_a_newer_release_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // The registry as a release with more migrations would leave it.
+    let registry = Connection::open(dir.path().join("registry.db")).unwrap();
+    registry
+        .execute_batch(include_str!("fixtures/registry-v0.sql"))
+        .unwrap();
+    registry.pragma_update(None, "user_version", 99).unwrap();
+    drop(registry);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["server", "--listen", "127.0.0.1:0", "--state"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a newer state directory must not open"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("registry.db")
+            && errors[0].contains("schema version 99 is newer than this release knows")
+            && errors[0].contains("upgrade modal"),
+        "{stderr}"
+    );
+    // Nothing was changed: the newer release can still open it.
+    let version: u32 = Connection::open(dir.path().join("registry.db"))
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 99);
+}
