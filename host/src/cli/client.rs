@@ -139,7 +139,7 @@ impl ClientError {
     }
 }
 
-/// What [`segment`] escapes in a path segment: all but letters, digits and
+/// What [`path`] escapes in a path segment: all but letters, digits and
 /// `-_.~`.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
