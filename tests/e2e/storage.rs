@@ -222,3 +222,40 @@ fn a_state_directory_from_a_newer_release_is_refused_in_one_line() {
         .unwrap();
     assert_eq!(version, 99);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawn_whose_caller_stops_waiting_still_runs() {
+    use modal_host::{DeployRequest, Trigger};
+    let dir = tempfile::tempdir().unwrap();
+    let platform = Platform::open(
+        dir.path(),
+        crate::small_config(),
+        PlatformConfig::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let request = DeployRequest {
+        name: "hello".into(),
+        ..Default::default()
+    };
+    platform.deploy(&wasm(HELLO), request).await.unwrap();
+    // The caller gives up at its first wait, while the call is being
+    // stored: once stored it must run (not wait for a restart).
+    let mut spawn = Box::pin(platform.spawn("hello", "square", b"6", None));
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(spawn.as_mut().poll(cx))).await;
+    assert!(first.is_pending(), "the spawn answered in its first poll");
+    drop(spawn);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = platform.logs("hello", None, 10).await.unwrap();
+        if logs.iter().any(|e| e.trigger == Trigger::Spawn) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the accepted spawn never ran: {logs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
