@@ -37,7 +37,7 @@ struct Pinned {
 
 impl Pinned {
     fn is(&self, app: &str, version: u64) -> bool {
-        *self.loaded.meta().name == *app && self.loaded.meta().version == version
+        self.loaded.meta().name == app && self.loaded.meta().version == version
     }
 }
 
@@ -187,9 +187,8 @@ impl Platform {
     /// Drops the pinned versions of `app` (it was stopped).
     pub(super) async fn unpin(&self, app: &str) {
         let mut pinned = self.inner.live.pinned.lock().await;
-        let (gone, kept): (Vec<_>, Vec<_>) = pinned
-            .drain(..)
-            .partition(|p| *p.loaded.meta().name == *app);
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            pinned.drain(..).partition(|p| p.loaded.meta().name == app);
         *pinned = kept;
         drop(pinned);
         for p in gone {

@@ -89,11 +89,9 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 fn function(f: RawFunctionSpec, config: &HostConfig) -> Result<FunctionSpec, Vec<String>> {
-    // The kind's problems are reported before the settings'.
-    let (mut problems, mut later) = (Vec::new(), Vec::new());
-    let settings = settings(&f, config, &mut later);
-    let kind = kind(f.kind, &mut problems);
-    problems.append(&mut later);
+    let mut problems = Vec::new();
+    let kind = kind(&f.kind, &mut problems);
+    let settings = settings(&f, config, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -107,11 +105,11 @@ fn function(f: RawFunctionSpec, config: &HostConfig) -> Result<FunctionSpec, Vec
 }
 
 /// A function's validated kind; what is wrong goes to `problems`.
-fn kind(raw: RawFunctionKind, problems: &mut Vec<String>) -> FunctionKind {
+fn kind(raw: &RawFunctionKind, problems: &mut Vec<String>) -> FunctionKind {
     match raw {
         RawFunctionKind::Plain => FunctionKind::Plain,
         RawFunctionKind::Web(route) => {
-            let method = route.method.map(|m| m.to_ascii_uppercase());
+            let method = route.method.as_ref().map(|m| m.to_ascii_uppercase());
             if let Some(m) = &method
                 && (m.is_empty() || m.len() > 16 || !m.bytes().all(|b| b.is_ascii_alphabetic()))
             {
@@ -123,13 +121,13 @@ fn kind(raw: RawFunctionKind, problems: &mut Vec<String>) -> FunctionKind {
             expression,
             timezone,
         })) => {
-            if let Err(e) = cron::Schedule::from_str(&expression) {
+            if let Err(e) = cron::Schedule::from_str(expression) {
                 problems.push(format!(
                     "invalid cron expression `{}`: {e} (expected `sec min hour day month weekday [year]`)",
-                    shorten(&expression)
+                    shorten(expression)
                 ));
             }
-            if let Some(tz) = &timezone
+            if let Some(tz) = timezone
                 && tz.parse::<chrono_tz::Tz>().is_err()
             {
                 problems.push(format!(
@@ -139,13 +137,13 @@ fn kind(raw: RawFunctionKind, problems: &mut Vec<String>) -> FunctionKind {
             }
             FunctionKind::Scheduled {
                 schedule: Schedule::Cron {
-                    expression,
-                    timezone,
+                    expression: expression.clone(),
+                    timezone: timezone.clone(),
                 },
             }
         }
         RawFunctionKind::Scheduled(RawSchedule::PeriodMs(ms)) => {
-            let period = Duration::from_millis(ms);
+            let period = Duration::from_millis(*ms);
             if period < MIN_PERIOD {
                 problems.push(format!(
                     "a period of {} is shorter than the minimum {}",

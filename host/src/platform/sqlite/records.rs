@@ -120,6 +120,10 @@ fn call_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
     })
 }
 
+/// The columns `execution_row` reads, in its order (also the insert's).
+const EXECUTION_COLUMNS: &str = "id, app, version, function, trigger, started_at, duration_ms, \
+     outcome, error, logs, memory, run_id, call_id, http_status";
+
 const CALL_COLUMNS: &str =
     "id, app, function, state, output, error, error_kind, created_at, finished_at";
 
@@ -130,7 +134,7 @@ const ROWS: usize = 32;
 fn insert_statement(rows: usize) -> String {
     let row = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     format!(
-        "INSERT INTO executions (id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id, call_id, http_status) VALUES {}",
+        "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES {}",
         vec![row; rows].join(",")
     )
 }
@@ -217,10 +221,11 @@ impl RecordStore for SqliteRecords {
         let mut records: Vec<ExecutionRecord> = self
             .db
             .run("reading executions", move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id, call_id, http_status
-                     FROM executions WHERE app = ?1 AND (?2 IS NULL OR function = ?2) ORDER BY id DESC LIMIT ?3",
-                )?;
+                let sql = format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions
+                     WHERE app = ?1 AND (?2 IS NULL OR function = ?2) ORDER BY id DESC LIMIT ?3"
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
                 let rows = stmt.query_map(params![app, function, limit as i64], execution_row)?;
                 rows.collect()
             })
@@ -239,10 +244,11 @@ impl RecordStore for SqliteRecords {
         let (app, function) = (app.to_string(), function.map(str::to_string));
         self.db
             .run("reading executions", move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, app, version, function, trigger, started_at, duration_ms, outcome, error, logs, memory, run_id, call_id, http_status
-                     FROM executions WHERE app = ?1 AND (?2 IS NULL OR function = ?2) AND id > ?3 ORDER BY id LIMIT ?4",
-                )?;
+                let sql = format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions
+                     WHERE app = ?1 AND (?2 IS NULL OR function = ?2) AND id > ?3 ORDER BY id LIMIT ?4"
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
                 let params = params![app, function, after as i64, limit as i64];
                 let rows = stmt.query_map(params, execution_row)?;
                 rows.collect()
