@@ -79,7 +79,12 @@ fn silent_connections_cannot_lock_out_a_new_client() {
         "GET /?name=Ann HTTP/1.1\r\nHost: hello--greet.localhost\r\nConnection: close\r\n\r\n",
         Duration::from_secs(5),
     );
-    assert!(answer.ends_with("Hello, Ann!"), "no answer: {answer:?}");
+    // A loaded machine may stream the body chunked instead of with a
+    // length: either way the client is answered.
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("Hello, Ann!"),
+        "no answer: {answer:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "a new client waited {:?}",
