@@ -53,6 +53,18 @@
 //! carrying the error's `Display` text. A web function takes a [`Request`]
 //! (or nothing) and returns anything that is [`IntoResponse`].
 //!
+//! # Calling other functions
+//! For every plain or scheduled function `f` of the app, `#[app]` also
+//! generates a module `f` of typed stubs that call it through the host, on
+//! the caller's version: `f::remote(x)` waits for the output,
+//! `f::spawn(x)` starts it in the background (`.get()` waits for it) and
+//! `f::map(xs)` runs it over many inputs in parallel, results in input
+//! order. A function with several parameters takes them as a tuple in
+//! `map`. Functions of other apps are reached with
+//! [`Function::lookup`]`("other", "f").call::<_, Out>(&x)`. Failures are
+//! [`CallFailure`]s: not found, the callee's error, trap, timeout, memory
+//! limit, overloaded, cancelled, depth exceeded.
+//!
 //! `#[enter]` and `#[exit]` mark optional hooks that run once after an
 //! instance is created and before a healthy instance is dropped.
 
@@ -61,6 +73,7 @@
 extern crate self as modal_guest;
 
 mod call;
+mod invoke;
 mod web;
 
 pub use modal_guest_macros::app;
@@ -73,6 +86,7 @@ pub use serde_json as json;
 pub fn run_id() -> Option<String> {
     __bindings::modal::app::context::run_id()
 }
+pub use invoke::{CallFailure, Function, FunctionCall};
 pub use web::{IntoResponse, Request, Response};
 
 /// The bindings of the `modal:app/functions` world (generated; not part of
@@ -102,6 +116,7 @@ pub mod __private {
         CallHandler, app_spec, decode_args, decode_none, decode_one, dispatch, encode,
         encode_result, hook_result,
     };
+    pub use crate::invoke::{Checked, Typed};
     pub use crate::web::{WebHandler, serve};
     pub use serde;
     pub use wasip2;

@@ -1,12 +1,14 @@
 //! Core figures of the host, printed as a table: compile and cached-load
 //! time of `examples/hello`, instantiation from `InstancePre` with the
 //! pooling allocator, warm-call latency through the pool (checkout, call,
-//! check-in) and cold-call latency (fresh instance + call).
+//! check-in) and cold-call latency (fresh instance + call); calls between
+//! functions (`examples/fanout`, through a `Platform`): a nested warm call
+//! against a plain one, and the throughput of `map`.
 //!
 //! Run it with `cargo bench -p modal-host --bench core` (release build).
 
-use modal_host::{AppMeta, Host, HostConfig};
-use modal_test_support::{COUNTER, HELLO, wasm};
+use modal_host::{AppMeta, DeployRequest, Host, HostConfig, Platform, PlatformConfig, Trigger};
+use modal_test_support::{COUNTER, FANOUT, HELLO, wasm};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -15,6 +17,82 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(run());
+    // Calls between functions run as the server runs them: on a runtime
+    // with a worker thread per core.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(calls_between_functions());
+}
+
+/// Mean time of `n` calls of `function` with `input`, after a warm-up.
+async fn mean_call(platform: &Platform, function: &str, input: &[u8], n: u32) -> Duration {
+    let call = || platform.call("fanout", function, input, None, Trigger::Call);
+    for _ in 0..n / 10 {
+        call().await.expect("runs").outcome.expect(function);
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        call().await.expect("runs").outcome.expect(function);
+    }
+    start.elapsed() / n
+}
+
+async fn calls_between_functions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = HostConfig {
+        cache_dir: Some(dir.path().join("compiled")),
+        ..HostConfig::default()
+    };
+    let platform = Platform::open(dir.path(), config, PlatformConfig::default(), None)
+        .await
+        .expect("platform");
+    let request = DeployRequest {
+        name: "fanout".into(),
+        ..Default::default()
+    };
+    platform
+        .deploy(&wasm(FANOUT), request)
+        .await
+        .expect("deploys");
+
+    // The same work, once called directly and once through a nested call,
+    // in alternating rounds (the machine drifts between runs).
+    let (mut plain, mut nested) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        plain.push(mean_call(&platform, "square", b"7", 20_000).await);
+        nested.push(mean_call(&platform, "square_via", b"7", 20_000).await);
+    }
+    plain.sort();
+    nested.sort();
+    let (plain, nested) = (percentile(&plain, 0.5), percentile(&nested, 0.5));
+    row(
+        "warm call through the platform (median of 5 means)",
+        format!("{:.2} µs", micros(plain)),
+        "",
+    );
+    row(
+        "nested warm call: guest -> host -> guest, extra",
+        format!("{:.2} µs", micros(nested.saturating_sub(plain))),
+        "<= 5 µs",
+    );
+
+    // `map` of 1,000 trivial inputs on `square`'s 8 instances.
+    let inputs = format!(
+        "[{}]",
+        (1..=1000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let per_map = mean_call(&platform, "sum_squares", inputs.as_bytes(), 200).await;
+    row(
+        "map of 1,000 trivial inputs, 8 instances",
+        format!("{:.0}k inputs/s", 1000.0 / per_map.as_secs_f64() / 1e3),
+        ">= 200k inputs/s",
+    );
+    platform.shutdown(Duration::from_secs(5)).await;
 }
 
 fn micros(d: Duration) -> f64 {

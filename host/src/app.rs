@@ -3,7 +3,9 @@
 
 use crate::bindings::CallError;
 use crate::error::Error;
+use crate::invoke::{Invoker, Nesting};
 use crate::pool::{Instance, Pool, PoolStats, Prepared};
+use crate::sandbox::Frame;
 use crate::spec::{AppSpec, FunctionKind};
 use crate::trap::{classify, refine};
 use std::collections::HashMap;
@@ -22,11 +24,19 @@ pub struct AppMeta {
     /// Hosts (`host` or `host:port`) the app may send HTTP requests to;
     /// all others are denied.
     pub allow_http: Vec<String>,
+    /// Apps whose functions may call this app's functions (`*`: every
+    /// app); calls within the app are always allowed.
+    pub allow_callers: Vec<String>,
     /// Pool settings for a plain `wasi:http` component.
     pub pool: crate::spec::PoolSettings,
 }
 
 impl AppMeta {
+    /// Whether functions of `app` may call this app's functions.
+    pub fn allows_caller(&self, app: &str) -> bool {
+        app == self.name || self.allow_callers.iter().any(|c| c == "*" || c == app)
+    }
+
     /// An app called `name` at `version`, with no extra environment.
     pub fn new(name: impl Into<String>, version: u64) -> Self {
         AppMeta {
@@ -34,6 +44,7 @@ impl AppMeta {
             version,
             env: Vec::new(),
             allow_http: Vec::new(),
+            allow_callers: Vec::new(),
             pool: Default::default(),
         }
     }
@@ -99,9 +110,23 @@ pub struct Execution {
     pub call_id: Option<String>,
     /// For a web execution, the HTTP status the client was answered with.
     pub http_status: Option<u16>,
+    /// For a call made by another function, the caller's call id.
+    pub parent_call_id: Option<String>,
+    /// For an execution in a tree of calls, the call id of its root (a
+    /// root that called other functions has its own here).
+    pub root_call_id: Option<String>,
+    /// How deeply it is nested: 0 for a call from outside.
+    pub depth: u32,
 }
 
 impl Execution {
+    /// Sets where it sits in a tree of calls.
+    fn nest(&mut self, nesting: &Nesting) {
+        self.parent_call_id = nesting.parent_call_id.clone();
+        self.root_call_id = nesting.root_call_id.clone();
+        self.depth = nesting.depth;
+    }
+
     /// How it ended, as recorded: a web execution answered with a 5xx
     /// failed even when the guest returned normally.
     pub fn outcome_class(&self) -> crate::error::Outcome {
@@ -116,6 +141,26 @@ impl Execution {
 /// Receives every execution of an app (to record it, export metrics...).
 pub type ExecutionSink = Arc<dyn Fn(&Execution) + Send + Sync>;
 
+/// What a loaded version is connected to: where its executions go and who
+/// runs the calls its guests make to other functions.
+#[derive(Clone, Default)]
+pub(crate) struct Links {
+    pub(crate) sink: Option<ExecutionSink>,
+    /// `None`: only calls into the version itself ([`Local`](crate::invoke::Local)).
+    pub(crate) invoker: Option<Arc<dyn Invoker>>,
+}
+
+/// What an execution runs for, besides its function and input.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Run {
+    /// The scheduled run, for `context.run-id`.
+    pub(crate) run_id: Option<String>,
+    /// The call's id (the same for every retry).
+    pub(crate) call_id: Option<String>,
+    /// Where it sits in a tree of calls.
+    pub(crate) nesting: Nesting,
+}
+
 /// One loaded version of an app. Cheap to clone.
 #[derive(Clone)]
 pub struct LoadedApp {
@@ -129,6 +174,10 @@ pub(crate) struct AppInner {
     pub(crate) digest: String,
     pub(crate) pools: HashMap<String, (Arc<str>, Arc<Pool>)>,
     pub(crate) sink: Option<ExecutionSink>,
+    /// Runs the calls its guests make to other functions.
+    pub(crate) invoker: Arc<dyn Invoker>,
+    /// How deeply calls between functions may nest.
+    pub(crate) max_call_depth: u32,
     /// Largest request body a web function is given.
     pub(crate) max_request_body: u64,
     /// Set by [`LoadedApp::cancel`]; executions in progress end at once.
@@ -162,7 +211,7 @@ impl LoadedApp {
         digest: String,
         prepared: Arc<Prepared>,
         config: &crate::HostConfig,
-        sink: Option<ExecutionSink>,
+        links: Links,
     ) -> LoadedApp {
         let web_functions = spec
             .functions
@@ -201,7 +250,11 @@ impl LoadedApp {
                 spec,
                 digest,
                 pools,
-                sink,
+                sink: links.sink,
+                invoker: links
+                    .invoker
+                    .unwrap_or_else(|| Arc::new(crate::invoke::Local::default())),
+                max_call_depth: config.max_call_depth,
                 cancel: Cancel::default(),
                 max_request_body: config.max_request_body,
             }),
@@ -302,65 +355,87 @@ impl LoadedApp {
 
     /// Like [`call`](Self::call), recording `trigger` as what started it.
     pub async fn call_as(&self, function: &str, input: &[u8], trigger: Trigger) -> Execution {
-        self.execute(function, input, trigger, None, None).await
-    }
-
-    /// Like [`call_as`](Self::call_as), recording `call_id` with it.
-    pub(crate) async fn call_with_id(
-        &self,
-        function: &str,
-        input: &[u8],
-        trigger: Trigger,
-        call_id: &str,
-    ) -> Execution {
-        self.execute(function, input, trigger, None, Some(call_id))
-            .await
+        self.execute(function, input, trigger, Run::default()).await
     }
 
     /// Runs a scheduled function for the run `run_id` (which the guest can
     /// read through `context.run-id`).
     pub async fn run_scheduled(&self, function: &str, run_id: &str) -> Execution {
-        self.execute(function, b"", Trigger::Schedule, Some(run_id), None)
-            .await
+        let run = Run {
+            run_id: Some(run_id.to_string()),
+            ..Run::default()
+        };
+        self.execute(function, b"", Trigger::Schedule, run).await
     }
 
-    async fn execute(
+    /// Runs `task` in the background on the host's runtime.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        if let Some((_, pool)) = self.inner.pools.values().next() {
+            pool.prepared.spawn(task);
+        }
+    }
+
+    /// The `max_instances` of `function` (1 when there is none).
+    pub(crate) fn max_instances(&self, function: &str) -> usize {
+        self.inner
+            .pools
+            .get(function)
+            .map_or(1, |(_, p)| p.settings.max_instances as usize)
+    }
+
+    /// Runs one execution of a plain or scheduled function.
+    pub(crate) async fn execute(
         &self,
         function: &str,
         input: &[u8],
         trigger: Trigger,
-        run_id: Option<&str>,
-        call_id: Option<&str>,
+        run: Run,
     ) -> Execution {
         let started_at = SystemTime::now();
         let start = Instant::now();
+        let Run {
+            run_id,
+            call_id,
+            nesting,
+        } = run;
+        let reject = |e: Error| {
+            let mut execution = self.rejected(function, trigger, started_at, start, e);
+            execution.call_id = call_id.clone();
+            execution.nest(&nesting);
+            execution
+        };
         let (name, pool) = match self.pool(function) {
             Ok(found) => found,
-            Err(e) => return self.rejected(function, trigger, started_at, start, e),
+            Err(e) => return reject(e),
         };
         if pool.web {
-            let e = Error::WrongKind(format!(
+            return reject(Error::WrongKind(format!(
                 "`{function}` is a web function: send it an HTTP request instead of a call"
-            ));
-            return self.rejected(function, trigger, started_at, start, e);
+            )));
+        }
+        // A nested call gets no more than its caller's remaining time.
+        let mut timeout = pool.settings.timeout;
+        if let Some(deadline) = nesting.deadline {
+            timeout = timeout.min(deadline.saturating_duration_since(start));
+            if timeout.is_zero() {
+                let e = Error::Timeout {
+                    function: function.to_string(),
+                    limit: timeout,
+                };
+                let execution = reject(e);
+                self.record(&execution);
+                return execution;
+            }
         }
         // A spawned call was accepted and stored: it waits for capacity
         // instead of failing as overloaded.
-        let wait = (trigger != Trigger::Spawn).then_some(pool.queue_timeout());
-        let mut lease = match pool.checkout_within(wait).await {
+        let wait = (trigger != Trigger::Spawn).then(|| pool.queue_timeout().min(timeout));
+        let nested = nesting.depth > 0;
+        let mut lease = match pool.checkout_within(wait, nested).await {
             Ok(lease) => lease,
             Err(e) => {
-                let outcome = Err(e);
-                let mut execution = self.execution(
-                    name,
-                    trigger,
-                    started_at,
-                    start,
-                    outcome,
-                    String::new(),
-                    false,
-                );
-                execution.call_id = call_id.map(str::to_string);
+                let mut execution = reject(e);
+                execution.function = name.clone();
                 // A version that stopped taking calls is not a failure of
                 // the function: the caller retries on the live version.
                 if !matches!(execution.outcome, Err(Error::ShuttingDown(_))) {
@@ -369,11 +444,16 @@ impl LoadedApp {
                 return execution;
             }
         };
-        let timeout = pool.settings.timeout;
         let instance = lease.instance();
-        instance.store.data_mut().run_id = run_id.map(str::to_string);
+        instance.store.data_mut().frame = Frame {
+            app: Some(self.clone()),
+            run_id: run_id.clone(),
+            call_id,
+            root_call_id: nesting.root_call_id.clone(),
+            depth: nesting.depth,
+        };
         let outcome = invoke(instance, name, input, timeout, &self.inner.cancel).await;
-        instance.store.data_mut().run_id = None;
+        let frame = std::mem::take(&mut instance.store.data_mut().frame);
         let logs = instance.take_logs();
         let outcome = outcome.map_err(|e| refine(e, &logs));
         let healthy = !matches!(&outcome, Err(e) if e.poisons_instance());
@@ -381,8 +461,10 @@ impl LoadedApp {
         let memory = lease.instance().memory_size();
         let mut execution = self.execution(name, trigger, started_at, start, outcome, logs, cold);
         execution.memory = memory;
-        execution.run_id = run_id.map(str::to_string);
-        execution.call_id = call_id.map(str::to_string);
+        execution.run_id = run_id;
+        execution.nest(&nesting);
+        execution.root_call_id = frame.root_call_id;
+        execution.call_id = frame.call_id;
         // Recorded before the instance goes back: once a version's
         // instances are all gone (a drain, a shutdown), so are its records.
         self.record(&execution);
@@ -434,6 +516,9 @@ impl LoadedApp {
             run_id: None,
             call_id: None,
             http_status: None,
+            parent_call_id: None,
+            root_call_id: None,
+            depth: 0,
         }
     }
 

@@ -86,6 +86,10 @@ impl Default for PoolingLimits {
     }
 }
 
+/// How deeply calls between functions may nest by default (a root call
+/// is depth 0; `f` calling `g` runs `g` at depth 1).
+pub const DEFAULT_MAX_CALL_DEPTH: u32 = 8;
+
 /// Settings of a [`Host`](crate::Host). Start from `HostConfig::default()`.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
@@ -105,6 +109,9 @@ pub struct HostConfig {
     pub describe_timeout: Duration,
     /// Largest request body a web function is given, in bytes.
     pub max_request_body: u64,
+    /// How deeply calls between functions may nest; past it a call fails
+    /// as [`Error::DepthExceeded`](crate::Error::DepthExceeded).
+    pub max_call_depth: u32,
     /// The pooling allocator's slots; `None` uses the on-demand allocator.
     pub pooling: Option<PoolingLimits>,
     /// Where compiled code is cached (by content hash and engine); `None`
@@ -123,6 +130,7 @@ impl Default for HostConfig {
             log_limit: DEFAULT_LOG_LIMIT,
             describe_timeout: DEFAULT_DESCRIBE_TIMEOUT,
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            max_call_depth: DEFAULT_MAX_CALL_DEPTH,
             pooling: Some(PoolingLimits::default()),
             cache_dir: None,
         }

@@ -127,6 +127,17 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A call between functions nested deeper than the host allows (a
+    /// function that calls itself without end, or a cycle).
+    #[error(
+        "calling `{function}` would nest calls deeper than {limit} (a function that calls itself without end, or a cycle?)"
+    )]
+    DepthExceeded {
+        /// The function that would have been called.
+        function: String,
+        /// The host's limit.
+        limit: u32,
+    },
     /// An app name that is not a DNS label.
     #[error(
         "invalid app name `{0}`: use 1 to 63 lower-case letters, digits and `-`, not starting or ending with `-`"
@@ -311,6 +322,7 @@ impl Error {
             Error::HostAtCapacity(_) => "host_at_capacity",
             Error::Skipped(_) => "skipped",
             Error::Cancelled { .. } => "cancelled",
+            Error::DepthExceeded { .. } => "depth_exceeded",
             Error::InvalidAppName(_) => "invalid_app_name",
             Error::AppNotFound(_) => "app_not_found",
             Error::AppStopped(_) => "app_stopped",
@@ -336,6 +348,7 @@ impl Error {
             | Error::InvalidSpec(_)
             | Error::WrongKind(_)
             | Error::BadInput(_)
+            | Error::DepthExceeded { .. }
             | Error::InvalidAppName(_) => 400,
             Error::AppNotFound(_)
             | Error::UnknownFunction { .. }

@@ -2,7 +2,7 @@
 //! allocator), the linker with the sandboxed WASI set, the compiler and
 //! its cache, and loading components into [`LoadedApp`]s.
 
-use crate::app::{AppMeta, ExecutionSink, LoadedApp};
+use crate::app::{AppMeta, ExecutionSink, Links, LoadedApp};
 use crate::bindings::{FunctionIndices, LifecycleIndices};
 use crate::compile::{CompileStats, Compiler, digest, one_line};
 use crate::config::{EPOCH_TICK, HostConfig};
@@ -58,6 +58,11 @@ impl Host {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
         crate::bindings::modal::app::context::add_to_linker::<
+            _,
+            wasmtime::component::HasSelf<Sandbox>,
+        >(&mut linker, |s| s)
+        .map_err(link)?;
+        crate::bindings::modal::app::invoke::add_to_linker::<
             _,
             wasmtime::component::HasSelf<Sandbox>,
         >(&mut linker, |s| s)
@@ -198,6 +203,21 @@ impl Host {
         meta: AppMeta,
         sink: Option<ExecutionSink>,
     ) -> Result<(LoadedApp, CompileStats), Error> {
+        let links = Links {
+            sink,
+            invoker: None,
+        };
+        self.load_linked(wasm, meta, links).await
+    }
+
+    /// Like [`load_with`](Self::load_with), with the invoker that runs
+    /// the calls its guests make to other functions.
+    pub(crate) async fn load_linked(
+        &self,
+        wasm: &[u8],
+        meta: AppMeta,
+        links: Links,
+    ) -> Result<(LoadedApp, CompileStats), Error> {
         let outbound = crate::sandbox::Outbound::parse(&meta.allow_http)
             .map_err(|e| Error::BadInput(format!("--allow-http: {e}")))?;
         let (mut prepared, digest, stats) = self.prepare(wasm).await?;
@@ -206,7 +226,7 @@ impl Host {
         prepared.run_enter = spec.has_enter && prepared.lifecycle.is_some();
         prepared.run_exit = spec.has_exit && prepared.lifecycle.is_some();
         let prepared = Arc::new(prepared);
-        let app = LoadedApp::new(meta, spec, digest, prepared, &self.inner.config, sink);
+        let app = LoadedApp::new(meta, spec, digest, prepared, &self.inner.config, links);
         if let Err(e) = app.prewarm().await {
             app.drain().await;
             return Err(e);

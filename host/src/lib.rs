@@ -65,6 +65,7 @@ mod compile;
 mod config;
 mod error;
 mod host;
+mod invoke;
 mod logs;
 pub mod platform;
 mod pool;
@@ -78,8 +79,8 @@ pub use app::{AppMeta, Execution, ExecutionSink, LoadedApp, Trigger};
 pub use compile::CompileStats;
 pub use config::{
     DEFAULT_DECOMMIT_BATCH, DEFAULT_DESCRIBE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOG_LIMIT,
-    DEFAULT_MAX_INSTANCES, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MEMORY_LIMIT, DEFAULT_QUEUE_TIMEOUT,
-    DEFAULT_TIMEOUT, HostConfig, PoolingLimits,
+    DEFAULT_MAX_CALL_DEPTH, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MEMORY_LIMIT,
+    DEFAULT_QUEUE_TIMEOUT, DEFAULT_TIMEOUT, HostConfig, PoolingLimits,
 };
 pub use error::{Error, Outcome};
 pub use host::Host;

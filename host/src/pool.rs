@@ -247,6 +247,8 @@ pub(crate) struct Pool {
     permits: Arc<Semaphore>,
     counters: Arc<Counters>,
     closed: AtomicBool,
+    /// Woken when the pool closes.
+    closing: Notify,
 }
 
 /// An instance checked out of a pool for one execution. Dropping a lease
@@ -318,6 +320,7 @@ impl Pool {
             permits,
             counters: Arc::default(),
             closed: AtomicBool::new(false),
+            closing: Notify::new(),
         }
     }
 
@@ -348,15 +351,22 @@ impl Pool {
     /// Takes a warm instance, or creates one; waits up to the queue
     /// timeout when `max_instances` executions are already running.
     pub(crate) async fn checkout(&self) -> Result<Lease, Error> {
-        self.checkout_within(Some(self.queue_timeout)).await
+        self.checkout_within(Some(self.queue_timeout), false).await
     }
 
     /// [`checkout`](Self::checkout) waiting up to `wait` for a free
     /// instance, or as long as it takes with `None` (an accepted spawned
-    /// call is never rejected for load).
-    pub(crate) async fn checkout_within(&self, wait: Option<Duration>) -> Result<Lease, Error> {
+    /// call is never rejected for load). A `nested` checkout (a call from
+    /// an execution of this version) is served even once the pool closes:
+    /// the work of an execution in flight finishes on its own version.
+    pub(crate) async fn checkout_within(
+        &self,
+        wait: Option<Duration>,
+        nested: bool,
+    ) -> Result<Lease, Error> {
         let shutting_down = || Error::ShuttingDown(self.function.clone());
-        if self.closed.load(Ordering::Acquire) {
+        let closed = || !nested && self.closed.load(Ordering::Acquire);
+        if closed() {
             return Err(shutting_down());
         }
         let permit = match self.permits.clone().try_acquire_owned() {
@@ -364,23 +374,45 @@ impl Pool {
             Err(TryAcquireError::Closed) => return Err(shutting_down()),
             Err(TryAcquireError::NoPermits) => {
                 let acquire = self.permits.clone().acquire_owned();
+                // A closing pool wakes its waiters, which take the live
+                // version instead.
+                let closing = async {
+                    if nested {
+                        return std::future::pending().await;
+                    }
+                    let notified = self.closing.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    if !closed() {
+                        notified.await;
+                    }
+                };
+                let acquired = async {
+                    tokio::select! {
+                        p = acquire => p.ok(),
+                        () = closing => None,
+                    }
+                };
                 let waited = match wait {
-                    Some(limit) => tokio::time::timeout(limit, acquire).await,
-                    None => Ok(acquire.await),
+                    Some(limit) => tokio::time::timeout(limit, acquired).await,
+                    None => Ok(acquired.await),
                 };
                 match waited {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(_)) => return Err(shutting_down()),
+                    Ok(Some(p)) => p,
+                    Ok(None) => return Err(shutting_down()),
                     Err(_) => {
                         return Err(Error::Overloaded {
                             function: self.function.clone(),
                             max: self.settings.max_instances,
-                            waited: self.queue_timeout,
+                            waited: wait.unwrap_or(self.queue_timeout),
                         });
                     }
                 }
             }
         };
+        if closed() {
+            return Err(shutting_down());
+        }
         self.counters.busy.fetch_add(1, Ordering::AcqRel);
         let warm = self.idle().pop();
         let (instance, fresh) = match warm {
@@ -481,7 +513,7 @@ impl Pool {
     /// dropped as their executions finish.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.permits.close();
+        self.closing.notify_waiters();
         let idle: Vec<Instance> = self.idle().drain(..).collect();
         for instance in idle {
             self.retire(instance);

@@ -20,8 +20,25 @@ pub(crate) struct Sandbox {
     /// When the current execution must stop; checked on every epoch tick.
     pub(crate) deadline: Instant,
     pub(crate) logs: LogCapture,
-    /// The id of the scheduled run in progress, for `context.run-id`.
+    /// The execution in progress: who it is, for `context` and for the
+    /// calls it makes to other functions.
+    pub(crate) frame: Frame,
+}
+
+/// The execution an instance is running; empty between executions.
+#[derive(Default)]
+pub(crate) struct Frame {
+    /// The version it runs on.
+    pub(crate) app: Option<crate::LoadedApp>,
+    /// The scheduled run, for `context.run-id`.
     pub(crate) run_id: Option<String>,
+    /// Its call id; created at its first call to another function when it
+    /// has none (a web request, a scheduled run).
+    pub(crate) call_id: Option<String>,
+    /// The call id of the root of its tree of calls; `None` for a root.
+    pub(crate) root_call_id: Option<String>,
+    /// How deeply it is nested.
+    pub(crate) depth: u32,
 }
 
 /// Limits linear memory and records whether the guest hit the limit, so a
@@ -215,7 +232,7 @@ pub(crate) fn new_store(
         },
         deadline: Instant::now(),
         logs,
-        run_id: None,
+        frame: Frame::default(),
     };
     let mut store = Store::new(engine, sandbox);
     store.limiter(|s| &mut s.memory);

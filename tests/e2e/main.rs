@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod hardening;
 mod http;
+mod invoke;
 mod library;
 mod observe;
 mod python;

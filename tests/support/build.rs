@@ -8,6 +8,7 @@ use std::process::Command;
 /// The example apps, by crate name.
 const EXAMPLES: &[&str] = &[
     "hello",
+    "fanout",
     "counter",
     "cron",
     "faulty",

@@ -54,6 +54,10 @@ struct Function {
     max_requests: Option<u32>,
     params: Vec<(Ident, Type)>,
     returns_result: bool,
+    /// What a caller gets back: the return type, the `T` of a
+    /// `Result<T, E>`, `()` without one; `None` when it cannot be named
+    /// (`impl Trait`), which leaves the function without stubs.
+    output: Option<Type>,
     signature: String,
 }
 
@@ -91,6 +95,14 @@ fn expand(mut module: ItemMod) -> syn::Result<TokenStream2> {
     }
     let glue = glue(&functions, enter.as_ref(), exit.as_ref());
     items.push(syn::parse2(glue)?);
+    for f in functions
+        .iter()
+        .filter(|f| !matches!(f.kind, Kind::Web { .. }))
+    {
+        if let Some(module) = stubs(f) {
+            items.push(syn::parse2(module)?);
+        }
+    }
     Ok(module.into_token_stream())
 }
 
@@ -169,6 +181,7 @@ fn parse_function(f: &ItemFn, attr: &Attribute) -> syn::Result<Function> {
         max_instances: None,
         max_requests: None,
         returns_result: returns_result(&sig.output),
+        output: output_type(&sig.output),
         signature: signature(sig, &params),
         params,
     };
@@ -397,6 +410,109 @@ fn returns_result(output: &ReturnType) -> bool {
         },
         ReturnType::Default => false,
     }
+}
+
+/// The type a caller decodes: see [`Function::output`].
+fn output_type(output: &ReturnType) -> Option<Type> {
+    let ty = match output {
+        ReturnType::Default => return Some(syn::parse_quote!(())),
+        ReturnType::Type(_, ty) => &**ty,
+    };
+    let ok = match ty {
+        Type::Path(p) => match p.path.segments.last() {
+            Some(last) if last.ident == "Result" => match &last.arguments {
+                syn::PathArguments::AngleBracketed(args) => match args.args.first() {
+                    Some(syn::GenericArgument::Type(t)) => t.clone(),
+                    _ => return None,
+                },
+                _ => return None,
+            },
+            _ => ty.clone(),
+        },
+        _ => ty.clone(),
+    };
+    let text = ok.to_token_stream().to_string();
+    (!text.contains("impl ") && !text.contains('&')).then_some(ok)
+}
+
+/// The module of typed stubs of a plain or scheduled function `f`:
+/// `f::remote`, `f::spawn` and `f::map`, calling it through the host on
+/// the caller's version. Their bounds (input serializes, output
+/// deserializes) hang on a lifetime parameter so that they are checked
+/// where a stub is used, not here: an app whose types do not allow a
+/// remote call still compiles, as long as it does not make one.
+fn stubs(f: &Function) -> Option<TokenStream2> {
+    let output = f.output.as_ref()?;
+    if f.params
+        .iter()
+        .any(|(_, t)| t.to_token_stream().to_string().contains("impl "))
+    {
+        return None;
+    }
+    let p = quote!(::modal_guest::__private);
+    let ident = &f.ident;
+    let name = ident.to_string();
+    let names: Vec<&Ident> = f.params.iter().map(|(n, _)| n).collect();
+    let types: Vec<&Type> = f.params.iter().map(|(_, t)| t).collect();
+    // The input as the callee decodes it: nothing, the one argument, or
+    // the arguments as an array in parameter order.
+    let (input_ty, input) = match f.params.as_slice() {
+        [] => (quote!(()), quote!(())),
+        [(n, t)] => (quote!(#t), quote!(#n)),
+        _ => (quote!((#(#types,)*)), quote!((#(#names,)*))),
+    };
+    let params = f.params.iter().map(|(n, t)| quote!(#n: #t));
+    let params: Vec<TokenStream2> = params.collect();
+    let typed = quote!(<#p::Checked<'m, #input_ty, #output> as #p::Typed<#input_ty, #output>>);
+    let bound = quote!(where #p::Checked<'m, #input_ty, #output>: #p::Typed<#input_ty, #output>);
+    let doc_remote =
+        format!("Calls `{name}` through the host (on this version) and waits for its output.");
+    let doc_spawn =
+        format!("Starts `{name}` in the background; `.get()` on the result waits for it.");
+    let doc_map = format!(
+        "Calls `{name}` once per input, in parallel, results in input order{}.",
+        if f.params.len() > 1 {
+            " (each input is a tuple of its arguments)"
+        } else {
+            ""
+        }
+    );
+    let map = (!f.params.is_empty()).then(|| {
+        quote! {
+            #[doc = #doc_map]
+            pub fn map<'m>(
+                inputs: impl ::core::iter::IntoIterator<Item = #input_ty>,
+            ) -> ::std::vec::Vec<::core::result::Result<#output, ::modal_guest::CallFailure>>
+            #bound
+            {
+                #typed::map(#name, inputs.into_iter().collect())
+            }
+        }
+    });
+    let doc_module = format!("Typed stubs that call `{name}` through the host.");
+    Some(quote! {
+        #[doc = #doc_module]
+        #[allow(dead_code, unused_imports, clippy::all)]
+        pub mod #ident {
+            use super::*;
+
+            #[doc = #doc_remote]
+            pub fn remote<'m>(#(#params),*) -> ::core::result::Result<#output, ::modal_guest::CallFailure>
+            #bound
+            {
+                #typed::remote(#name, &#input)
+            }
+
+            #[doc = #doc_spawn]
+            pub fn spawn<'m>(#(#params),*) -> ::core::result::Result<::modal_guest::FunctionCall<#output>, ::modal_guest::CallFailure>
+            #bound
+            {
+                #typed::spawn(#name, &#input)
+            }
+
+            #map
+        }
+    })
 }
 
 fn type_text(ty: &impl ToTokens) -> String {

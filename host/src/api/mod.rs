@@ -338,6 +338,7 @@ mod tests {
             error_kind: None,
             created_at: 5,
             finished_at: None,
+            caller: None,
         };
         let value = serde_json::to_value(CallStatus::from(record)).unwrap();
         assert_eq!(

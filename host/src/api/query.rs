@@ -95,6 +95,9 @@ pub struct DeployQuery {
     pub env: Vec<(String, String)>,
     /// Hosts the app may send HTTP requests to (`allow_http`, repeated).
     pub allow_http: Vec<String>,
+    /// Apps whose functions may call this app's (`allow_caller`,
+    /// repeated; `*` for every app).
+    pub allow_callers: Vec<String>,
     /// Where failed scheduled runs are reported (`notify`).
     pub notify: Option<String>,
     /// A label for the version (`tag`).
@@ -116,6 +119,9 @@ impl DeployQuery {
         }
         for host in &self.allow_http {
             query.add("allow_http", host);
+        }
+        for app in &self.allow_callers {
+            query.add("allow_caller", app);
         }
         query
             .add_some("notify", self.notify.as_ref())
@@ -152,6 +158,8 @@ impl DeployQuery {
             }
         }
         crate::platform::validate_env(&env)?;
+        let allow_callers: Vec<String> = pairs.all("allow_caller").map(str::to_string).collect();
+        crate::platform::validate_callers(&allow_callers)?;
         let git = pairs.non_empty("git_commit").map(|commit| GitInfo {
             commit: commit.to_string(),
             dirty: pairs.get("git_dirty") == Some("true"),
@@ -163,6 +171,7 @@ impl DeployQuery {
                 .to_string(),
             env,
             allow_http: pairs.all("allow_http").map(str::to_string).collect(),
+            allow_callers,
             notify: pairs.non_empty("notify").map(str::to_string),
             tag: pairs.non_empty("tag").map(str::to_string),
             git,
@@ -176,6 +185,7 @@ impl DeployQuery {
             name: name.to_string(),
             env: self.env,
             allow_http: self.allow_http,
+            allow_callers: self.allow_callers,
             notify: self.notify,
             tag: self.tag,
             deployer: self.deployer,
@@ -377,6 +387,7 @@ mod tests {
             deployer: "ada@host".into(),
             env: vec![("GREETING".into(), "a=b & c+d é".into())],
             allow_http: vec!["example.com:8080".into(), "[::1]".into()],
+            allow_callers: vec!["other".into(), "*".into()],
             notify: Some("http://127.0.0.1:9/hook?x=1".into()),
             tag: Some("first try/2".into()),
             git: Some(GitInfo {

@@ -355,6 +355,11 @@ impl Client {
         self.get(&path(&["calls", id], &query.to_query())).await
     }
 
+    /// The executions of call `id` and of the calls it made.
+    pub async fn tree(&self, id: &str) -> Result<Executions, ClientError> {
+        self.get(&path(&["calls", id, "tree"], "")).await
+    }
+
     /// Recent executions of `app`.
     pub async fn logs(&self, app: &str, query: &LogsQuery) -> Result<Executions, ClientError> {
         self.get(&path(&["apps", app, "logs"], &query.to_query()))

@@ -6,8 +6,8 @@ use clap::Args;
 use modal_host::platform::DEFAULT_MAX_UPLOAD;
 use modal_host::server::{Server, ServerConfig, load_or_create_token};
 use modal_host::{
-    DEFAULT_MAX_REQUEST_BODY, DEFAULT_MEMORY_LIMIT, HostConfig, Platform, PlatformConfig,
-    parse_duration,
+    DEFAULT_MAX_CALL_DEPTH, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MEMORY_LIMIT, HostConfig, Platform,
+    PlatformConfig, parse_duration,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +71,11 @@ pub struct ServerArgs {
     /// `Retry-After`.
     #[arg(long, value_parser = parse_duration, default_value = QUEUE_TIMEOUT_DEFAULT)]
     queue_timeout: Duration,
+    /// How deeply calls between functions may nest (a call from outside
+    /// is depth 0); deeper calls fail with `depth exceeded`.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CALL_DEPTH,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    max_call_depth: u32,
     /// Time a client has to send its request headers before the connection
     /// is closed; a new connection (HTTP/1.1 or HTTP/2) must start its
     /// first request within it too.
@@ -98,6 +103,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         memory_limit: args.memory << 20,
         max_request_body: args.max_request_body << 20,
         queue_timeout: args.queue_timeout,
+        max_call_depth: args.max_call_depth,
         ..HostConfig::default()
     };
     let platform_config = PlatformConfig {

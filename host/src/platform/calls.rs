@@ -4,11 +4,12 @@
 //! the new one, so deploys fail no call.
 
 use super::backoff::Backoff;
-use super::records::{CallEnd, CallRecord, CallState, SpawnedCall};
+use super::records::{CallEnd, CallParent, CallRecord, CallState, SpawnedCall};
 use super::scheduler::{Key, Runner, Wanted};
 use super::{Inner, Platform, now_ms};
-use crate::app::{Execution, LoadedApp, Trigger};
+use crate::app::{Execution, LoadedApp, Run, Trigger};
 use crate::error::Error;
+use crate::invoke::{Caller, Failure, FailureKind, Invoker, Nesting, Outcome, new_call_id};
 use crate::spec::FunctionKind;
 use std::collections::HashMap;
 use std::sync::Weak;
@@ -18,19 +19,24 @@ use std::time::{Duration, Instant};
 /// replaced (each attempt takes the live version anew).
 const RETRIES: u32 = 5;
 
-/// What an execution runs for: a call (with its id) or a scheduled run.
+/// Which version an execution runs on.
 #[derive(Clone, Copy)]
-enum Run<'a> {
-    Call(&'a str),
-    Scheduled(&'a str),
+pub(super) enum Target<'a> {
+    /// The live version of the app, taken anew at each attempt.
+    Live(&'a str),
+    /// This version of the app.
+    Version(&'a str, u64),
+    /// A version in hand: the caller's own, for a call into its app.
+    Loaded(&'a LoadedApp),
 }
 
-/// A new random id for a call (`call-` and 20 hex digits).
-fn new_call_id() -> Result<String, Error> {
-    let mut bytes = [0u8; 10];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Internal(format!("no randomness for a call id: {e}")))?;
-    Ok(format!("call-{}", hex::encode(bytes)))
+impl<'a> Target<'a> {
+    fn of(app: &'a str, version: Option<u64>) -> Target<'a> {
+        match version {
+            Some(v) => Target::Version(app, v),
+            None => Target::Live(app),
+        }
+    }
 }
 
 impl Platform {
@@ -62,34 +68,40 @@ impl Platform {
         version: Option<u64>,
         trigger: Trigger,
     ) -> Result<Execution, Error> {
-        let call_id = new_call_id()?;
-        self.call_with_retries(app, function, input, version, trigger, &call_id)
+        let run = Run {
+            call_id: Some(new_call_id()?),
+            ..Run::default()
+        };
+        let target = Target::of(app, version);
+        self.call_with_retries(target, function, input, trigger, run)
             .await
     }
 
     /// Runs a call, and runs it again (after a growing pause) while it
-    /// fails inside the guest and the function's `retries` allow. Every
-    /// attempt is recorded with `call_id`; the last one is returned.
+    /// fails inside the guest, the function's `retries` allow and its
+    /// caller (if any) has time left. Every attempt is recorded with the
+    /// run's call id; the last one is returned.
     async fn call_with_retries(
         &self,
-        app: &str,
+        target: Target<'_>,
         function: &str,
         input: &[u8],
-        version: Option<u64>,
         trigger: Trigger,
-        call_id: &str,
+        run: Run,
     ) -> Result<Execution, Error> {
         let mut attempt = 0;
         loop {
             let (execution, retries) = self
-                .execute(app, function, input, version, trigger, Run::Call(call_id))
+                .execute(target, function, input, trigger, run.clone())
                 .await?;
             let failed = execution.outcome.as_ref().err();
-            if !failed.is_some_and(Error::is_retryable) || attempt >= retries {
+            let out_of_time = run.nesting.deadline.is_some_and(|d| Instant::now() >= d);
+            if !failed.is_some_and(Error::is_retryable) || attempt >= retries || out_of_time {
                 return Ok(execution);
             }
             attempt += 1;
-            tracing::info!(app, function, call_id, attempt, "call failed; retrying");
+            let call_id = run.call_id.as_deref().unwrap_or_default();
+            tracing::info!(app = %execution.app, function, call_id, attempt, "call failed; retrying");
             Backoff::RETRY.wait(attempt).await;
         }
     }
@@ -105,22 +117,22 @@ impl Platform {
     /// Runs one execution, taking the live version anew while it reaches
     /// versions that were just replaced; also returns the function's
     /// `retries`.
-    async fn execute(
+    pub(super) async fn execute(
         &self,
-        app: &str,
+        target: Target<'_>,
         function: &str,
         input: &[u8],
-        version: Option<u64>,
         trigger: Trigger,
-        run: Run<'_>,
+        run: Run,
     ) -> Result<(Execution, u32), Error> {
         let mut attempts = 0;
         loop {
-            let loaded = self.target(app, version).await?;
-            let execution = match run {
-                Run::Scheduled(id) => loaded.run_scheduled(function, id).await,
-                Run::Call(id) => loaded.call_with_id(function, input, trigger, id).await,
+            let loaded = match target {
+                Target::Live(app) => self.live(app)?,
+                Target::Version(app, v) => self.version(app, v).await?,
+                Target::Loaded(loaded) => loaded.clone(),
             };
+            let execution = loaded.execute(function, input, trigger, run.clone()).await;
             attempts += 1;
             if matches!(execution.outcome, Err(Error::ShuttingDown(_))) && attempts < RETRIES {
                 tokio::task::yield_now().await;
@@ -195,28 +207,21 @@ impl Platform {
         version: Option<u64>,
     ) -> Result<String, Error> {
         let loaded = self.target(app, version).await?;
-        match loaded.spec().function(function) {
-            None => {
-                return Err(Error::UnknownFunction {
-                    name: function.to_string(),
-                    available: loaded.spec().names(),
-                });
-            }
-            Some(f) if matches!(f.kind, FunctionKind::Web { .. }) => {
-                return Err(Error::WrongKind(format!(
-                    "`{function}` is a web function and cannot be spawned"
-                )));
-            }
-            Some(_) => {}
-        }
+        spawnable(&loaded, function)?;
         let call = SpawnedCall {
             id: new_call_id()?,
             app: app.to_string(),
             function: function.to_string(),
             version,
             input: input.to_vec(),
+            parent: None,
         };
-        // Stored and started together, even if the caller stops waiting.
+        self.accept(call).await
+    }
+
+    /// Stores a spawned call and starts it, together, even if the caller
+    /// stops waiting; returns its id.
+    async fn accept(&self, call: SpawnedCall) -> Result<String, Error> {
         let this = self.clone();
         self.to_the_end(async move {
             let store = &this.inner.recorder.store;
@@ -237,11 +242,26 @@ impl Platform {
                 function,
                 version,
                 input,
+                parent,
             } = call;
+            // A spawned call outlives its caller: it keeps its place in
+            // the tree but not the caller's deadline.
+            let nesting = parent.map_or_else(Nesting::default, |p| Nesting {
+                parent_call_id: Some(p.call_id),
+                root_call_id: Some(p.root_call_id),
+                depth: p.depth,
+                deadline: None,
+            });
+            let run = Run {
+                call_id: Some(id.clone()),
+                nesting,
+                ..Run::default()
+            };
+            let target = Target::of(&app, version);
             let mut waits = 0;
             let result = loop {
                 let result = platform
-                    .call_with_retries(&app, &function, &input, version, Trigger::Spawn, &id)
+                    .call_with_retries(target, &function, &input, Trigger::Spawn, run.clone())
                     .await
                     .and_then(|execution| execution.outcome);
                 // An accepted call waits for the host to have room: it is
@@ -337,6 +357,182 @@ impl Platform {
     }
 }
 
+/// Checks that `function` of `loaded` can be spawned (exists, not web).
+fn spawnable(loaded: &LoadedApp, function: &str) -> Result<(), Error> {
+    match loaded.spec().function(function) {
+        None => Err(Error::UnknownFunction {
+            name: function.to_string(),
+            available: loaded.spec().names(),
+        }),
+        Some(f) if matches!(f.kind, FunctionKind::Web { .. }) => Err(Error::WrongKind(format!(
+            "`{function}` is a web function and cannot be spawned"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+impl Platform {
+    /// The version a guest's call into `app` runs on: the caller's own for
+    /// its app, else the live version of an app that grants the caller.
+    /// An app that does not is reported as absent.
+    fn callee(&self, caller: &Caller, app: Option<&str>) -> Result<LoadedApp, Error> {
+        let Some(app) = app.filter(|_| !caller.is_own(app)) else {
+            return Ok(caller.app.clone());
+        };
+        let absent = || Error::AppNotFound(app.to_string());
+        let live = self.live(app).map_err(|_| absent())?;
+        if !live.meta().allows_caller(&caller.app.meta().name) {
+            return Err(absent());
+        }
+        Ok(live)
+    }
+
+    /// A guest's call: on the caller's version within its app, on the
+    /// live version of another; with the callee's retries, within the
+    /// caller's deadline.
+    async fn call_nested(
+        &self,
+        caller: &Caller,
+        app: Option<&str>,
+        function: &str,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let nesting = caller.child(function)?;
+        let callee = self.callee(caller, app)?;
+        let run = Run {
+            call_id: Some(new_call_id()?),
+            nesting,
+            ..Run::default()
+        };
+        let target = if caller.is_own(app) {
+            Target::Loaded(&callee)
+        } else {
+            Target::Live(&callee.inner.name)
+        };
+        let execution = self
+            .call_with_retries(target, function, input, Trigger::Call, run)
+            .await?;
+        execution.outcome
+    }
+
+    /// A guest's spawn, stored with its place in the caller's tree.
+    async fn spawn_nested(
+        &self,
+        caller: &Caller,
+        app: Option<&str>,
+        function: &str,
+        input: Vec<u8>,
+    ) -> Result<String, Error> {
+        let nesting = caller.child(function)?;
+        let callee = self.callee(caller, app)?;
+        spawnable(&callee, function)?;
+        let own = caller.is_own(app);
+        let meta = callee.meta();
+        let call = SpawnedCall {
+            id: new_call_id()?,
+            app: meta.name.clone(),
+            function: function.to_string(),
+            version: own.then_some(meta.version),
+            input,
+            parent: Some(CallParent {
+                app: caller.app.meta().name.clone(),
+                call_id: caller.call_id.clone(),
+                root_call_id: caller.root_call_id.clone(),
+                depth: nesting.depth,
+            }),
+        };
+        self.accept(call).await
+    }
+
+    /// A guest's read of a call it spawned (or that its app runs); other
+    /// calls are reported as absent.
+    async fn get_nested(
+        &self,
+        caller: &Caller,
+        id: &str,
+        wait: Duration,
+    ) -> Result<Option<Vec<u8>>, Failure> {
+        let app = &caller.app.meta().name;
+        let absent = || Failure::from(Error::BadInput(format!("no spawned call with id `{id}`")));
+        let visible = |record: &CallRecord| {
+            record.app == *app || record.caller.as_deref() == Some(app.as_str())
+        };
+        let known = self.inner.recorder.store.call(id).await?;
+        if !known.as_ref().is_some_and(visible) {
+            return Err(Failure {
+                kind: FailureKind::NotFound,
+                ..absent()
+            });
+        }
+        let record = self.result(id, wait).await?;
+        match record.state {
+            CallState::Pending => Ok(None),
+            CallState::Succeeded => Ok(Some(record.output.unwrap_or_default())),
+            CallState::Failed => Err(Failure {
+                kind: FailureKind::of(record.error_kind.as_deref().unwrap_or_default()),
+                message: record.error.unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+/// The invoker of the platform's versions: calls between functions of one
+/// app and, where granted, of different apps; spawned calls. Weak, so
+/// loaded versions never keep the platform alive.
+pub(super) struct Calls(pub(super) Weak<Inner>);
+
+impl Calls {
+    fn platform(&self) -> Result<Platform, Failure> {
+        match self.0.upgrade() {
+            Some(inner) => Ok(Platform { inner }),
+            None => Err(Error::ShuttingDown("the host".into()).into()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Invoker for Calls {
+    async fn call(
+        &self,
+        caller: Caller,
+        app: Option<String>,
+        function: String,
+        input: Vec<u8>,
+    ) -> Outcome {
+        let platform = self.platform()?;
+        Ok(platform
+            .call_nested(&caller, app.as_deref(), &function, &input)
+            .await?)
+    }
+
+    fn width(&self, caller: &Caller, app: Option<&str>, function: &str) -> Result<usize, Failure> {
+        let callee = self.platform()?.callee(caller, app)?;
+        Ok(callee.max_instances(function))
+    }
+
+    async fn spawn(
+        &self,
+        caller: Caller,
+        app: Option<String>,
+        function: String,
+        input: Vec<u8>,
+    ) -> Result<String, Failure> {
+        let platform = self.platform()?;
+        Ok(platform
+            .spawn_nested(&caller, app.as_deref(), &function, input)
+            .await?)
+    }
+
+    async fn get(
+        &self,
+        caller: Caller,
+        id: String,
+        wait: Duration,
+    ) -> Result<Option<Vec<u8>>, Failure> {
+        self.platform()?.get_nested(&caller, &id, wait).await
+    }
+}
+
 /// The scheduler's handle on its platform: what it needs to run a fire
 /// time, and nothing else. Weak, so the scheduler never keeps the
 /// platform alive.
@@ -382,9 +578,12 @@ impl Runner for Runs {
         let platform = self
             .platform()
             .ok_or_else(|| Error::ShuttingDown(function.to_string()))?;
-        let run = Run::Scheduled(run_id);
+        let run = Run {
+            run_id: Some(run_id.to_string()),
+            ..Run::default()
+        };
         let (execution, _) = platform
-            .execute(app, function, b"", None, Trigger::Schedule, run)
+            .execute(Target::Live(app), function, b"", Trigger::Schedule, run)
             .await?;
         Ok(execution)
     }

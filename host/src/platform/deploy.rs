@@ -21,6 +21,9 @@ pub struct DeployRequest {
     pub env: Vec<(String, String)>,
     /// Hosts (`host` or `host:port`) the app may send HTTP requests to.
     pub allow_http: Vec<String>,
+    /// Apps whose functions may call this app's functions (`*`: every
+    /// app); calls within the app are always allowed.
+    pub allow_callers: Vec<String>,
     /// Where failed scheduled runs are reported (a JSON POST); the
     /// platform's default when `None`.
     pub notify: Option<String>,
@@ -116,6 +119,19 @@ pub fn validate_env(env: &[(String, String)]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks the apps granted to call an app: each is `*` or an app name.
+pub fn validate_callers(callers: &[String]) -> Result<(), Error> {
+    for caller in callers.iter().filter(|c| *c != "*") {
+        if validate_app_name(caller).is_err() {
+            return Err(Error::BadInput(format!(
+                "--allow-caller `{}`: expected an app name or `*`",
+                caller.escape_debug()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Platform {
     /// Validates, compiles and describes `wasm`, stores it as the next
     /// version of `request.name` and makes it live. The version it replaces
@@ -136,6 +152,7 @@ impl Platform {
     ) -> Result<Deployment, Error> {
         validate_app_name(&request.name)?;
         validate_env(&request.env)?;
+        validate_callers(&request.allow_callers)?;
         self.check_upload(wasm.len())?;
         let this = self.clone();
         self.to_the_end(async move {
@@ -171,12 +188,13 @@ impl Platform {
             version,
             env: request.env.clone(),
             allow_http: request.allow_http.clone(),
+            allow_callers: request.allow_callers.clone(),
             pool: request.pool.clone(),
         };
         let (loaded, stats): (LoadedApp, CompileStats) = self
             .inner
             .host
-            .load_with(&wasm, meta, self.inner.sink.clone())
+            .load_linked(&wasm, meta, self.links())
             .await?;
         let size = wasm.len();
         let record = VersionRecord {
@@ -186,6 +204,7 @@ impl Platform {
             spec: loaded.spec().clone(),
             env: request.env,
             allow_http: request.allow_http,
+            allow_callers: request.allow_callers,
             notify: request.notify,
             pool: request.pool,
             deployed_at: now_ms(),
@@ -301,6 +320,7 @@ impl Platform {
             name: app.to_string(),
             env: old.env,
             allow_http: old.allow_http,
+            allow_callers: old.allow_callers,
             notify: old.notify,
             tag: old.tag,
             deployer: deployer.to_string(),

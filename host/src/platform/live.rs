@@ -94,12 +94,13 @@ impl Platform {
             version,
             env: record.env,
             allow_http: record.allow_http,
+            allow_callers: record.allow_callers,
             pool: record.pool,
         };
         let (loaded, _) = self
             .inner
             .host
-            .load_with(&bytes, meta, self.inner.sink.clone())
+            .load_linked(&bytes, meta, self.links())
             .await?;
         Ok(loaded)
     }

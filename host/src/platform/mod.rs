@@ -27,9 +27,12 @@ mod status;
 
 pub use artifacts::{ArtifactStore, FileArtifacts};
 pub use calls::FunctionHandle;
-pub use deploy::{DeployRequest, Deployment, GcReport, validate_app_name, validate_env};
+pub use deploy::{
+    DeployRequest, Deployment, GcReport, validate_app_name, validate_callers, validate_env,
+};
 pub use records::{
-    CallEnd, CallRecord, CallState, ExecutionRecord, RecordStore, SpawnedCall, Usage,
+    CallEnd, CallParent, CallRecord, CallState, ExecutionRecord, RecordStore, SpawnedCall, Usage,
+    tree_order,
 };
 pub use registry::{AppRecord, AppState, Fire, GitInfo, Registry, ScheduleState, VersionRecord};
 pub use scheduler::ScheduleStatus;
@@ -136,6 +139,8 @@ struct Inner {
     artifacts: Arc<dyn ArtifactStore>,
     config: PlatformConfig,
     sink: Option<ExecutionSink>,
+    /// Runs the calls between functions of the versions it loads.
+    invoker: Arc<dyn crate::invoke::Invoker>,
     live: live::Live,
     deploy_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Deploys hold it shared while their artifact is not yet referenced;
@@ -219,6 +224,7 @@ impl Platform {
             artifacts: stores.artifacts,
             config,
             sink: Some(sink),
+            invoker: Arc::new(calls::Calls(weak.clone())),
             live: live::Live::default(),
             deploy_locks: Mutex::new(HashMap::new()),
             gc_lock: tokio::sync::RwLock::new(()),
@@ -230,6 +236,14 @@ impl Platform {
         platform.resume_calls().await?;
         scheduler::Scheduler::start(&platform.inner.scheduler).await?;
         Ok(platform)
+    }
+
+    /// What a version this platform loads is connected to.
+    pub(crate) fn links(&self) -> crate::app::Links {
+        crate::app::Links {
+            sink: self.inner.sink.clone(),
+            invoker: Some(self.inner.invoker.clone()),
+        }
     }
 
     /// The host that runs the apps.

@@ -53,6 +53,16 @@ pub struct ExecutionRecord {
     /// For a web execution, the HTTP status of its answer.
     #[serde(default)]
     pub http_status: Option<u16>,
+    /// For a call made by another function, the caller's call id.
+    #[serde(default)]
+    pub parent_call_id: Option<String>,
+    /// In a tree of calls, the call id of its root (a root that called
+    /// other functions has its own).
+    #[serde(default)]
+    pub root_call_id: Option<String>,
+    /// How deeply it was nested: 0 for a call from outside.
+    #[serde(default)]
+    pub depth: u32,
 }
 
 /// Usage of one function of one version.
@@ -129,6 +139,9 @@ pub struct CallRecord {
     pub created_at: u64,
     /// When it finished, Unix ms.
     pub finished_at: Option<u64>,
+    /// For a call spawned by a function, that function's app.
+    #[serde(default)]
+    pub caller: Option<String>,
 }
 
 /// A spawned call as accepted: what to run (again, after a restart).
@@ -144,6 +157,21 @@ pub struct SpawnedCall {
     pub version: Option<u64>,
     /// The input.
     pub input: Vec<u8>,
+    /// For a call spawned by a function, who spawned it.
+    pub parent: Option<CallParent>,
+}
+
+/// The function execution that spawned a call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallParent {
+    /// Its app.
+    pub app: String,
+    /// Its call id.
+    pub call_id: String,
+    /// The call id of the root of its tree of calls.
+    pub root_call_id: String,
+    /// The spawned call's depth (the parent's plus one).
+    pub depth: u32,
 }
 
 /// How a spawned call ended.
@@ -212,6 +240,9 @@ pub trait RecordStore: Send + Sync + 'static {
     async fn finish_call(&self, id: &str, end: CallEnd, at: u64) -> Result<(), Error>;
     /// The state of a spawned call.
     async fn call(&self, id: &str) -> Result<Option<CallRecord>, Error>;
+    /// The executions of the call `id` and of every call in its tree
+    /// (those whose root it is), oldest first, at most `limit`.
+    async fn tree(&self, id: &str, limit: usize) -> Result<Vec<ExecutionRecord>, Error>;
     /// Calls accepted but not finished (e.g. when the server died),
     /// oldest first.
     async fn unfinished_calls(&self) -> Result<Vec<SpawnedCall>, Error>;
@@ -310,6 +341,9 @@ impl Recorder {
             run_id: e.run_id.clone(),
             call_id: e.call_id.clone(),
             http_status: e.http_status,
+            parent_call_id: e.parent_call_id.clone(),
+            root_call_id: e.root_call_id.clone(),
+            depth: e.depth,
         };
         // The writer gets it before the followers are counted: a follower
         // that subscribes too late to see it live finds it stored after a
@@ -334,4 +368,56 @@ impl Recorder {
     pub(crate) fn follow(&self) -> broadcast::Receiver<ExecutionRecord> {
         self.follow.subscribe()
     }
+}
+
+/// `records` (oldest first) in tree order: each execution followed by the
+/// executions of the calls it made, indented one step deeper, children in
+/// the order they started. Executions whose caller is not among `records`
+/// start a tree of their own; trees come in the order of their first
+/// execution, or newest first with `newest_first`. Each item is (indent,
+/// execution).
+pub fn tree_order(
+    records: &[ExecutionRecord],
+    newest_first: bool,
+) -> Vec<(usize, &ExecutionRecord)> {
+    use std::collections::{HashMap, HashSet};
+    let calls: HashSet<&str> = records
+        .iter()
+        .filter_map(|r| r.call_id.as_deref())
+        .collect();
+    let mut children: HashMap<&str, Vec<&ExecutionRecord>> = HashMap::new();
+    let mut roots = Vec::new();
+    for r in records {
+        match r.parent_call_id.as_deref() {
+            Some(parent) if calls.contains(parent) && r.call_id.as_deref() != Some(parent) => {
+                children.entry(parent).or_default().push(r)
+            }
+            _ => roots.push(r),
+        }
+    }
+    for list in children.values_mut() {
+        list.sort_by_key(|r| (r.started_at, r.id));
+    }
+    if newest_first {
+        roots.reverse();
+    }
+    let mut out = Vec::with_capacity(records.len());
+    let mut placed: HashSet<&str> = HashSet::new();
+    let mut stack: Vec<(usize, &ExecutionRecord)> =
+        roots.into_iter().rev().map(|r| (0, r)).collect();
+    while let Some((indent, r)) = stack.pop() {
+        out.push((indent, r));
+        // The children of a call go under its first execution only (a
+        // retried call has several).
+        let Some(id) = r.call_id.as_deref() else {
+            continue;
+        };
+        if !placed.insert(id) {
+            continue;
+        }
+        if let Some(list) = children.get(id) {
+            stack.extend(list.iter().rev().map(|c| (indent + 1, *c)));
+        }
+    }
+    out
 }

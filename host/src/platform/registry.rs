@@ -75,6 +75,9 @@ pub struct VersionRecord {
     pub env: Vec<(String, String)>,
     /// Hosts the app may send HTTP requests to.
     pub allow_http: Vec<String>,
+    /// Apps whose functions may call this one's (`*`: every app).
+    #[serde(default)]
+    pub allow_callers: Vec<String>,
     /// Where failed scheduled runs are reported (a JSON POST).
     pub notify: Option<String>,
     /// Pool settings given at deploy (plain `wasi:http` components).

@@ -276,6 +276,9 @@ impl Scheduler {
             run_id: None,
             call_id: None,
             http_status: None,
+            parent_call_id: None,
+            root_call_id: None,
+            depth: 0,
         };
         self.runner.record(&execution);
     }

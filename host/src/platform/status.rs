@@ -90,6 +90,9 @@ fn live_instances(stats: &[PoolStats]) -> usize {
     stats.iter().map(|s| s.live).sum()
 }
 
+/// Most executions [`Platform::tree`] returns.
+const TREE_LIMIT: usize = 20_000;
+
 impl Platform {
     /// Every app, with its live version's figures and draining versions.
     pub async fn apps(&self) -> Result<Vec<AppStatus>, Error> {
@@ -217,6 +220,14 @@ impl Platform {
         self.inner.recorder.flush().await;
         let store = &self.inner.recorder.store;
         store.after(app, function, after, limit).await
+    }
+
+    /// The executions of call `id` and of the calls it made, directly or
+    /// not (its tree), oldest first, once every execution recorded so far
+    /// is stored. Empty for an unknown id.
+    pub async fn tree(&self, id: &str) -> Result<Vec<ExecutionRecord>, Error> {
+        self.inner.recorder.flush().await;
+        self.inner.recorder.store.tree(id, TREE_LIMIT).await
     }
 
     /// New executions of every app, as they are recorded.

@@ -108,6 +108,11 @@ pub(crate) async fn handle(state: &State, rest: &str, req: Request<RequestBody>)
             spawn(state, name, function, &pairs, req).await.map(ok)
         }
         (&Method::GET, ["calls", id]) => result(state, id, &pairs).await.map(ok),
+        (&Method::GET, ["calls", id, "tree"]) => state
+            .platform
+            .tree(id)
+            .await
+            .map(|executions| ok(Executions { executions })),
         (&Method::GET, ["apps", name, "logs"]) => {
             let query = LogsQuery::parse(&pairs);
             if query.follow {

@@ -49,6 +49,7 @@ h1{font-size:1.4rem;margin:.2rem 0 1rem;display:flex;gap:.6rem;align-items:cente
 th,td{text-align:left;padding:.45rem .6rem;border-bottom:1px solid #eceef2;vertical-align:top;white-space:nowrap}
 td.wrap{white-space:normal;word-break:break-all}th{font-size:.8rem;text-transform:uppercase;color:#5b6475;background:#fafbfc}
 .badge{font-size:.75rem;padding:.15rem .5rem;border-radius:1rem;background:#e4e8ee;color:#333;font-weight:600}
+.execution.nested{border-left:2px solid #c9d2de;padding-left:.6rem}
 .deployed,.live,.ok{background:#dcf5e3;color:#176b34}.stopped,.error,.trap,.timeout,.memory_limit,.cancelled{background:#fde2e1;color:#a21a14}
 .draining,.rejected{background:#fff1d6;color:#8a5a00}
 pre{background:#11151c;color:#d8dee9;padding:.6rem;border-radius:4px;overflow-x:auto;margin:.3rem 0 0;font-size:.8rem;white-space:pre-wrap}
@@ -376,11 +377,11 @@ async fn app_page(state: &State, name: &str, csrf: &str) -> Response<Body> {
             h2 { "Recent executions" }
             @if executions.is_empty() { p.muted { "None yet." } }
             div #executions {
-                @for e in executions.iter().rev() {
-                    div.execution {
+                @for (indent, e) in crate::platform::tree_order(&executions, true) {
+                    div.execution.nested[indent > 0] style=[(indent > 0).then(|| format!("margin-left: {}em", 2 * indent))] {
                         span class={"badge " (e.outcome.as_str())} { (e.outcome.as_str()) }
                         " " strong { (e.function) } " "
-                        span.muted { "v" (e.version) " · " (e.trigger.as_str()) " · " (time(Some(e.started_at))) " · " (format!("{:.1} ms", e.duration_ms)) @if let Some(status) = e.http_status { " · HTTP " (status) } }
+                        span.muted { "v" (e.version) " · " (e.trigger.as_str()) " · " (time(Some(e.started_at))) " · " (format!("{:.1} ms", e.duration_ms)) @if let Some(status) = e.http_status { " · HTTP " (status) } @if let (Some(id), Some(_)) = (&e.call_id, &e.root_call_id) { " · " code { (id) } } }
                         @if let Some(err) = &e.error { div.error-text { (err) } }
                         @if !e.logs.is_empty() { pre { (e.logs) } }
                     }

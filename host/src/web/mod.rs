@@ -127,6 +127,10 @@ impl LoadedApp {
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let instance = lease.instance();
         instance.begin(timeout);
+        instance.store.data_mut().frame = crate::sandbox::Frame {
+            app: Some(self.clone()),
+            ..Default::default()
+        };
         let handed = {
             let mut http = instance.store.data_mut().http();
             http.new_incoming_request(Scheme::Http, request)
@@ -237,6 +241,7 @@ impl Ending {
     /// healthy) and records the execution with the HTTP status the client
     /// got. Returns the execution's error, if any.
     fn finish(self, (mut lease, outcome): Handled, status: Option<u16>) -> Result<(), Error> {
+        let frame = std::mem::take(&mut lease.instance().store.data_mut().frame);
         let mut logs = lease.instance().take_logs();
         let outcome = outcome.map_err(|e| crate::trap::refine(e, &logs));
         if let (Err(e), Some(ErrorId(id))) = (&outcome, &self.error_id) {
@@ -253,7 +258,14 @@ impl Ending {
         let memory = lease.instance().memory_size();
         // Recorded before the instance goes back (see `LoadedApp::execute`).
         let pool = self.pool.clone();
-        let outcome = self.record(outcome.map(|()| Vec::new()), logs, cold, memory, status);
+        let ran = Ran {
+            logs,
+            cold,
+            memory,
+            status,
+            frame,
+        };
+        let outcome = self.record(outcome.map(|()| Vec::new()), ran);
         pool.checkin(lease, healthy);
         outcome
     }
@@ -265,17 +277,10 @@ impl Ending {
             function: self.name.to_string(),
             reason: "the client went away before the response".into(),
         };
-        let _ = self.record(Err(e), String::new(), false, 0, None);
+        let _ = self.record(Err(e), Ran::default());
     }
 
-    fn record(
-        self,
-        outcome: Result<Vec<u8>, Error>,
-        logs: String,
-        cold: bool,
-        memory: usize,
-        status: Option<u16>,
-    ) -> Result<(), Error> {
+    fn record(self, outcome: Result<Vec<u8>, Error>, ran: Ran) -> Result<(), Error> {
         let Ending {
             app,
             name,
@@ -283,13 +288,33 @@ impl Ending {
             start,
             ..
         } = self;
+        let Ran {
+            logs,
+            cold,
+            memory,
+            status,
+            frame,
+        } = ran;
         let mut execution =
             app.execution(&name, Trigger::Web, started_at, start, outcome, logs, cold);
         execution.memory = memory;
         execution.http_status = status;
+        // A handler that called other functions is the root of their tree.
+        execution.call_id = frame.call_id;
+        execution.root_call_id = frame.root_call_id;
         app.record(&execution);
         execution.outcome.map(drop)
     }
+}
+
+/// What a web execution left besides its outcome.
+#[derive(Default)]
+struct Ran {
+    logs: String,
+    cold: bool,
+    memory: usize,
+    status: Option<u16>,
+    frame: crate::sandbox::Frame,
 }
 
 /// A guest handler run in the caller's task. When the caller stops polling

@@ -6,6 +6,9 @@ use std::path::Path;
 
 /// `examples/hello`: `square` (plain) and `greet` (web, GET).
 pub const HELLO: &str = env!("MODAL_EXAMPLE_HELLO");
+/// `examples/fanout`: functions that call functions (`sum_squares` maps
+/// `square`, `via_hello`, `forever`, `ping`/`pong`, `versions`, ...).
+pub const FANOUT: &str = env!("MODAL_EXAMPLE_FANOUT");
 /// `examples/counter`: `incr` (counts calls per instance) and `slow`.
 pub const COUNTER: &str = env!("MODAL_EXAMPLE_COUNTER");
 /// `examples/cron`: `tick` and `flaky`, scheduled every second.

@@ -23,6 +23,11 @@ pub struct DeployArgs {
     /// (repeatable); all other outbound requests are denied.
     #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
     pub allow_http: Vec<String>,
+    /// Let functions of app APP call this app's functions (repeatable; `*`
+    /// for every app). Without a grant, callers from other apps are told
+    /// the app does not exist. Calls within the app are always allowed.
+    #[arg(long = "allow-caller", value_name = "APP")]
+    pub allow_callers: Vec<String>,
     /// Where failed scheduled runs are reported: a JSON POST with app,
     /// version, function, fire time, error and log tail.
     #[arg(long, value_name = "URL")]
@@ -85,11 +90,16 @@ pub struct CallArgs {
 /// Arguments of `modal result`.
 #[derive(Args)]
 pub struct ResultArgs {
-    /// The call id `modal spawn` printed.
+    /// The call id `modal spawn` printed (or one from `modal app logs`).
     pub id: String,
     /// Wait up to this long for the call to finish (e.g. `30s`).
     #[arg(long, default_value = "0s")]
     pub wait: String,
+    /// First print the call's tree: its executions and, indented under
+    /// each, those of the functions it called. Also works for the call id
+    /// of any execution in `modal app logs`.
+    #[arg(long)]
+    pub tree: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }

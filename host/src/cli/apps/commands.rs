@@ -3,7 +3,7 @@
 
 use super::args::{AppCommand, CallArgs, DeployArgs, ResultArgs, ScheduleCommand};
 use super::render;
-use crate::cli::client::Client;
+use crate::cli::client::{Client, ClientError};
 use anyhow::{Context, bail};
 use modal_host::api::{
     CallState, DeployQuery, ExecutionRecord, GitInfo, LogsQuery, ResultQuery, RollbackQuery,
@@ -62,6 +62,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         deployer: deployer(),
         env: args.env,
         allow_http: args.allow_http,
+        allow_callers: args.allow_callers,
         notify: args.notify,
         tag: args.tag,
         git: git_info(),
@@ -113,6 +114,15 @@ pub async fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
     let query = ResultQuery {
         wait: Some(args.wait),
     };
+    if args.tree {
+        let tree = client.tree(&args.id).await?.executions;
+        print!("{}", render::tree(&tree));
+        // A call made with `modal call` (not spawned) has a tree only.
+        let spawned = client.result(&args.id, &query).await;
+        if matches!(&spawned, Err(ClientError::Api { .. })) && !tree.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let status = client.result(&args.id, &query).await?;
     match status.state {
         CallState::Succeeded => {
@@ -206,15 +216,14 @@ async fn logs(
         follow: false,
     };
     let executions = client.logs(app, &query).await?.executions;
-    for e in &executions {
-        print!("{}", render::execution(e));
-    }
+    print!("{}", render::tree(&executions));
     if follow {
         // Start after the last one printed: what ran in between comes first.
         let after = executions.last().map(|e| e.id);
         client
             .follow(app, function.as_deref(), after, |e| {
-                print!("{}", render::execution(&e));
+                // Live, a call ends before its caller: indented by depth.
+                print!("{}", render::execution_at(&e, e.depth as usize));
                 let _ = std::io::stdout().flush();
             })
             .await?;

@@ -137,8 +137,25 @@ fn function_line(f: &FunctionSpec, web: &[WebUrl]) -> String {
 
 /// One execution: a header line, then its logs indented.
 pub fn execution(e: &ExecutionRecord) -> String {
+    execution_at(e, 0)
+}
+
+/// Executions (oldest first) as trees: the calls a function made are
+/// indented under it.
+pub fn tree(records: &[ExecutionRecord]) -> String {
+    modal_host::platform::tree_order(records, false)
+        .into_iter()
+        .map(|(indent, e)| execution_at(e, indent))
+        .collect()
+}
+
+/// [`execution`] indented `indent` steps, as a call made by the execution
+/// above it. An execution in a tree of calls shows its call id.
+pub fn execution_at(e: &ExecutionRecord, indent: usize) -> String {
+    let pad = "  ".repeat(indent);
+    let branch = if indent > 0 { "└ " } else { "" };
     let mut out = format!(
-        "{}  v{} {} [{}] {} {:.1} ms",
+        "{}  {pad}{branch}v{} {} [{}] {} {:.1} ms",
         timestamp(Some(e.started_at)),
         e.version,
         e.function,
@@ -149,12 +166,15 @@ pub fn execution(e: &ExecutionRecord) -> String {
     if let Some(status) = e.http_status {
         let _ = write!(out, " HTTP {status}");
     }
+    if let (Some(id), true) = (&e.call_id, e.root_call_id.is_some()) {
+        let _ = write!(out, " {id}");
+    }
     if let Some(error) = &e.error {
         let _ = write!(out, ": {error}");
     }
     out.push('\n');
     for line in e.logs.lines() {
-        let _ = writeln!(out, "    {line}");
+        let _ = writeln!(out, "    {pad}{line}");
     }
     out
 }

@@ -6,7 +6,7 @@ use super::Db;
 use crate::app::Trigger;
 use crate::error::{Error, Outcome};
 use crate::platform::records::{
-    CallEnd, CallRecord, CallState, ExecutionRecord, RecordStore, SpawnedCall, Usage,
+    CallEnd, CallParent, CallRecord, CallState, ExecutionRecord, RecordStore, SpawnedCall, Usage,
 };
 use rusqlite::{OptionalExtension, params};
 use std::collections::BTreeMap;
@@ -52,6 +52,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );",
     "ALTER TABLE executions ADD COLUMN call_id TEXT;
     ALTER TABLE executions ADD COLUMN http_status INTEGER;",
+    "ALTER TABLE executions ADD COLUMN parent_call_id TEXT;
+    ALTER TABLE executions ADD COLUMN root_call_id TEXT;
+    ALTER TABLE executions ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX executions_by_root ON executions (root_call_id) WHERE root_call_id IS NOT NULL;
+    CREATE INDEX executions_by_call ON executions (call_id) WHERE call_id IS NOT NULL;
+    ALTER TABLE calls ADD COLUMN caller_app TEXT;
+    ALTER TABLE calls ADD COLUMN parent_call_id TEXT;
+    ALTER TABLE calls ADD COLUMN root_call_id TEXT;
+    ALTER TABLE calls ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Duration in ms, whether it failed, memory: one run, for usage figures.
@@ -97,6 +106,9 @@ fn execution_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         run_id: row.get(11)?,
         call_id: row.get(12)?,
         http_status: row.get(13)?,
+        parent_call_id: row.get(14)?,
+        root_call_id: row.get(15)?,
+        depth: row.get(16)?,
     })
 }
 
@@ -117,22 +129,23 @@ fn call_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
         error_kind: row.get(6)?,
         created_at: row.get(7)?,
         finished_at: row.get(8)?,
+        caller: row.get(9)?,
     })
 }
 
 /// The columns `execution_row` reads, in its order (also the insert's).
 const EXECUTION_COLUMNS: &str = "id, app, version, function, trigger, started_at, duration_ms, \
-     outcome, error, logs, memory, run_id, call_id, http_status";
+     outcome, error, logs, memory, run_id, call_id, http_status, parent_call_id, root_call_id, depth";
 
 const CALL_COLUMNS: &str =
-    "id, app, function, state, output, error, error_kind, created_at, finished_at";
+    "id, app, function, state, output, error, error_kind, created_at, finished_at, caller_app";
 
 /// Rows per INSERT statement: one statement per row spends most of its
 /// time starting and resetting the statement.
 const ROWS: usize = 32;
 
 fn insert_statement(rows: usize) -> String {
-    let row = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    let row = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     format!(
         "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES {}",
         vec![row; rows].join(",")
@@ -147,7 +160,7 @@ fn insert(conn: &mut rusqlite::Connection, records: &[ExecutionRecord]) -> rusql
             .iter()
             .map(|r| (r.trigger.as_str(), r.outcome.as_str()))
             .collect();
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 14);
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 17);
         for (r, (trigger, outcome)) in chunk.iter().zip(&labels) {
             values.extend_from_slice(&[
                 &r.id as &dyn rusqlite::ToSql,
@@ -164,6 +177,9 @@ fn insert(conn: &mut rusqlite::Connection, records: &[ExecutionRecord]) -> rusql
                 &r.run_id,
                 &r.call_id,
                 &r.http_status,
+                &r.parent_call_id,
+                &r.root_call_id,
+                &r.depth,
             ]);
         }
         stmt.execute(values.as_slice())?;
@@ -327,9 +343,23 @@ impl RecordStore for SqliteRecords {
         let call = call.clone();
         self.db
             .run("accepting a spawned call", move |conn| {
+                let parent = call.parent.as_ref();
                 conn.execute(
-                    "INSERT INTO calls (id, app, function, version, input, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
-                    params![call.id, call.app, call.function, call.version, call.input, at],
+                    "INSERT INTO calls (id, app, function, version, input, state, created_at,
+                         caller_app, parent_call_id, root_call_id, depth)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        call.id,
+                        call.app,
+                        call.function,
+                        call.version,
+                        call.input,
+                        at,
+                        parent.map(|p| &p.app),
+                        parent.map(|p| &p.call_id),
+                        parent.map(|p| &p.root_call_id),
+                        parent.map_or(0, |p| p.depth),
+                    ],
                 )
                 .map(drop)
             })
@@ -365,19 +395,47 @@ impl RecordStore for SqliteRecords {
             .await
     }
 
+    async fn tree(&self, id: &str, limit: usize) -> Result<Vec<ExecutionRecord>, Error> {
+        let id = id.to_string();
+        self.db
+            .run("reading a tree of calls", move |conn| {
+                let sql = format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions
+                     WHERE id IN (SELECT id FROM executions WHERE root_call_id = ?1
+                                  UNION SELECT id FROM executions WHERE call_id = ?1)
+                     ORDER BY id LIMIT ?2"
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params![id, limit as i64], execution_row)?;
+                rows.collect()
+            })
+            .await
+    }
+
     async fn unfinished_calls(&self) -> Result<Vec<SpawnedCall>, Error> {
         self.db
             .run("reading unfinished calls", |conn| {
                 let mut stmt = conn.prepare(
-                    "SELECT id, app, function, version, input FROM calls WHERE state = 'pending' ORDER BY created_at",
+                    "SELECT id, app, function, version, input, caller_app, parent_call_id, root_call_id, depth
+                     FROM calls WHERE state = 'pending' ORDER BY created_at",
                 )?;
                 let rows = stmt.query_map([], |r| {
+                    let parent = match (r.get(5)?, r.get(6)?, r.get(7)?) {
+                        (Some(app), Some(call_id), Some(root_call_id)) => Some(CallParent {
+                            app,
+                            call_id,
+                            root_call_id,
+                            depth: r.get(8)?,
+                        }),
+                        _ => None,
+                    };
                     Ok(SpawnedCall {
                         id: r.get(0)?,
                         app: r.get(1)?,
                         function: r.get(2)?,
                         version: r.get(3)?,
                         input: r.get(4)?,
+                        parent,
                     })
                 })?;
                 rows.collect()

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS schedules (
     PRIMARY KEY (app, function)
 );",
     "ALTER TABLE versions ADD COLUMN pool TEXT NOT NULL DEFAULT '{}';",
+    "ALTER TABLE versions ADD COLUMN allow_callers TEXT NOT NULL DEFAULT '[]';",
 ];
 
 impl SqliteRegistry {
@@ -74,7 +75,7 @@ fn app_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
 const APP_COLUMNS: &str = "name, state, live_version, created_at, updated_at";
 
 const VERSION_COLUMNS: &str = "app, version, digest, spec, env, deployed_at, deployer, tag, \
-     git_commit, git_dirty, rollback_of, allow_http, notify, pool";
+     git_commit, git_dirty, rollback_of, allow_http, notify, pool, allow_callers";
 
 fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     fn json<T: serde::de::DeserializeOwned>(
@@ -105,6 +106,7 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
         allow_http: json(row, 11)?,
         notify: row.get(12)?,
         pool: json(row, 13)?,
+        allow_callers: json(row, 14)?,
     })
 }
 
@@ -184,7 +186,7 @@ impl Registry for SqliteRegistry {
                     params![v.app, v.version, at],
                 )?;
                 tx.execute(
-                    &format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                    &format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
                     params![
                         v.app,
                         v.version,
@@ -200,6 +202,7 @@ impl Registry for SqliteRegistry {
                         to_json(&v.allow_http)?,
                         v.notify,
                         to_json(&v.pool)?,
+                        to_json(&v.allow_callers)?,
                     ],
                 )?;
                 tx.commit()
@@ -329,6 +332,7 @@ mod tests {
             },
             env: vec![("K".into(), "V".into())],
             allow_http: vec!["example.com".into()],
+            allow_callers: vec!["other".into()],
             notify: None,
             pool: PoolSettings::default(),
             deployed_at: 1000 + version,
