@@ -8,7 +8,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use modal_test_support::HELLO;
+use modal_test_support::{FANOUT, HELLO};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -308,6 +308,31 @@ fn log_in_see_apps_and_stop_one_in_a_real_browser() {
     browser.resize(390, 844);
     browser.screenshot("app-phone.png");
     browser.resize(1280, 900);
+
+    // The calls a function made are shown indented under it.
+    server.ok(&["deploy", FANOUT]);
+    assert_eq!(
+        server.ok(&["call", "fanout", "sum_squares", "[1,2]"]),
+        "5\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server
+        .ok(&["app", "logs", "fanout"])
+        .contains("sum_squares")
+    {
+        assert!(Instant::now() < deadline, "the call was never recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    browser.go(&format!("{base}/apps/fanout"));
+    let root = browser.wait_text("#executions .execution:first-child", "sum_squares");
+    assert!(root.contains("call-"), "{root}");
+    let child = browser.text("#executions .execution:first-child + .execution.nested");
+    assert!(
+        child.contains("square") && !child.contains("sum_squares"),
+        "{child}"
+    );
+    browser.screenshot("app-tree.png");
+    browser.go(&format!("{base}/apps/hello"));
 
     browser.click("#stop");
     browser.wait_text("h1", "Stop hello?");

@@ -132,6 +132,27 @@ async fn calls_into_another_app_need_its_grant() {
     deploy(&platform, HELLO, "hello", &["*"]).await;
     assert_eq!(ok(&platform, "via_hello", "8").await, "64");
 
+    // A function reads the spawned calls of its app, not those of others.
+    let own = ok(&platform, "spawn_sleepy", "5").await;
+    assert_eq!(ok(&platform, "result_of", &own).await, "5");
+    let theirs = platform.spawn("hello", "square", b"3", None).await.unwrap();
+    assert_eq!(
+        platform
+            .result(&theirs, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .output
+            .as_deref(),
+        Some(&b"9"[..])
+    );
+    let error = fails(&platform, "result_of", &format!("{theirs:?}")).await;
+    assert_eq!(
+        error,
+        format!(
+            "function `result_of` failed: not found: no spawned call with id `{theirs}`"
+        )
+    );
+
     // A rollback keeps the grant of the version it brings back.
     platform.rollback("hello", Some(2), "test").await.unwrap();
     assert!(fails(&platform, "via_hello", "7").await.contains(refused));

@@ -117,6 +117,12 @@ mod fanout {
         Ok(sleepy::spawn(ms)?.id().to_string())
     }
 
+    /// The output of spawned call `id` if it finished within a second.
+    #[function]
+    fn result_of(id: String) -> Result<Option<modal_guest::json::Value>, CallFailure> {
+        modal_guest::FunctionCall::from_id(id).get_within(std::time::Duration::from_secs(1))
+    }
+
     /// Spawns `square(x)` and waits for it.
     #[function]
     fn spawn_and_get(x: i64) -> Result<i64, CallFailure> {
