@@ -113,6 +113,33 @@ async fn functions_call_functions_of_their_app() {
     assert_eq!(tree.last().unwrap().depth, 0);
 }
 
+/// Callers waiting for their callees hold no host thread: with eight of
+/// them waiting on this two-thread runtime, other calls still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_callers_hold_no_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = platform(dir.path()).await;
+    deploy(&platform, FANOUT, "fanout", &[]).await;
+    let waiting: Vec<_> = (0..8)
+        .map(|_| {
+            let platform = platform.clone();
+            tokio::spawn(async move { ok(&platform, "impatient", "800").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    assert_eq!(ok(&platform, "sum_squares", "[3]").await, "9");
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(waiting.iter().all(|w| !w.is_finished()));
+    for w in waiting {
+        assert_eq!(w.await.unwrap(), "800");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_into_another_app_need_its_grant() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,9 +175,7 @@ async fn calls_into_another_app_need_its_grant() {
     let error = fails(&platform, "result_of", &format!("{theirs:?}")).await;
     assert_eq!(
         error,
-        format!(
-            "function `result_of` failed: not found: no spawned call with id `{theirs}`"
-        )
+        format!("function `result_of` failed: not found: no spawned call with id `{theirs}`")
     );
 
     // A rollback keeps the grant of the version it brings back.
