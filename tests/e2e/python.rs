@@ -1,9 +1,11 @@
 //! Python functions: `modal build` of examples/python-hello with
 //! componentize-py (installed by `.ci/setup` into `.cache/venv`), then the
-//! component through a real `modal server`.
+//! component through a real `modal server`, calls between functions
+//! included, and its local entrypoint through `modal run app.py`.
 
 use crate::http::{Http, get};
 use crate::server::Server;
+use modal_test_support::HELLO;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -48,7 +50,7 @@ fn python_hello() -> &'static PathBuf {
 }
 
 #[test]
-fn python_functions_deploy_run_and_fail_like_rust_ones() {
+fn python_functions_deploy_run_fail_and_call_each_other_like_rust_ones() {
     let wasm = python_hello().to_str().unwrap().to_string();
     let state = tempfile::tempdir().unwrap();
     let server = Server::start(state.path());
@@ -111,13 +113,31 @@ fn python_functions_deploy_run_and_fail_like_rust_ones() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // Calls between functions: `square.map`, `square.spawn(x).get()`.
+    assert_eq!(server.ok(&["call", "py", "sum_squares", "[1,2,3]"]), "14\n");
+    assert_eq!(server.ok(&["call", "py", "square_later", "6"]), "36\n");
+    // The callee's exception arrives as a RemoteError with its text.
+    assert_eq!(
+        server.ok(&["call", "py", "try_fail"]),
+        "\"RemoteError: ValueError: fail raises on purpose\"\n"
+    );
+    // `Function.from_name` into another app: refused (as if absent) until
+    // the app allows the caller.
+    let relay = || server.ok(&["call", "py", "relay", r#"["hello", "square", 3]"#]);
+    let refused = "\"NotFoundError: no app named `hello`\"\n";
+    assert_eq!(relay(), refused);
+    server.ok(&["deploy", HELLO, "--name", "hello"]);
+    assert_eq!(relay(), refused);
+    server.ok(&["deploy", HELLO, "--name", "hello", "--allow-caller", "py"]);
+    assert_eq!(relay(), "9\n");
+
     // Redeploying the unchanged component reuses the compiled code.
     let out = server.ok(&["deploy", &wasm, "--name", "py"]);
     assert!(out.contains("✓ Compiled (from cache"), "{out}");
 }
 
 #[test]
-fn deploying_an_unchanged_py_file_reuses_its_build_and_compiled_code() {
+fn deploying_and_running_an_unchanged_py_file_reuse_its_build_and_compiled_code() {
     python_hello();
     let state = tempfile::tempdir().unwrap();
     let server = Server::start(state.path());
@@ -163,6 +183,39 @@ fn deploying_an_unchanged_py_file_reuses_its_build_and_compiled_code() {
             .any(|p| p.extension().is_some_and(|e| e == "wasm")),
         "no build under $MODAL_STATE/builds: {builds:?}"
     );
+
+    // `modal run app.py` runs the local entrypoint with the command line's
+    // arguments (from the same build); its `.remote` and `.map` calls go
+    // through the local host, and its prints are the command's output.
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_modal"))
+            .args(["run", "examples/python-hello/app.py"])
+            .args(args)
+            .current_dir(repo())
+            .env("MODAL_STATE", &server.state)
+            .env("MODAL_COMPONENTIZE_PY", componentize_py())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--name", "Ada", "--n", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is unchanged; using its earlier build"),
+        "{stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Hello, Ada!\nsquare(7) = 49\nsquares of [1, 2]: [1, 4], summing to 5\n"
+    );
+    let out = run(&["--nmae", "Ada"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().last(),
+        Some(
+            "error: `main` has no parameter `nmae`; it takes --name (default 'world'), --n (default 3)"
+        )
+    );
 }
 
 #[test]
@@ -193,4 +246,18 @@ fn a_portable_build_runs_without_the_host_context() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&run.stderr), "tick (run None)\n");
+    // Without the `invoke` import, calls to other functions raise.
+    let run = Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["run", &format!("{}::sum_squares", out.display()), "[1]"])
+        .env("MODAL_STATE", state.path())
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&run.stderr).lines().last(),
+        Some(
+            "error: function `sum_squares` failed: ExecutionError: calling other functions \
+             needs the host's `invoke` import, which `modal build --portable` leaves out"
+        )
+    );
 }

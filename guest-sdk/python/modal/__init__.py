@@ -23,14 +23,69 @@ Arguments and results are JSON: a function with one parameter takes the
 whole input as it, one with several takes an object keyed by parameter
 name (or a list in order). An exception fails the call; its traceback goes
 to the call's logs. Module-level code runs once, at build time.
+
+Calls between functions
+-----------------------
+
+The decorators return a `Function`. Calling it directly runs it here, in
+this process (as does `.local(...)`); through the host, a function calls
+the functions of its own app (on its own version) and those of other apps
+that granted it (`modal deploy --allow-caller APP`)::
+
+    @app.function()
+    def sum_squares(xs):
+        return sum(square.map(xs))          # in parallel, results in order
+
+    @app.function()
+    def later(x):
+        call = square.spawn(x)              # stored, runs at least once
+        return call.get(timeout=10)         # or .get() to wait on
+
+    @app.function()
+    def elsewhere(x):
+        f = modal.Function.from_name("other-app", "f")
+        return f.remote(x)
+
+    @app.local_entrypoint()
+    def main(name="world"):
+        print(f"Hello {name}:", square.remote(7))
+
+`.remote(*args, **kwargs)` sends the arguments by the rule above: for a
+function of this module they are bound to its signature (one parameter:
+its value; several: an object keyed by name); for one found by name,
+keyword arguments make an object, one positional argument is the input,
+several an array (so pass a one-parameter function found by name its
+argument positionally). `.map(xs, ys)` takes one iterable per parameter.
+
+A failed call raises a `modal.exception.Error` of its kind: the callee's
+exception arrives as `RemoteError` with its text (`ValueError: ...`), an
+unknown or refused app or function as `NotFoundError`, a timeout as
+`FunctionTimeoutError` (see `modal.exception`).
+
+`modal run app.py --name Ada` runs the `@app.local_entrypoint()` on the
+local host, where its calls reach the app's own functions (other apps need
+a server): `--NAME VALUE` gives a parameter (a value that parses as JSON
+is that JSON, else a string), `--NAME` alone is `true`. What it prints is
+the command's output. The entrypoint is also a plain function of the app,
+deployed with the others.
 """
 
+import functools
+import inspect
+import json
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
-__all__ = ["App", "Cron", "Period", "Request", "Response", "run_id"]
+from modal import exception
+
+__all__ = ["App", "Cron", "Function", "FunctionCall", "Period", "Request", "Response", "exception",
+           "run_id"]
 
 SDK = "modal-guest-python 0.1.0"
+
+# How long one wait of `FunctionCall.get()` (without a timeout) lasts
+# before it asks again; the host cuts it to the caller's remaining time.
+GET_WAIT_MS = 60_000
 
 
 @dataclass
@@ -112,7 +167,7 @@ class App:
         if name in _FUNCTIONS:
             raise ValueError(f"function `{name}` is declared twice")
         _FUNCTIONS[name] = _Function(name=name, func=func, kind=kind, **settings)
-        return func
+        return Function(name, func=func)
 
     def function(self, *, schedule=None, timeout=None, retries=None, min_warm=None,
                  max_instances=None, max_requests=None):
@@ -141,6 +196,18 @@ class App:
 
         return decorate
 
+    def local_entrypoint(self, *unexpected):
+        """The function `modal run app.py` runs when no function is named;
+        its parameters come from the command line (`--name value`). It is
+        a plain function of the app too."""
+        if unexpected:
+            raise TypeError("write @app.local_entrypoint(), with parentheses")
+
+        def decorate(func):
+            return self._register(func, "plain")
+
+        return decorate
+
     def enter(self, func):
         """Runs once per instance, before its first call."""
         _HOOKS["enter"] = func
@@ -150,6 +217,177 @@ class App:
         """Runs before a healthy instance is dropped."""
         _HOOKS["exit"] = func
         return func
+
+
+class Function:
+    """A function of an app: what the decorators return, or what
+    `Function.from_name` finds. Calling it runs it here (as `.local` does);
+    `.remote`, `.spawn` and `.map` run it through the host."""
+
+    def __init__(self, name: str, *, app_name: Optional[str] = None,
+                 func: Optional[Callable] = None):
+        self._name = name
+        # None: the caller's own app, on the caller's version.
+        self._app_name = app_name
+        self._func = func
+        if func is not None:
+            functools.update_wrapper(self, func)
+
+    @classmethod
+    def from_name(cls, app_name: str, name: str) -> "Function":
+        """Function `name` of the deployed app `app_name`; calls into
+        another app need its grant (`modal deploy --allow-caller`)."""
+        return cls(name, app_name=app_name)
+
+    def __repr__(self):
+        where = f"{self._app_name}." if self._app_name is not None else ""
+        return f"<modal.Function {where}{self._name}>"
+
+    def __call__(self, *args, **kwargs):
+        return self.local(*args, **kwargs)
+
+    def local(self, *args, **kwargs):
+        """Runs the function here, in this process."""
+        if self._func is None:
+            raise exception.InvalidError(
+                f"`{self._name}` of `{self._app_name}` was found by name and has no code here; "
+                "call it with .remote(...)")
+        return self._func(*args, **kwargs)
+
+    def remote(self, *args, **kwargs):
+        """Calls the function through the host and waits for its result."""
+        from modal import _world
+
+        output = _world.invoke_call(self._app_name, self._name, _encode(self._func, args, kwargs))
+        return _decode(self._name, output)
+
+    def spawn(self, *args, **kwargs) -> "FunctionCall":
+        """Starts the function in the background and returns at once; the
+        host stores the call and runs it at least once."""
+        from modal import _world
+
+        call_id = _world.invoke_spawn(self._app_name, self._name, _encode(self._func, args, kwargs))
+        return FunctionCall(call_id, self._name)
+
+    def map(self, *inputs, kwargs: Optional[dict] = None,
+            return_exceptions: bool = False) -> Iterator:
+        """Calls the function once per input, in parallel on up to its
+        `max_instances` instances, and returns an iterator of the results in
+        input order. A function of several parameters takes one iterable
+        per parameter (`f.map(xs, ys)` calls `f(xs[0], ys[0])`, ...);
+        `kwargs` go to every call. A failed call raises when its result is
+        reached, or takes its place with `return_exceptions=True`."""
+        from modal import _world
+
+        if not inputs:
+            raise TypeError("map takes an iterable of inputs (one per parameter)")
+        encoded = [_encode(self._func, args, kwargs or {}) for args in zip(*inputs)]
+        outcomes = _world.invoke_map(self._app_name, self._name, encoded)
+        return _results(self._name, outcomes, return_exceptions)
+
+
+class FunctionCall:
+    """A spawned call: `object_id` is its id (also what `modal result`
+    takes), `get` waits for its result."""
+
+    def __init__(self, object_id: str, function: str = "the spawned call"):
+        self.object_id = object_id
+        self._function = function
+
+    @classmethod
+    def from_id(cls, function_call_id: str) -> "FunctionCall":
+        """A spawned call by its id, e.g. one stored earlier."""
+        return cls(function_call_id)
+
+    @property
+    def id(self) -> str:
+        """The call's id (the same as `object_id`)."""
+        return self.object_id
+
+    def __repr__(self):
+        return f"<modal.FunctionCall {self.object_id}>"
+
+    def get(self, timeout: Optional[float] = None):
+        """The call's result, waiting for it up to `timeout` seconds (None:
+        as long as the caller's own timeout allows); raises
+        `modal.exception.TimeoutError` if it is still running then, or the
+        call's error if it failed."""
+        from modal import _world
+
+        if timeout is None:
+            while True:
+                output = _world.invoke_get(self.object_id, GET_WAIT_MS)
+                if output is not None:
+                    return _decode(self._function, output)
+        output = _world.invoke_get(self.object_id, max(0, int(timeout * 1000)))
+        if output is None:
+            raise exception.TimeoutError(
+                f"the call {self.object_id} has not finished within {timeout:g} s")
+        return _decode(self._function, output)
+
+
+def _parameters(func) -> list:
+    """The parameters a JSON input fills (not `*args` or `**kwargs`)."""
+    return [p for p in inspect.signature(func).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY, p.KEYWORD_ONLY)]
+
+
+# The input of a call that passes no arguments.
+_NOTHING = object()
+
+
+def _input_value(func, args, kwargs):
+    """The JSON value for a call with `args` and `kwargs`, as the callee
+    decodes it (see `_world._arguments`)."""
+    if func is not None:
+        every = inspect.signature(func).parameters.values()
+        if all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in every):
+            # A TypeError here is the one calling it here would raise.
+            bound = inspect.signature(func).bind(*args, **kwargs).arguments
+            params = _parameters(func)
+            if len(params) == 1:
+                return bound.get(params[0].name, _NOTHING)
+            return dict(bound) if params else _NOTHING
+    if args and kwargs:
+        raise exception.InvalidError(
+            "pass either positional or keyword arguments to a function found by name, not both")
+    if kwargs:
+        return dict(kwargs)
+    if len(args) == 1:
+        return args[0]
+    return list(args) if args else _NOTHING
+
+
+def _encode(func, args, kwargs) -> bytes:
+    value = _input_value(func, args, kwargs)
+    if value is _NOTHING:
+        return b""
+    try:
+        return json.dumps(value).encode()
+    except (TypeError, ValueError) as e:
+        raise exception.InvalidError(f"the arguments could not be encoded as JSON: {e}") from None
+
+
+def _decode(function: str, output: bytes):
+    # A function without a result answers `null`, or nothing.
+    if not output:
+        return None
+    try:
+        return json.loads(output)
+    except ValueError as e:
+        raise exception.ExecutionError(f"the output of `{function}` is not JSON: {e}") from None
+
+
+def _results(function, outcomes, return_exceptions):
+    for outcome in outcomes:
+        if not isinstance(outcome, exception.Error):
+            try:
+                outcome = _decode(function, outcome)
+            except exception.Error as e:
+                outcome = e
+        if isinstance(outcome, exception.Error) and not return_exceptions:
+            raise outcome
+        yield outcome
 
 
 def run_id() -> Optional[str]:

@@ -1,7 +1,7 @@
 """The component's exports: `describe`, `call`, the lifecycle hooks and the
 `wasi:http` handler, implemented over the functions registered with
-`modal.App`. `modal build` makes this the entry point; users never import
-it.
+`modal.App`; and the calls of `modal.Function` over the host's `invoke`
+import. `modal build` makes this the entry point; users never import it.
 
 Every module used at run time is imported here, at the top: the component
 is a snapshot taken after import, and a module first imported later is not
@@ -18,9 +18,9 @@ from wit_world.exports import function as spec
 from wit_world.imports import streams, types
 
 try:  # absent from components built with `modal build --portable`
-    from wit_world.imports import context
+    from wit_world.imports import context, invoke
 except ImportError:
-    context = None
+    context = invoke = None
 
 import modal
 
@@ -66,8 +66,7 @@ def _arguments(f, input):
         value = json.loads(text) if text else None
     except ValueError as e:
         raise Err(spec.CallError_BadInput(f"input is not valid JSON: {e}"))
-    params = [p for p in inspect.signature(f.func).parameters.values()
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY, p.KEYWORD_ONLY)]
+    params = modal._parameters(f.func)
     if not params:
         if value not in (None, {}, []):
             raise Err(spec.CallError_BadInput(f"`{f.name}` takes no arguments, but was given {text[:60]}"))
@@ -109,6 +108,65 @@ class Function(exports.Function):
             return json.dumps(result).encode()
         except (TypeError, ValueError) as e:
             raise Err(spec.CallError_Failed(f"the result could not be encoded as JSON: {e}"))
+
+
+# The `call-failure` cases, by binding class name, as `modal.exception` kinds.
+_FAILURE_KINDS = {
+    "CallFailure_NotFound": "not-found",
+    "CallFailure_BadInput": "bad-input",
+    "CallFailure_Failed": "failed",
+    "CallFailure_Trap": "trap",
+    "CallFailure_Timeout": "timeout",
+    "CallFailure_MemoryLimit": "memory-limit",
+    "CallFailure_Overloaded": "overloaded",
+    "CallFailure_Cancelled": "cancelled",
+    "CallFailure_DepthExceeded": "depth-exceeded",
+    "CallFailure_Other": "other",
+}
+
+
+def _failure(failure):
+    """The `modal.exception` error for a `call-failure`."""
+    kind = _FAILURE_KINDS.get(type(failure).__name__, "other")
+    return modal.exception._from_kind(kind, failure.value)
+
+
+def _invoke():
+    if invoke is None:
+        raise modal.exception.ExecutionError(
+            "calling other functions needs the host's `invoke` import, "
+            "which `modal build --portable` leaves out")
+    return invoke
+
+
+def invoke_call(app, function, input):
+    """The output of `function` of `app` (None: the caller's) for `input`."""
+    try:
+        return _invoke().call(app, function, input)
+    except Err as e:
+        raise _failure(e.value) from None
+
+
+def invoke_spawn(app, function, input):
+    """The id of a new background call."""
+    try:
+        return _invoke().spawn(app, function, input)
+    except Err as e:
+        raise _failure(e.value) from None
+
+
+def invoke_get(call_id, timeout_ms):
+    """The output of a spawned call, or None while it runs."""
+    try:
+        return _invoke().get(call_id, timeout_ms)
+    except Err as e:
+        raise _failure(e.value) from None
+
+
+def invoke_map(app, function, inputs):
+    """One output (bytes) or `modal.exception.Error` per input, in order."""
+    return [r.value if isinstance(r, Ok) else _failure(r.value)
+            for r in _invoke().map(app, function, inputs)]
 
 
 class Lifecycle(exports.Lifecycle):

@@ -1,6 +1,7 @@
-//! Helpers the CLI commands share: where state lives, the app name a file
-//! gives, `KEY=VALUE` flags and temporary directories. It imports no other
-//! command module, so that they can all import it.
+//! Helpers the CLI commands share: where state lives, the app name and the
+//! local entrypoints a file gives, `KEY=VALUE` flags and temporary
+//! directories. It imports no other command module, so that they can all
+//! import it.
 
 use std::path::{Path, PathBuf};
 
@@ -86,6 +87,57 @@ fn declared_name(path: &Path) -> Option<String> {
         .filter(|name| modal_host::platform::validate_app_name(name).is_ok())
 }
 
+/// The functions a Python module marks `@app.local_entrypoint()` (any app
+/// variable), in source order: for each such decorator line, the `def`
+/// after it. Triple-quoted strings are skipped, so a docstring's example
+/// is not one. Empty for anything but a readable `.py` file.
+pub fn local_entrypoints(path: &Path) -> Vec<String> {
+    if !is_python(path) {
+        return Vec::new();
+    }
+    let Ok(source) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut in_string = false;
+    let mut marked = false;
+    for line in source.lines() {
+        let code = line.trim_start();
+        // A line with an odd number of triple quotes opens or closes one.
+        let quotes = code.matches("\"\"\"").count() + code.matches("'''").count();
+        if in_string {
+            in_string = quotes % 2 == 0;
+            continue;
+        }
+        if quotes % 2 == 1 {
+            in_string = true;
+            continue;
+        }
+        if let Some(decorator) = code.strip_prefix('@') {
+            marked |= decorator.contains(".local_entrypoint(");
+        } else if let Some(def) = code
+            .strip_prefix("def ")
+            .or_else(|| code.strip_prefix("async def "))
+        {
+            if std::mem::take(&mut marked) {
+                let name: String = def
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    found.push(name);
+                }
+            }
+        } else if !code.is_empty() && !code.starts_with('#') {
+            // Anything else between a decorator and its `def` (a class,
+            // a statement) means the decorator was not on a function.
+            marked = false;
+        }
+    }
+    found
+}
+
 /// The string literal at the start of `args` (after `name=`, if given).
 fn app_literal(args: &str) -> Option<String> {
     let args = args.trim_start();
@@ -138,5 +190,43 @@ mod tests {
         );
         assert_eq!(module("d.py", "app = modal.App(\"Not A Label\")\n"), None);
         assert_eq!(module("e.txt", "app = modal.App(\"pyshop\")\n"), None);
+    }
+
+    #[test]
+    fn local_entrypoints_are_read_from_the_module() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = |name: &str, source: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, source).unwrap();
+            local_entrypoints(&path)
+        };
+        assert_eq!(
+            module(
+                "a.py",
+                "import modal\napp = modal.App()\n\n@app.function()\ndef square(x):\n    return x * x\n\n\
+                 @app.local_entrypoint()\n# the CLI runs this\ndef main(name=\"world\"):\n    print(name)\n"
+            ),
+            vec!["main".to_string()]
+        );
+        assert_eq!(
+            module(
+                "b.py",
+                "\"\"\"Example:\n\n    @app.local_entrypoint()\n    def doc():\n\"\"\"\n\
+                 @stub.local_entrypoint()\n@other\ndef one(): pass\n\
+                 @app.local_entrypoint()\nasync def two(): pass\n"
+            ),
+            vec!["one".to_string(), "two".to_string()]
+        );
+        assert_eq!(
+            module(
+                "c.py",
+                "@app.local_entrypoint()\nclass Nope: pass\ndef later(): pass\n"
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            module("d.txt", "@app.local_entrypoint()\ndef main(): pass\n"),
+            Vec::<String>::new()
+        );
     }
 }

@@ -19,6 +19,10 @@ const SDK: &[(&str, &str)] = &[
         "modal/_world.py",
         include_str!("../../../guest-sdk/python/modal/_world.py"),
     ),
+    (
+        "modal/exception.py",
+        include_str!("../../../guest-sdk/python/modal/exception.py"),
+    ),
 ];
 
 const WIT: &[(&str, &str)] = &[
@@ -75,8 +79,8 @@ fn write_all(dir: &Path, files: &[(&str, &str)]) -> anyhow::Result<()> {
 }
 
 /// Builds `app.py` into `out` (default: `app.wasm` beside it); returns the
-/// component's path. `portable` leaves out the host's `context` import (see
-/// `world portable-app`). Progress goes to stderr.
+/// component's path. `portable` leaves out the host's imports, `context`
+/// and `invoke` (see `world portable-app`). Progress goes to stderr.
 pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Result<PathBuf> {
     let tool = componentize_py()?;
     let source = source

@@ -1,5 +1,6 @@
 //! `modal run` and `modal describe`: load a component locally, without a
-//! server.
+//! server. `modal run app.py` runs a Python module's local entrypoint with
+//! the arguments of the command line.
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -10,18 +11,27 @@ use modal_host::{AppMeta, AppSpec, DEFAULT_MEMORY_LIMIT, Host, HostConfig, forma
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Arguments of `modal run`.
 #[derive(Args)]
 pub struct RunArgs {
     /// The component and the function to run, as `APP.wasm::FUNCTION` (or
     /// `app.py::FUNCTION`, built first). The function may be left out when
-    /// the app has only one.
+    /// the app has only one, or when `app.py` has one
+    /// `@app.local_entrypoint()`.
     target: String,
     /// The input. For a plain or scheduled function: JSON (leave it out for
     /// a function without parameters). For a web function: the request
-    /// path and query, e.g. `/?name=Ada` (default `/`).
-    input: Option<String>,
+    /// path and query, e.g. `/?name=Ada` (default `/`). For a Python local
+    /// entrypoint: its arguments, `--NAME VALUE` (a value that parses as
+    /// JSON is that JSON, else a string) or `--NAME` for `true`; from the
+    /// first of them on, every argument is the entrypoint's (`--` before
+    /// them makes a name that `modal run` also has, like `--env`, its too).
+    // Hyphens allowed: clap stops parsing its own flags at the first input
+    // value; `take_trailing_flags` finds them again for a function's input.
+    #[arg(value_name = "INPUT", allow_hyphen_values = true)]
+    input: Vec<String>,
     /// An environment variable for the guest, `KEY=VALUE` (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = super::common::parse_env)]
     env: Vec<(String, String)>,
@@ -60,6 +70,48 @@ pub struct CacheArgs {
     no_cache: bool,
 }
 
+impl RunArgs {
+    /// Moves `modal run`'s own flags given after a function's input
+    /// (`modal run APP.wasm::get URL --allow-http HOST`), which clap
+    /// collects into `input`, to where they belong. Only a local
+    /// entrypoint takes flag-like arguments of its own.
+    fn take_trailing_flags(&mut self) -> anyhow::Result<()> {
+        use clap::parser::ValueSource;
+        use clap::{FromArgMatches, error::ErrorKind};
+        let Some(at) = self.input.iter().position(|a| a.starts_with("--")) else {
+            return Ok(());
+        };
+        let trailing = self.input.split_off(at);
+        let command = RunArgs::augment_args(clap::Command::new("modal run"))
+            .no_binary_name(true)
+            .mut_arg("input", |a| a.allow_hyphen_values(false));
+        let parsed = command
+            .try_get_matches_from(std::iter::once(self.target.clone()).chain(trailing))
+            .and_then(|matches| Ok((RunArgs::from_arg_matches(&matches)?, matches)));
+        let (later, matches) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp) => e.exit(),
+            Err(e) => {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                bail!("{}", first.trim_start_matches("error: "))
+            }
+        };
+        let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        self.input.extend(later.input);
+        self.env.extend(later.env);
+        self.allow_http.extend(later.allow_http);
+        if given("memory") {
+            self.memory = later.memory;
+        }
+        if given("state") {
+            self.cache.state = later.cache.state;
+        }
+        self.cache.no_cache |= later.cache.no_cache;
+        Ok(())
+    }
+}
+
 impl CacheArgs {
     fn host(&self, memory_limit: usize) -> anyhow::Result<Host> {
         let cache_dir = if self.no_cache {
@@ -83,20 +135,45 @@ fn read_wasm(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let (path, function) = match args.target.rsplit_once("::") {
         Some((path, function)) => (PathBuf::from(path), Some(function.to_string())),
         None => (PathBuf::from(&args.target), None),
     };
+    let entrypoints = super::common::local_entrypoints(&path);
+    let function = match function {
+        None if entrypoints.len() > 1 => bail!(
+            "say which local entrypoint to run, as `{}::FUNCTION`; the module has {}",
+            path.display(),
+            entrypoints.join(", ")
+        ),
+        None => entrypoints.first().cloned(),
+        named => named,
+    };
+    // The entrypoint's own output is the command's output, as in Modal.
+    let entrypoint: Option<Arc<str>> = function
+        .as_ref()
+        .filter(|f| entrypoints.contains(f))
+        .map(|f| Arc::from(f.as_str()));
+    if entrypoint.is_none() {
+        args.take_trailing_flags()?;
+    }
     let component = super::python::component(&path, args.cache.state.as_deref())?;
     let wasm = read_wasm(&component)?;
     let host = args.cache.host(args.memory << 20)?;
     let mut meta = AppMeta::new(super::common::app_name(&path), 1);
     meta.env = args.env.clone();
     meta.allow_http = args.allow_http.clone();
-    // The guest's output goes to stderr as each execution ends.
-    let sink: modal_host::ExecutionSink = std::sync::Arc::new(|e: &modal_host::Execution| {
-        let _ = std::io::stderr().lock().write_all(e.logs.as_bytes());
+    // The guest's output goes to stderr as each execution ends; a local
+    // entrypoint's (when it succeeds) to stdout.
+    let root = entrypoint.clone();
+    let sink: modal_host::ExecutionSink = Arc::new(move |e: &modal_host::Execution| {
+        let logs = e.logs.as_bytes();
+        if e.depth == 0 && e.outcome.is_ok() && root.as_deref() == Some(&*e.function) {
+            let _ = std::io::stdout().lock().write_all(logs);
+        } else {
+            let _ = std::io::stderr().lock().write_all(logs);
+        }
     });
     let (app, _) = host.load_with(&wasm, meta, Some(sink)).await?;
     let spec = app.spec();
@@ -116,23 +193,190 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         .into());
     };
+    if entrypoint.is_some() {
+        let params = f
+            .signature
+            .as_deref()
+            .and_then(parameters)
+            .with_context(|| format!("`{function}` reports no readable signature"))?;
+        let input = entrypoint_input(&function, &params, &args.input)?;
+        let output = app.call(&function, &input).await.outcome?;
+        // Its prints are its output; a result other than `None` follows.
+        if !output.is_empty() && output != b"null" {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&output)?;
+            stdout.write_all(b"\n")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let input = match args.input.as_slice() {
+        [] => None,
+        [one] => Some(one.as_str()),
+        more => bail!(
+            "`{function}` takes one input, but {} were given (a Python local entrypoint \
+             takes --NAME VALUE arguments)",
+            more.len()
+        ),
+    };
     if let FunctionKind::Web { method } = &f.kind {
         let method = method.clone().unwrap_or_else(|| "GET".into());
-        return run_web(
-            &app,
-            &function,
-            &method,
-            args.input.as_deref().unwrap_or("/"),
-        )
-        .await;
+        return run_web(&app, &function, &method, input.unwrap_or("/")).await;
     }
-    let input = args.input.unwrap_or_default();
-    let execution = app.call(&function, input.as_bytes()).await;
+    let execution = app
+        .call(&function, input.unwrap_or_default().as_bytes())
+        .await;
     let output = execution.outcome?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&output)?;
     stdout.write_all(b"\n")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A parameter of a Python function, as its spec's signature shows it.
+#[derive(Debug, PartialEq, Eq)]
+struct Parameter {
+    name: String,
+    /// Its default as the signature writes it (`'world'`), if it has one.
+    default: Option<String>,
+}
+
+/// The parameters of a signature such as `main(name='world', n: int = 3)`
+/// (what the Python SDK reports, from `inspect.signature`) that a JSON
+/// input fills: not `*args`, `**kwargs` or the `/` and `*` markers. `None`
+/// when it does not read as one.
+fn parameters(signature: &str) -> Option<Vec<Parameter>> {
+    let list = &signature[signature.find('(')? + 1..];
+    let mut rest = &list[..top_level(list, |c, depth| c == ')' && depth == 0)?];
+    let mut params = Vec::new();
+    loop {
+        let end = top_level(rest, |c, depth| c == ',' && depth == 0).unwrap_or(rest.len());
+        let text = rest[..end].trim();
+        if !text.is_empty() && text != "/" && !text.starts_with('*') {
+            let name_end = text.find([':', '=']).unwrap_or(text.len());
+            params.push(Parameter {
+                name: text[..name_end].trim().to_string(),
+                default: top_level(text, |c, depth| c == '=' && depth == 0)
+                    .map(|at| text[at + 1..].trim().to_string()),
+            });
+        }
+        if end == rest.len() {
+            return Some(params);
+        }
+        rest = &rest[end + 1..];
+    }
+}
+
+/// The index of the first character of `text` outside string literals
+/// that `wanted(char, depth)` accepts, `depth` being how many brackets are
+/// open around it (an unmatched closing bracket is at depth 0).
+fn top_level(text: &str, mut wanted: impl FnMut(char, usize) -> bool) -> Option<usize> {
+    let (mut depth, mut quote, mut escaped) = (0usize, None, false);
+    for (at, c) in text.char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        let here = match c {
+            '\'' | '"' => {
+                quote = Some(c);
+                continue;
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                depth - 1
+            }
+            ')' | ']' | '}' if depth > 0 => {
+                depth -= 1;
+                continue;
+            }
+            _ => depth,
+        };
+        if wanted(c, here) {
+            return Some(at);
+        }
+    }
+    None
+}
+
+/// What `function` takes, for its usage errors.
+fn takes(params: &[Parameter]) -> String {
+    if params.is_empty() {
+        return "it takes no arguments".into();
+    }
+    let list: Vec<String> = params
+        .iter()
+        .map(|p| match &p.default {
+            Some(d) => format!("--{} (default {d})", p.name),
+            None => format!("--{}", p.name),
+        })
+        .collect();
+    format!("it takes {}", list.join(", "))
+}
+
+/// The input of a local entrypoint from its command-line arguments, by
+/// the rule the SDK decodes it with: nothing for no parameters, the value
+/// itself for one, an object keyed by name for several. `--NAME VALUE`
+/// (or `--NAME=VALUE`) gives a parameter: a value that parses as JSON is
+/// that JSON, else a string; `--NAME` followed by another flag (or
+/// nothing) is `true`. Dashes in a name stand for underscores.
+fn entrypoint_input(
+    function: &str,
+    params: &[Parameter],
+    args: &[String],
+) -> anyhow::Result<Vec<u8>> {
+    use serde_json::{Map, Value};
+    let mut given = Map::new();
+    let mut args = args.iter().peekable();
+    while let Some(arg) = args.next() {
+        let Some(flag) = arg.strip_prefix("--").filter(|f| !f.is_empty()) else {
+            bail!(
+                "`{function}` takes --NAME VALUE arguments, not `{arg}`; {}",
+                takes(params)
+            );
+        };
+        let (key, value) = match flag.split_once('=') {
+            Some((key, value)) => (key, Some(value.to_string())),
+            None => (flag, args.next_if(|a| !a.starts_with("--")).cloned()),
+        };
+        let name = key.replace('-', "_");
+        if !params.iter().any(|p| p.name == name) {
+            bail!("`{function}` has no parameter `{name}`; {}", takes(params));
+        }
+        let value = match value {
+            None => Value::Bool(true),
+            Some(text) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        };
+        if given.insert(name.clone(), value).is_some() {
+            bail!("`{function}` was given --{key} twice; {}", takes(params));
+        }
+    }
+    let missing: Vec<String> = params
+        .iter()
+        .filter(|p| p.default.is_none() && !given.contains_key(&p.name))
+        .map(|p| format!("--{}", p.name))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "`{function}` needs {}; {}",
+            missing.join(", "),
+            takes(params)
+        );
+    }
+    let input = match params {
+        [] => None,
+        [one] => given.remove(&one.name),
+        _ => Some(Value::Object(given)),
+    };
+    Ok(match input {
+        Some(value) => serde_json::to_vec(&value)?,
+        None => Vec::new(),
+    })
 }
 
 async fn run_web(
@@ -244,9 +488,10 @@ pub struct BuildArgs {
     /// Where to write the component; default: beside the module, `.wasm`.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Leave out the host's `context` import so that plain wasi:http hosts
-    /// (e.g. `wasmtime serve`) can run the component; `modal.run_id()` then
-    /// returns None.
+    /// Leave out the host's imports (`context`, `invoke`) so that plain
+    /// wasi:http hosts (e.g. `wasmtime serve`) can run the component;
+    /// `modal.run_id()` then returns None, and calls to other functions
+    /// raise `modal.exception.ExecutionError`.
     #[arg(long)]
     portable: bool,
 }
@@ -259,4 +504,160 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     super::python::build(&args.source, args.output.as_deref(), args.portable)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `modal run ARGS`, as the CLI parses it, with the flags after a
+    /// function's input moved (as `run` does when no entrypoint runs).
+    fn parse(args: &[&str], entrypoint: bool) -> Result<RunArgs, String> {
+        use clap::FromArgMatches;
+        let command = RunArgs::augment_args(clap::Command::new("modal run")).no_binary_name(true);
+        let matches = command
+            .try_get_matches_from(args)
+            .map_err(|e| e.to_string())?;
+        let mut parsed = RunArgs::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+        if !entrypoint {
+            parsed.take_trailing_flags().map_err(|e| e.to_string())?;
+        }
+        Ok(parsed)
+    }
+
+    #[test]
+    fn run_flags_and_inputs_are_told_apart() {
+        // A function's input, with flags before and after it.
+        let a = parse(
+            &[
+                "--memory",
+                "32",
+                "f.wasm::get",
+                "http://x/",
+                "--allow-http",
+                "x",
+                "--no-cache",
+                "--memory",
+                "64",
+                "--env",
+                "A=1",
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(a.input, ["http://x/"]);
+        assert_eq!(a.allow_http, ["x"]);
+        assert_eq!(a.env, [("A".to_string(), "1".to_string())]);
+        assert_eq!(a.memory, 64);
+        assert!(a.cache.no_cache);
+        let a = parse(&["--memory", "32", "f.wasm::f", "1", "--no-cache"], false).unwrap();
+        assert_eq!((a.input, a.memory), (vec!["1".to_string()], 32));
+        assert_eq!(
+            parse(&["f.wasm::square", "-3"], false).unwrap().input,
+            ["-3"]
+        );
+        assert_eq!(
+            parse(&["f.wasm::f", "1", "2", "--no-cache"], false)
+                .unwrap()
+                .input,
+            ["1", "2"]
+        );
+        assert_eq!(
+            parse(&["f.wasm::f", "1", "--bogus"], false).err(),
+            Some("unexpected argument '--bogus' found".into())
+        );
+        // A local entrypoint's arguments: every one after the first is its.
+        let a = parse(
+            &["app.py", "--env", "A=1", "--name", "Ada", "--memory", "8"],
+            true,
+        )
+        .unwrap();
+        assert_eq!(a.input, ["--name", "Ada", "--memory", "8"]);
+        assert_eq!((a.env.len(), a.memory), (1, DEFAULT_MEMORY_LIMIT >> 20));
+        let a = parse(&["app.py", "--", "--env", "prod"], true).unwrap();
+        assert_eq!(
+            (a.input, a.env.len()),
+            (vec!["--env".into(), "prod".into()], 0)
+        );
+    }
+
+    fn param(name: &str, default: Option<&str>) -> Parameter {
+        Parameter {
+            name: name.into(),
+            default: default.map(String::from),
+        }
+    }
+
+    #[test]
+    fn parameters_are_read_from_python_signatures() {
+        assert_eq!(
+            parameters("main(name='world', n: int = 3)"),
+            Some(vec![param("name", Some("'world'")), param("n", Some("3"))])
+        );
+        assert_eq!(
+            parameters("f(xs: dict[str, int] = {'a,)': 1}, /, *args, y=(1, 2), **kw) -> list[int]"),
+            Some(vec![
+                param("xs", Some("{'a,)': 1}")),
+                param("y", Some("(1, 2)"))
+            ])
+        );
+        assert_eq!(
+            parameters("g(a, *, b: 'x=y')"),
+            Some(vec![param("a", None), param("b", None)])
+        );
+        assert_eq!(parameters("tick()"), Some(vec![]));
+        assert_eq!(parameters("square(x: f64 -> f64"), None);
+        assert_eq!(parameters("square"), None);
+    }
+
+    fn input(params: &[Parameter], args: &[&str]) -> Result<String, String> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        entrypoint_input("main", params, &args)
+            .map(|bytes| String::from_utf8(bytes).unwrap())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn entrypoint_arguments_become_the_input_the_sdk_decodes() {
+        let two = [param("name", Some("'world'")), param("n_items", Some("3"))];
+        assert_eq!(
+            input(&two, &["--name", "Ada", "--n-items", "4"]),
+            Ok(r#"{"n_items":4,"name":"Ada"}"#.into())
+        );
+        assert_eq!(
+            input(&two, &["--name=[1, 2]", "--n_items", "-3"]),
+            Ok(r#"{"n_items":-3,"name":[1,2]}"#.into())
+        );
+        assert_eq!(input(&two, &["--name"]), Ok(r#"{"name":true}"#.into()));
+        assert_eq!(input(&two, &[]), Ok("{}".into()));
+        let one = [param("name", None)];
+        assert_eq!(input(&one, &["--name", "\"7\""]), Ok(r#""7""#.into()));
+        assert_eq!(input(&one, &["--name", "7"]), Ok("7".into()));
+        assert_eq!(input(&[], &[]), Ok(String::new()));
+    }
+
+    #[test]
+    fn bad_entrypoint_arguments_list_the_parameters() {
+        let params = [param("name", Some("'world'")), param("n", None)];
+        assert_eq!(
+            input(&params, &["--nmae", "Ada", "--n", "1"]),
+            Err("`main` has no parameter `nmae`; it takes --name (default 'world'), --n".into())
+        );
+        assert_eq!(
+            input(&params, &["Ada"]),
+            Err("`main` takes --NAME VALUE arguments, not `Ada`; it takes --name (default 'world'), --n".into())
+        );
+        assert_eq!(
+            input(&params, &["--name", "a", "--name", "b", "--n", "1"]),
+            Err("`main` was given --name twice; it takes --name (default 'world'), --n".into())
+        );
+        assert_eq!(
+            input(&params, &["--name", "Ada"]),
+            Err("`main` needs --n; it takes --name (default 'world'), --n".into())
+        );
+        assert_eq!(
+            input(&[], &["--x"]),
+            Err("`main` has no parameter `x`; it takes no arguments".into())
+        );
+    }
 }
