@@ -73,6 +73,7 @@
 extern crate self as modal_guest;
 
 mod call;
+mod dict;
 mod invoke;
 mod web;
 
@@ -86,6 +87,7 @@ pub use serde_json as json;
 pub fn run_id() -> Option<String> {
     __bindings::modal::app::context::run_id()
 }
+pub use dict::{Dict, DictError};
 pub use invoke::{CallFailure, Function, FunctionCall};
 pub use web::{IntoResponse, Request, Response};
 
@@ -101,6 +103,11 @@ pub mod __bindings {
         export_macro_name: "__export_functions",
         default_bindings_module: "::modal_guest::__bindings",
         runtime_path: "::modal_guest::__private::wit_bindgen::rt",
+        with: {
+            "wasi:keyvalue/store@0.2.0-draft": generate,
+            "wasi:keyvalue/atomics@0.2.0-draft": generate,
+            "wasi:keyvalue/batch@0.2.0-draft": generate,
+        },
     });
 }
 

@@ -148,6 +148,9 @@ pub(crate) struct Links {
     pub(crate) sink: Option<ExecutionSink>,
     /// `None`: only calls into the version itself ([`Local`](crate::invoke::Local)).
     pub(crate) invoker: Option<Arc<dyn Invoker>>,
+    /// Where the app's key-value buckets are; `None`: in the process
+    /// ([`Memory`](crate::kv::Memory)).
+    pub(crate) kv: Option<Arc<dyn crate::kv::KeyValue>>,
 }
 
 /// What an execution runs for, besides its function and input.

@@ -1,5 +1,6 @@
 //! Host bindings of the `modal:app/functions` world (generated from `wit/`)
-//! and the host side of its imports, `context` and `invoke`.
+//! and the host side of its imports `context` and `invoke`
+//! (`wasi:keyvalue` is in [`crate::kv`]).
 
 use crate::invoke::{Caller, Failure, FailureKind, Invoker, new_call_id};
 use crate::sandbox::Sandbox;
@@ -15,6 +16,19 @@ wasmtime::component::bindgen!({
         "modal:app/invoke.spawn": async,
         "modal:app/invoke.get": async,
         "modal:app/invoke.map": async,
+        "wasi:keyvalue/store.open": async,
+        "wasi:keyvalue/store.[method]bucket.get": async,
+        "wasi:keyvalue/store.[method]bucket.set": async,
+        "wasi:keyvalue/store.[method]bucket.delete": async,
+        "wasi:keyvalue/store.[method]bucket.exists": async,
+        "wasi:keyvalue/store.[method]bucket.list-keys": async,
+        "wasi:keyvalue/atomics.increment": async,
+        "wasi:keyvalue/batch.get-many": async,
+        "wasi:keyvalue/batch.set-many": async,
+        "wasi:keyvalue/batch.delete-many": async,
+    },
+    with: {
+        "wasi:keyvalue/store.bucket": crate::kv::Bucket,
     },
 });
 

@@ -138,6 +138,14 @@ pub enum Error {
         /// The host's limit.
         limit: u32,
     },
+    /// No value at that key of the bucket.
+    #[error("no key `{key}` in bucket `{bucket}`")]
+    KeyNotFound {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
     /// An app name that is not a DNS label.
     #[error(
         "invalid app name `{0}`: use 1 to 63 lower-case letters, digits and `-`, not starting or ending with `-`"
@@ -323,6 +331,7 @@ impl Error {
             Error::Skipped(_) => "skipped",
             Error::Cancelled { .. } => "cancelled",
             Error::DepthExceeded { .. } => "depth_exceeded",
+            Error::KeyNotFound { .. } => "key_not_found",
             Error::InvalidAppName(_) => "invalid_app_name",
             Error::AppNotFound(_) => "app_not_found",
             Error::AppStopped(_) => "app_stopped",
@@ -351,6 +360,7 @@ impl Error {
             | Error::DepthExceeded { .. }
             | Error::InvalidAppName(_) => 400,
             Error::AppNotFound(_)
+            | Error::KeyNotFound { .. }
             | Error::UnknownFunction { .. }
             | Error::VersionNotFound { .. } => 404,
             Error::AppStopped(_) => 410,

@@ -67,6 +67,13 @@ impl Host {
             wasmtime::component::HasSelf<Sandbox>,
         >(&mut linker, |s| s)
         .map_err(link)?;
+        use crate::bindings::wasi::keyvalue::{atomics, batch, store};
+        store::add_to_linker::<_, wasmtime::component::HasSelf<Sandbox>>(&mut linker, |s| s)
+            .map_err(link)?;
+        atomics::add_to_linker::<_, wasmtime::component::HasSelf<Sandbox>>(&mut linker, |s| s)
+            .map_err(link)?;
+        batch::add_to_linker::<_, wasmtime::component::HasSelf<Sandbox>>(&mut linker, |s| s)
+            .map_err(link)?;
         spawn_epoch_ticker(&engine);
         let compiler = Compiler::new(engine.clone(), config.cache_dir.as_deref());
         Ok(Host {
@@ -119,6 +126,10 @@ impl Host {
             lifecycle,
             proxy,
             outbound: crate::sandbox::Outbound::default(),
+            kv: crate::kv::Access {
+                store: Arc::new(crate::kv::Memory::default()),
+                app: Arc::from("describe"),
+            },
             run_enter: false,
             run_exit: false,
             memory_limit: config.memory_limit,
@@ -205,7 +216,7 @@ impl Host {
     ) -> Result<(LoadedApp, CompileStats), Error> {
         let links = Links {
             sink,
-            invoker: None,
+            ..Links::default()
         };
         self.load_linked(wasm, meta, links).await
     }
@@ -222,6 +233,10 @@ impl Host {
             .map_err(|e| Error::BadInput(format!("--allow-http: {e}")))?;
         let (mut prepared, digest, stats) = self.prepare(wasm).await?;
         prepared.outbound = outbound;
+        if let Some(store) = links.kv.clone() {
+            prepared.kv.store = store;
+        }
+        prepared.kv.app = Arc::from(meta.name.as_str());
         let spec = self.read_spec(&prepared, &meta).await?;
         prepared.run_enter = spec.has_enter && prepared.lifecycle.is_some();
         prepared.run_exit = spec.has_exit && prepared.lifecycle.is_some();

@@ -66,6 +66,7 @@ mod config;
 mod error;
 mod host;
 mod invoke;
+pub mod kv;
 mod logs;
 pub mod platform;
 mod pool;

@@ -34,6 +34,8 @@ pub(crate) struct Prepared {
     pub(crate) proxy: Option<ProxyIndices>,
     /// Where the app may send HTTP requests.
     pub(crate) outbound: crate::sandbox::Outbound,
+    /// Where the app's key-value state is.
+    pub(crate) kv: crate::kv::Access,
     /// Whether to call `enter` on new instances (the guest said it has one).
     pub(crate) run_enter: bool,
     /// Whether to call `exit` before dropping a healthy instance.
@@ -90,6 +92,7 @@ async fn instantiate(
         &prepared.engine,
         env,
         &prepared.outbound,
+        &prepared.kv,
         prepared.memory_limit,
         prepared.log_limit,
     );

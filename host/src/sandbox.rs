@@ -14,7 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 pub(crate) struct Sandbox {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     hooks: Outbound,
     pub(crate) memory: MemoryLimiter,
     /// When the current execution must stop; checked on every epoch tick.
@@ -23,6 +23,8 @@ pub(crate) struct Sandbox {
     /// The execution in progress: who it is, for `context` and for the
     /// calls it makes to other functions.
     pub(crate) frame: Frame,
+    /// The app's key-value state.
+    pub(crate) kv: crate::kv::Access,
 }
 
 /// The execution an instance is running; empty between executions.
@@ -204,6 +206,7 @@ pub(crate) fn new_store(
     engine: &wasmtime::Engine,
     env: &[(String, String)],
     outbound: &Outbound,
+    kv: &crate::kv::Access,
     memory_limit: usize,
     log_limit: usize,
 ) -> Store<Sandbox> {
@@ -233,6 +236,7 @@ pub(crate) fn new_store(
         deadline: Instant::now(),
         logs,
         frame: Frame::default(),
+        kv: kv.clone(),
     };
     let mut store = Store::new(engine, sandbox);
     store.limiter(|s| &mut s.memory);

@@ -11,6 +11,7 @@ mod observe;
 mod python;
 mod schedule;
 mod server;
+mod state;
 mod storage;
 mod web;
 

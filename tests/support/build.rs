@@ -9,6 +9,7 @@ use std::process::Command;
 const EXAMPLES: &[&str] = &[
     "hello",
     "fanout",
+    "state",
     "counter",
     "cron",
     "faulty",

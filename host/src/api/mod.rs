@@ -260,6 +260,49 @@ pub struct Executions {
     pub executions: Vec<ExecutionRecord>,
 }
 
+/// One key-value bucket of an app.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DictInfo {
+    /// Its name.
+    pub name: String,
+    /// How many keys it holds.
+    pub keys: u64,
+}
+
+/// The answer of `GET apps/{app}/dicts`: the buckets that hold keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dicts {
+    /// The buckets, by name.
+    pub dicts: Vec<DictInfo>,
+}
+
+/// The answer of `GET apps/{app}/dicts/{bucket}`: a page of its keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DictKeys {
+    /// The keys, in order.
+    pub keys: Vec<String>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<u64>,
+}
+
+/// The answer of `GET apps/{app}/dicts/{bucket}/keys/{key}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DictValue {
+    /// The key.
+    pub key: String,
+    /// The value: JSON when it parses as JSON, else text.
+    #[serde(flatten)]
+    pub value: Output,
+}
+
+/// The answer of a change to a bucket (put, delete, clear).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DictChanged {
+    /// The bucket.
+    pub dict: String,
+}
+
 /// The answer of `GET apps/{app}/stats`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stats {

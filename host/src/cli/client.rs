@@ -10,9 +10,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use modal_host::api::{
-    ApiError, AppDetail, AppList, CallResult, CallStatus, DeployQuery, Deployed, ErrorBody,
-    ExecutionRecord, Executions, GcReport, History, LogsQuery, Paused, ResultQuery, RollbackQuery,
-    RunStarted, Schedules, Spawned, Stats, Stopped, VersionQuery, sse,
+    ApiError, AppDetail, AppList, CallResult, CallStatus, DeployQuery, Deployed, DictChanged,
+    DictKeys, DictValue, Dicts, ErrorBody, ExecutionRecord, Executions, GcReport, History,
+    LogsQuery, Paused, ResultQuery, RollbackQuery, RunStarted, Schedules, Spawned, Stats, Stopped,
+    VersionQuery, sse,
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
@@ -273,6 +274,52 @@ impl Client {
 
     async fn post<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T, ClientError> {
         self.request(Method::POST, path, body).await
+    }
+
+    /// The key-value buckets of `app`.
+    pub async fn dicts(&self, app: &str) -> Result<Dicts, ClientError> {
+        self.get(&path(&["apps", app, "dicts"], "")).await
+    }
+
+    /// A page of the keys of a bucket, from `cursor` on.
+    pub async fn dict_keys(
+        &self,
+        app: &str,
+        bucket: &str,
+        cursor: u64,
+    ) -> Result<DictKeys, ClientError> {
+        let query = format!("cursor={cursor}");
+        self.get(&path(&["apps", app, "dicts", bucket], &query))
+            .await
+    }
+
+    /// The value at `key` of a bucket.
+    pub async fn dict_get(
+        &self,
+        app: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<DictValue, ClientError> {
+        self.get(&path(&["apps", app, "dicts", bucket, "keys", key], ""))
+            .await
+    }
+
+    /// Sets `key` of a bucket to `value`.
+    pub async fn dict_put(
+        &self,
+        app: &str,
+        bucket: &str,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<DictChanged, ClientError> {
+        let path = path(&["apps", app, "dicts", bucket, "keys", key], "");
+        self.request(Method::PUT, &path, value).await
+    }
+
+    /// Removes every key of a bucket.
+    pub async fn dict_clear(&self, app: &str, bucket: &str) -> Result<DictChanged, ClientError> {
+        let path = path(&["apps", app, "dicts", bucket], "");
+        self.request(Method::DELETE, &path, Vec::new()).await
     }
 
     /// Every app the server keeps.

@@ -45,6 +45,10 @@ enum Command {
     /// Pause, resume, fire and inspect schedules.
     #[command(subcommand)]
     Schedule(apps::ScheduleCommand),
+    /// Read and change the apps' key-value state (`modal_guest::Dict`,
+    /// `modal.Dict`, `wasi:keyvalue`).
+    #[command(subcommand)]
+    Dict(apps::DictCommand),
 }
 
 /// Scheduler ticks between two looks at I/O (see `main`).
@@ -96,6 +100,7 @@ pub fn main() -> ExitCode {
             Command::Result(args) => apps::result(args).await,
             Command::App(command) => apps::app(command).await,
             Command::Schedule(command) => apps::schedule(command).await,
+            Command::Dict(command) => apps::dict(command).await,
         }
     });
     match result {

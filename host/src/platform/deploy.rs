@@ -381,6 +381,9 @@ impl Platform {
         let cutoff = now_ms().saturating_sub(self.inner.config.retention.as_millis() as u64);
         let mut report = GcReport::default();
         for app in registry.stopped_before(cutoff).await? {
+            // Its buckets go first: an app whose deletion failed is
+            // collected again, one whose buckets outlived it is not.
+            self.inner.kv.delete_app(&app).await?;
             registry.delete_app(&app).await?;
             self.slots_mut().remove(&app);
             tracing::info!(app, "garbage-collected stopped app");

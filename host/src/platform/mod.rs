@@ -15,6 +15,7 @@ mod artifacts;
 mod backoff;
 mod calls;
 mod deploy;
+mod dicts;
 mod fire_times;
 mod live;
 mod metrics;
@@ -36,7 +37,7 @@ pub use records::{
 };
 pub use registry::{AppRecord, AppState, Fire, GitInfo, Registry, ScheduleState, VersionRecord};
 pub use scheduler::ScheduleStatus;
-pub use sqlite::{SqliteRecords, SqliteRegistry};
+pub use sqlite::{SqliteKeyValue, SqliteRecords, SqliteRegistry};
 pub use status::{AppStatus, DrainStatus, VersionState, VersionStatus};
 
 use crate::app::{Execution, ExecutionSink};
@@ -84,7 +85,7 @@ impl Default for PlatformConfig {
     }
 }
 
-/// The three stores a platform keeps its state in.
+/// The stores a platform keeps its state in.
 #[derive(Clone)]
 pub struct Stores {
     /// Apps, versions and schedules.
@@ -93,15 +94,19 @@ pub struct Stores {
     pub artifacts: Arc<dyn ArtifactStore>,
     /// Executions and spawned calls.
     pub records: Arc<dyn RecordStore>,
+    /// The apps' key-value buckets.
+    pub kv: Arc<dyn crate::kv::KeyValue>,
 }
 
 impl Stores {
-    /// The embedded default in `state_dir`: `registry.db` and
-    /// `executions.db` (SQLite) and `artifacts/`, all private to the user.
+    /// The embedded default in `state_dir`: `registry.db`,
+    /// `executions.db` and `kv.db` (SQLite) and `artifacts/`, all private
+    /// to the user.
     pub fn sqlite(state_dir: &Path) -> Result<Stores, Error> {
         let registry = state_dir.join("registry.db");
         let records = state_dir.join("executions.db");
-        for db in [&registry, &records] {
+        let kv = state_dir.join("kv.db");
+        for db in [&registry, &records, &kv] {
             if !db.exists() {
                 // SQLite gives its -wal and -shm files the mode of the
                 // database file.
@@ -115,6 +120,7 @@ impl Stores {
             registry: Arc::new(SqliteRegistry::open(&registry)?),
             artifacts: Arc::new(FileArtifacts::open(&state_dir.join("artifacts"))?),
             records: Arc::new(SqliteRecords::open(&records)?),
+            kv: Arc::new(SqliteKeyValue::open(&kv)?),
         })
     }
 }
@@ -141,6 +147,8 @@ struct Inner {
     sink: Option<ExecutionSink>,
     /// Runs the calls between functions of the versions it loads.
     invoker: Arc<dyn crate::invoke::Invoker>,
+    /// The apps' key-value buckets.
+    kv: Arc<dyn crate::kv::KeyValue>,
     live: live::Live,
     deploy_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Deploys hold it shared while their artifact is not yet referenced;
@@ -225,6 +233,7 @@ impl Platform {
             config,
             sink: Some(sink),
             invoker: Arc::new(calls::Calls(weak.clone())),
+            kv: stores.kv,
             live: live::Live::default(),
             deploy_locks: Mutex::new(HashMap::new()),
             gc_lock: tokio::sync::RwLock::new(()),
@@ -243,6 +252,7 @@ impl Platform {
         crate::app::Links {
             sink: self.inner.sink.clone(),
             invoker: Some(self.inner.invoker.clone()),
+            kv: Some(self.inner.kv.clone()),
         }
     }
 

@@ -115,7 +115,7 @@ impl Platform {
     }
 
     /// The record of app `name`, or [`Error::AppNotFound`].
-    async fn record(&self, name: &str) -> Result<AppRecord, Error> {
+    pub(super) async fn record(&self, name: &str) -> Result<AppRecord, Error> {
         self.inner
             .registry
             .app(name)

@@ -6,9 +6,10 @@ use super::RequestBody;
 use super::{Body, State, json};
 use crate::api::query::{MAX_LOGS, Pairs};
 use crate::api::{
-    ApiError, AppDetail, AppList, CallResult, CallStatus, DeployQuery, Deployed, ErrorBody,
-    Executions, History, LogsQuery, Output, Paused, ResultQuery, RollbackQuery, RunStarted,
-    Schedules, Spawned, Stats, Stopped, VersionQuery, WebUrl, sse,
+    ApiError, AppDetail, AppList, CallResult, CallStatus, DeployQuery, Deployed, DictChanged,
+    DictInfo, DictKeys, DictValue, Dicts, ErrorBody, Executions, History, LogsQuery, Output,
+    Paused, ResultQuery, RollbackQuery, RunStarted, Schedules, Spawned, Stats, Stopped,
+    VersionQuery, WebUrl, sse,
 };
 use crate::app::Trigger;
 use crate::error::Error;
@@ -120,6 +121,72 @@ pub(crate) async fn handle(state: &State, rest: &str, req: Request<RequestBody>)
             }
             logs(state, name, &query).await.map(ok)
         }
+        (&Method::GET, ["apps", name, "dicts"]) => state.platform.dicts(name).await.map(|d| {
+            ok(Dicts {
+                dicts: d
+                    .into_iter()
+                    .map(|(name, keys)| DictInfo { name, keys })
+                    .collect(),
+            })
+        }),
+        (&Method::GET, ["apps", name, "dicts", bucket]) => {
+            let cursor = match pairs.get("cursor").map(str::parse::<u64>) {
+                None => Ok(0),
+                Some(Ok(cursor)) => Ok(cursor),
+                Some(Err(_)) => Err(Error::BadInput("`cursor` is a whole number".into())),
+            };
+            match cursor {
+                Ok(cursor) => state
+                    .platform
+                    .dict_keys(name, bucket, cursor)
+                    .await
+                    .map(|(keys, cursor)| ok(DictKeys { keys, cursor })),
+                Err(e) => Err(e),
+            }
+        }
+        (&Method::DELETE, ["apps", name, "dicts", bucket]) => {
+            state.platform.dict_clear(name, bucket).await.map(|()| {
+                ok(DictChanged {
+                    dict: bucket.to_string(),
+                })
+            })
+        }
+        (&Method::GET, ["apps", name, "dicts", bucket, "keys", key]) => {
+            match state.platform.dict_get(name, bucket, key).await {
+                Ok(Some(value)) => Ok(ok(DictValue {
+                    key: key.to_string(),
+                    value: Output::from_bytes(&value),
+                })),
+                Ok(None) => Err(Error::KeyNotFound {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                }),
+                Err(e) => Err(e),
+            }
+        }
+        (&Method::PUT, ["apps", name, "dicts", bucket, "keys", key]) => {
+            match read_body(req, crate::kv::MAX_VALUE + 1).await {
+                Ok(value) => state
+                    .platform
+                    .dict_put(name, bucket, key, value.to_vec())
+                    .await
+                    .map(|()| {
+                        ok(DictChanged {
+                            dict: bucket.to_string(),
+                        })
+                    }),
+                Err(e) => Err(e),
+            }
+        }
+        (&Method::DELETE, ["apps", name, "dicts", bucket, "keys", key]) => state
+            .platform
+            .dict_delete(name, bucket, key)
+            .await
+            .map(|()| {
+                ok(DictChanged {
+                    dict: bucket.to_string(),
+                })
+            }),
         (&Method::GET, ["apps", name, "stats"]) => state
             .platform
             .usage(name)

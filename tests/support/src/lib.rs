@@ -9,6 +9,9 @@ pub const HELLO: &str = env!("MODAL_EXAMPLE_HELLO");
 /// `examples/fanout`: functions that call functions (`sum_squares` maps
 /// `square`, `via_hello`, `forever`, `ping`/`pong`, `versions`, ...).
 pub const FANOUT: &str = env!("MODAL_EXAMPLE_FANOUT");
+/// `examples/state`: key-value state (`visit`, `put`, `get`, `keys`,
+/// `burst`, `store_bytes`, `open_bucket`).
+pub const STATE: &str = env!("MODAL_EXAMPLE_STATE");
 /// `examples/counter`: `incr` (counts calls per instance) and `slow`.
 pub const COUNTER: &str = env!("MODAL_EXAMPLE_COUNTER");
 /// `examples/cron`: `tick` and `flaky`, scheduled every second.

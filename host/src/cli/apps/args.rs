@@ -104,6 +104,60 @@ pub struct ResultArgs {
     pub server: ServerArgs,
 }
 
+/// `modal dict ...`.
+#[derive(Subcommand)]
+pub enum DictCommand {
+    /// The buckets of an app that hold keys, with their number of keys.
+    List {
+        /// The app.
+        app: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The keys of a bucket, one per line, in order.
+    Keys {
+        /// The app.
+        app: String,
+        /// The bucket.
+        bucket: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print the value at a key (JSON, or text).
+    Get {
+        /// The app.
+        app: String,
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Set a key to a value: JSON for the SDKs' `Dict`, or any text.
+    Put {
+        /// The app.
+        app: String,
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove every key of a bucket.
+    Clear {
+        /// The app.
+        app: String,
+        /// The bucket.
+        bucket: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
 /// `modal schedule ...`.
 #[derive(Subcommand)]
 pub enum ScheduleCommand {

@@ -1,7 +1,7 @@
 //! The client commands: each sends its request through the typed client
 //! and prints the answer (see `render`).
 
-use super::args::{AppCommand, CallArgs, DeployArgs, ResultArgs, ScheduleCommand};
+use super::args::{AppCommand, CallArgs, DeployArgs, DictCommand, ResultArgs, ScheduleCommand};
 use super::render;
 use crate::cli::client::{Client, ClientError};
 use anyhow::{Context, bail};
@@ -236,6 +236,66 @@ async fn logs(
 const MAX_HISTORY: usize = 1000;
 
 /// `modal schedule ...`.
+/// `modal dict ...`.
+pub async fn dict(command: DictCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DictCommand::List { app, server } => {
+            let dicts = server.client()?.dicts(&app).await?.dicts;
+            print!("{}", render::dicts(&dicts));
+        }
+        DictCommand::Keys {
+            app,
+            bucket,
+            server,
+        } => {
+            let client = server.client()?;
+            let mut cursor = 0;
+            let mut out = std::io::stdout().lock();
+            loop {
+                let page = client.dict_keys(&app, &bucket, cursor).await?;
+                for key in &page.keys {
+                    writeln!(out, "{key}")?;
+                }
+                match page.cursor {
+                    Some(next) => cursor = next,
+                    None => break,
+                }
+            }
+        }
+        DictCommand::Get {
+            app,
+            bucket,
+            key,
+            server,
+        } => {
+            let value = server.client()?.dict_get(&app, &bucket, &key).await?;
+            println!("{}", value.value.to_text());
+        }
+        DictCommand::Put {
+            app,
+            bucket,
+            key,
+            value,
+            server,
+        } => {
+            let client = server.client()?;
+            client
+                .dict_put(&app, &bucket, &key, value.into_bytes())
+                .await?;
+            println!("✓ Set {key} in {app}/{bucket}.");
+        }
+        DictCommand::Clear {
+            app,
+            bucket,
+            server,
+        } => {
+            server.client()?.dict_clear(&app, &bucket).await?;
+            println!("✓ Cleared {app}/{bucket}.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn schedule(command: ScheduleCommand) -> anyhow::Result<ExitCode> {
     match command {
         ScheduleCommand::List { app, server } => {

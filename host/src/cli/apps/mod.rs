@@ -6,5 +6,7 @@ mod args;
 mod commands;
 mod render;
 
-pub use args::{AppCommand, CallArgs, DeployArgs, PoolArgs, ResultArgs, ScheduleCommand};
-pub use commands::{app, call, deploy, result, schedule, spawn};
+pub use args::{
+    AppCommand, CallArgs, DeployArgs, DictCommand, PoolArgs, ResultArgs, ScheduleCommand,
+};
+pub use commands::{app, call, deploy, dict, result, schedule, spawn};

@@ -179,6 +179,18 @@ pub fn execution_at(e: &ExecutionRecord, indent: usize) -> String {
     out
 }
 
+/// The buckets of an app.
+pub fn dicts(dicts: &[modal_host::api::DictInfo]) -> String {
+    if dicts.is_empty() {
+        return "No buckets hold keys yet.\n".into();
+    }
+    let rows = dicts
+        .iter()
+        .map(|d| vec![d.name.clone(), d.keys.to_string()])
+        .collect();
+    table(&["bucket", "keys"], rows)
+}
+
 /// Usage per version and function.
 pub fn stats(usage: &[Usage]) -> String {
     let rows = usage

@@ -3,10 +3,12 @@
 //! traits. Every query runs on tokio's blocking pool, never on a runtime
 //! thread, and every schema is versioned (see [`migrate`]).
 
+mod kv;
 mod migrate;
 mod records;
 mod registry;
 
+pub use kv::SqliteKeyValue;
 pub use records::SqliteRecords;
 pub use registry::SqliteRegistry;
 
