@@ -86,6 +86,19 @@ def relay(app_name, function, input=None):
         return f"{type(e).__name__}: {e}"
 
 
+visits = modal.Dict.from_name("visits")
+
+
+@app.function()
+def visit(name):
+    """Counts the visits of `name` in the app's durable `visits` bucket and
+    returns what it stored there."""
+    record = visits.get(name, {"name": name, "visits": 0})
+    record["visits"] += 1
+    visits[name] = record
+    return {"record": visits[name], "known": name in visits, "keys": list(visits.keys())}
+
+
 @app.local_entrypoint()
 def main(name="world", n=3):
     """What `modal run app.py` runs: greets `--name`, then squares 1..`--n`

@@ -29,6 +29,9 @@ pub struct AppMeta {
     pub allow_callers: Vec<String>,
     /// Pool settings for a plain `wasi:http` component.
     pub pool: crate::spec::PoolSettings,
+    /// Environment variables from secrets: set in every instance, masked
+    /// in its logs and errors.
+    pub secrets: crate::SecretEnv,
 }
 
 impl AppMeta {
@@ -46,6 +49,7 @@ impl AppMeta {
             allow_http: Vec::new(),
             allow_callers: Vec::new(),
             pool: Default::default(),
+            secrets: Default::default(),
         }
     }
 }
@@ -231,6 +235,7 @@ impl LoadedApp {
                     ("MODAL_FUNCTION".to_string(), f.name.clone()),
                 ];
                 env.extend(meta.env.iter().cloned());
+                env.extend(meta.secrets.vars().iter().cloned());
                 let mut pool = Pool::new(
                     matches!(f.kind, FunctionKind::Web { .. }),
                     prepared.clone(),
@@ -458,7 +463,8 @@ impl LoadedApp {
         let outcome = invoke(instance, name, input, timeout, &self.inner.cancel).await;
         let frame = std::mem::take(&mut instance.store.data_mut().frame);
         let logs = instance.take_logs();
-        let outcome = outcome.map_err(|e| refine(e, &logs));
+        let secrets = &self.inner.meta.secrets;
+        let outcome = outcome.map_err(|e| secrets.mask_error(refine(e, &logs)));
         let healthy = !matches!(&outcome, Err(e) if e.poisons_instance());
         let cold = lease.fresh;
         let memory = lease.instance().memory_size();

@@ -130,6 +130,7 @@ impl Host {
                 store: Arc::new(crate::kv::Memory::default()),
                 app: Arc::from("describe"),
             },
+            secrets: Default::default(),
             run_enter: false,
             run_exit: false,
             memory_limit: config.memory_limit,
@@ -237,6 +238,7 @@ impl Host {
             prepared.kv.store = store;
         }
         prepared.kv.app = Arc::from(meta.name.as_str());
+        prepared.secrets = meta.secrets.clone();
         let spec = self.read_spec(&prepared, &meta).await?;
         prepared.run_enter = spec.has_enter && prepared.lifecycle.is_some();
         prepared.run_exit = spec.has_exit && prepared.lifecycle.is_some();

@@ -24,16 +24,20 @@ struct Captured {
     buf: Vec<u8>,
     limit: usize,
     truncated: bool,
+    /// Masks secret values in what is taken.
+    secrets: crate::SecretEnv,
 }
 
 impl LogCapture {
-    /// A capture keeping at most `limit` bytes per execution.
-    pub(crate) fn new(limit: usize) -> Self {
+    /// A capture keeping at most `limit` bytes per execution, with the
+    /// values of `secrets` masked.
+    pub(crate) fn new(limit: usize, secrets: crate::SecretEnv) -> Self {
         LogCapture {
             inner: Arc::new(Mutex::new(Captured {
                 buf: Vec::new(),
                 limit,
                 truncated: false,
+                secrets,
             })),
         }
     }
@@ -59,7 +63,7 @@ impl LogCapture {
             text.push_str(TRUNCATED);
         }
         c.buf.clear();
-        text
+        c.secrets.mask(text)
     }
 }
 
@@ -127,7 +131,7 @@ mod tests {
 
     #[test]
     fn take_returns_and_clears() {
-        let logs = LogCapture::new(8);
+        let logs = LogCapture::new(8, Default::default());
         logs.append(b"abc");
         logs.append(b"def");
         assert_eq!(logs.take(), "abcdef");
@@ -136,7 +140,7 @@ mod tests {
 
     #[test]
     fn output_past_the_limit_is_cut_with_a_marker() {
-        let logs = LogCapture::new(4);
+        let logs = LogCapture::new(4, Default::default());
         logs.append(b"abcdef");
         assert_eq!(logs.take(), format!("abcd{TRUNCATED}"));
         logs.append(b"xy");

@@ -36,6 +36,8 @@ pub(crate) struct Prepared {
     pub(crate) outbound: crate::sandbox::Outbound,
     /// Where the app's key-value state is.
     pub(crate) kv: crate::kv::Access,
+    /// The secret environment, masked in captured logs.
+    pub(crate) secrets: crate::SecretEnv,
     /// Whether to call `enter` on new instances (the guest said it has one).
     pub(crate) run_enter: bool,
     /// Whether to call `exit` before dropping a healthy instance.
@@ -93,6 +95,7 @@ async fn instantiate(
         env,
         &prepared.outbound,
         &prepared.kv,
+        &prepared.secrets,
         prepared.memory_limit,
         prepared.log_limit,
     );

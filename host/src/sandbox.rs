@@ -207,10 +207,11 @@ pub(crate) fn new_store(
     env: &[(String, String)],
     outbound: &Outbound,
     kv: &crate::kv::Access,
+    secrets: &crate::SecretEnv,
     memory_limit: usize,
     log_limit: usize,
 ) -> Store<Sandbox> {
-    let logs = LogCapture::new(log_limit);
+    let logs = LogCapture::new(log_limit, secrets.clone());
     let wasi = WasiCtx::builder()
         .envs(env)
         .stdout(logs.clone())

@@ -10,6 +10,7 @@ mod library;
 mod observe;
 mod python;
 mod schedule;
+mod secrets;
 mod server;
 mod state;
 mod storage;

@@ -113,6 +113,17 @@ fn python_functions_deploy_run_fail_and_call_each_other_like_rust_ones() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // `modal.Dict`: durable state, shared with `modal dict`.
+    assert_eq!(
+        server.ok(&["call", "py", "visit", "\"ada\""]),
+        "{\"keys\":[\"ada\"],\"known\":true,\"record\":{\"name\":\"ada\",\"visits\":1}}\n"
+    );
+    server.ok(&["call", "py", "visit", "\"ada\""]);
+    assert_eq!(
+        server.ok(&["dict", "get", "py", "visits", "ada"]),
+        "{\"name\":\"ada\",\"visits\":2}\n"
+    );
+
     // Calls between functions: `square.map`, `square.spawn(x).get()`.
     assert_eq!(server.ok(&["call", "py", "sum_squares", "[1,2,3]"]), "14\n");
     assert_eq!(server.ok(&["call", "py", "square_later", "6"]), "36\n");

@@ -54,6 +54,22 @@ mod state {
         }
     }
 
+    /// Prints the value of environment variable `key` (a secret's, say:
+    /// the host masks it in the logs) and returns its length.
+    #[function]
+    fn print_env(key: String) -> Option<usize> {
+        let value = std::env::var(&key).ok()?;
+        println!("{key} is {value}");
+        Some(value.len())
+    }
+
+    /// Fails with an error that holds the value of `key` (masked by the
+    /// host).
+    #[function]
+    fn fail_with_env(key: String) -> Result<(), String> {
+        Err(format!("{key} was {}", std::env::var(&key).unwrap_or_default()))
+    }
+
     /// Tries to open a bucket named `name`; the error text if refused.
     #[function]
     fn open_bucket(name: String) -> String {

@@ -78,8 +78,8 @@ from typing import Callable, Iterator, Optional
 
 from modal import exception
 
-__all__ = ["App", "Cron", "Function", "FunctionCall", "Period", "Request", "Response", "exception",
-           "run_id"]
+__all__ = ["App", "Cron", "Dict", "Function", "FunctionCall", "Period", "Request", "Response",
+           "exception", "run_id"]
 
 SDK = "modal-guest-python 0.1.0"
 
@@ -388,6 +388,103 @@ def _results(function, outcomes, return_exceptions):
         if isinstance(outcome, exception.Error) and not return_exceptions:
             raise outcome
         yield outcome
+
+
+class Dict:
+    """A named bucket of the app's durable key-value state, as Modal's
+    `modal.Dict`: shared by all instances and versions of the app, kept
+    across redeploys and restarts. Keys are strings (others are JSON-encoded);
+    values are JSON::
+
+        index = modal.Dict.from_name("index")
+        index["ada"] = {"visits": 1}
+        if "ada" in index: ...
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @classmethod
+    def from_name(cls, name: str, *, create_if_missing: bool = True) -> "Dict":
+        """The bucket `name` (created on first write)."""
+        return cls(name)
+
+    def __repr__(self):
+        return f"<modal.Dict {self.name}>"
+
+    def _call(self, operation, *args):
+        from modal import _world
+
+        return _world.kv_call(self.name, operation, *args)
+
+    @staticmethod
+    def _key(key) -> str:
+        import json
+
+        return key if isinstance(key, str) else json.dumps(key)
+
+    def get(self, key, default=None):
+        """The value at `key`, or `default`."""
+        import json
+
+        value = self._call("get", self._key(key))
+        return default if value is None else json.loads(value)
+
+    def __getitem__(self, key):
+        import json
+
+        value = self._call("get", self._key(key))
+        if value is None:
+            raise KeyError(key)
+        return json.loads(value)
+
+    def put(self, key, value) -> None:
+        """Stores `value` (JSON) at `key`."""
+        import json
+
+        self._call("set", self._key(key), json.dumps(value).encode())
+
+    __setitem__ = put
+
+    def __contains__(self, key) -> bool:
+        return self._call("exists", self._key(key))
+
+    def __delitem__(self, key):
+        if key not in self:
+            raise KeyError(key)
+        self._call("delete", self._key(key))
+
+    def pop(self, key, *default):
+        """Removes `key` and returns its value (or `default`)."""
+        if key not in self:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        value = self[key]
+        self._call("delete", self._key(key))
+        return value
+
+    def incr(self, key, delta: int = 1) -> int:
+        """Adds `delta` to the number at `key` (0 when absent) in one step."""
+        return self._call("increment", self._key(key), delta)
+
+    def keys(self):
+        """Every key, in order."""
+        cursor = None
+        while True:
+            page = self._call("list_keys", cursor)
+            yield from page.keys
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    def __iter__(self):
+        return self.keys()
+
+    def items(self):
+        """Every (key, value), in key order."""
+        for key in self.keys():
+            yield key, self.get(key)
 
 
 def run_id() -> Optional[str]:

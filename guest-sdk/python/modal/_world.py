@@ -21,6 +21,10 @@ try:  # absent from components built with `modal build --portable`
     from wit_world.imports import context, invoke
 except ImportError:
     context = invoke = None
+try:
+    from wit_world.imports import atomics, store
+except ImportError:
+    atomics = store = None
 
 import modal
 
@@ -167,6 +171,41 @@ def invoke_map(app, function, inputs):
     """One output (bytes) or `modal.exception.Error` per input, in order."""
     return [r.value if isinstance(r, Ok) else _failure(r.value)
             for r in _invoke().map(app, function, inputs)]
+
+
+def _kv(what):
+    if store is None:
+        raise modal.exception.ExecutionError(
+            f"{what} needs the host's `wasi:keyvalue` import, which `modal build --portable` "
+            "leaves out")
+    return store
+
+
+def _kv_error(e):
+    """The `modal.exception.Error` for a `wasi:keyvalue` error."""
+    value = e.value
+    if type(value).__name__ == "Error_Other":
+        return modal.exception.Error(value.value)
+    if type(value).__name__ == "Error_NoSuchStore":
+        return modal.exception.NotFoundError("no such bucket")
+    return modal.exception.Error("access to the bucket was denied")
+
+
+def kv_call(bucket_name, operation, *args):
+    """`operation` (`get`, `set`, `delete`, `exists`, `list_keys` or
+    `increment`) on the bucket `bucket_name`, opened once per instance."""
+    try:
+        bucket = _BUCKETS.get(bucket_name)
+        if bucket is None:
+            bucket = _BUCKETS[bucket_name] = _kv("a modal.Dict").open(bucket_name)
+        if operation == "increment":
+            return atomics.increment(bucket, *args)
+        return getattr(bucket, operation)(*args)
+    except Err as e:
+        raise _kv_error(e) from None
+
+
+_BUCKETS = {}
 
 
 class Lifecycle(exports.Lifecycle):

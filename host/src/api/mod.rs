@@ -260,6 +260,34 @@ pub struct Executions {
     pub executions: Vec<ExecutionRecord>,
 }
 
+/// The body of `POST secrets/{name}`: the secret's variables.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretCreate {
+    /// `KEY` → `VALUE`.
+    pub vars: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for SecretCreate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&String> = self.vars.keys().collect();
+        f.debug_struct("SecretCreate").field("keys", &keys).finish()
+    }
+}
+
+/// The answer of `GET secrets`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secrets {
+    /// Every secret, by name; never a value.
+    pub secrets: Vec<crate::platform::SecretInfo>,
+}
+
+/// The answer of `DELETE secrets/{name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretDeleted {
+    /// The secret.
+    pub name: String,
+}
+
 /// One key-value bucket of an app.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DictInfo {

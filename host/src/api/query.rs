@@ -98,6 +98,8 @@ pub struct DeployQuery {
     /// Apps whose functions may call this app's (`allow_caller`,
     /// repeated; `*` for every app).
     pub allow_callers: Vec<String>,
+    /// Secrets to attach (`secret`, repeated).
+    pub secrets: Vec<String>,
     /// Where failed scheduled runs are reported (`notify`).
     pub notify: Option<String>,
     /// A label for the version (`tag`).
@@ -122,6 +124,9 @@ impl DeployQuery {
         }
         for app in &self.allow_callers {
             query.add("allow_caller", app);
+        }
+        for secret in &self.secrets {
+            query.add("secret", secret);
         }
         query
             .add_some("notify", self.notify.as_ref())
@@ -172,6 +177,7 @@ impl DeployQuery {
             env,
             allow_http: pairs.all("allow_http").map(str::to_string).collect(),
             allow_callers,
+            secrets: pairs.all("secret").map(str::to_string).collect(),
             notify: pairs.non_empty("notify").map(str::to_string),
             tag: pairs.non_empty("tag").map(str::to_string),
             git,
@@ -186,6 +192,7 @@ impl DeployQuery {
             env: self.env,
             allow_http: self.allow_http,
             allow_callers: self.allow_callers,
+            secrets: self.secrets,
             notify: self.notify,
             tag: self.tag,
             deployer: self.deployer,
@@ -388,6 +395,7 @@ mod tests {
             env: vec![("GREETING".into(), "a=b & c+d é".into())],
             allow_http: vec!["example.com:8080".into(), "[::1]".into()],
             allow_callers: vec!["other".into(), "*".into()],
+            secrets: vec!["openai".into()],
             notify: Some("http://127.0.0.1:9/hook?x=1".into()),
             tag: Some("first try/2".into()),
             git: Some(GitInfo {

@@ -12,9 +12,10 @@ use hyper_util::rt::TokioIo;
 use modal_host::api::{
     ApiError, AppDetail, AppList, CallResult, CallStatus, DeployQuery, Deployed, DictChanged,
     DictKeys, DictValue, Dicts, ErrorBody, ExecutionRecord, Executions, GcReport, History,
-    LogsQuery, Paused, ResultQuery, RollbackQuery, RunStarted, Schedules, Spawned, Stats, Stopped,
-    VersionQuery, sse,
+    LogsQuery, Paused, ResultQuery, RollbackQuery, RunStarted, Schedules, SecretCreate,
+    SecretDeleted, Secrets, Spawned, Stats, Stopped, VersionQuery, sse,
 };
+use modal_host::platform::SecretInfo;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
@@ -274,6 +275,34 @@ impl Client {
 
     async fn post<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T, ClientError> {
         self.request(Method::POST, path, body).await
+    }
+
+    /// Every secret (names, keys, revisions; never values).
+    pub async fn secrets(&self) -> Result<Secrets, ClientError> {
+        self.get(&path(&["secrets"], "")).await
+    }
+
+    /// Creates secret `name` (a new revision with `force`).
+    pub async fn create_secret(
+        &self,
+        name: &str,
+        create: &SecretCreate,
+        force: bool,
+    ) -> Result<SecretInfo, ClientError> {
+        let query = if force { "force=true" } else { "" };
+        let body = serde_json::to_vec(create).map_err(ClientError::Decode)?;
+        self.post(&path(&["secrets", name], query), body).await
+    }
+
+    /// Deletes secret `name`.
+    pub async fn delete_secret(
+        &self,
+        name: &str,
+        force: bool,
+    ) -> Result<SecretDeleted, ClientError> {
+        let query = if force { "force=true" } else { "" };
+        self.request(Method::DELETE, &path(&["secrets", name], query), Vec::new())
+            .await
     }
 
     /// The key-value buckets of `app`.

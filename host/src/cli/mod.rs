@@ -45,6 +45,10 @@ enum Command {
     /// Pause, resume, fire and inspect schedules.
     #[command(subcommand)]
     Schedule(apps::ScheduleCommand),
+    /// Create, list and delete secrets (variables given to apps deployed
+    /// with `--secret`, encrypted at rest, never shown).
+    #[command(subcommand)]
+    Secret(apps::SecretCommand),
     /// Read and change the apps' key-value state (`modal_guest::Dict`,
     /// `modal.Dict`, `wasi:keyvalue`).
     #[command(subcommand)]
@@ -101,6 +105,7 @@ pub fn main() -> ExitCode {
             Command::App(command) => apps::app(command).await,
             Command::Schedule(command) => apps::schedule(command).await,
             Command::Dict(command) => apps::dict(command).await,
+            Command::Secret(command) => apps::secret(command).await,
         }
     });
     match result {

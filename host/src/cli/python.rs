@@ -39,6 +39,10 @@ const WIT: &[(&str, &str)] = &[
     ("deps/http.wit", include_str!("../../../wit/deps/http.wit")),
     ("deps/io.wit", include_str!("../../../wit/deps/io.wit")),
     (
+        "deps/keyvalue.wit",
+        include_str!("../../../wit/deps/keyvalue.wit"),
+    ),
+    (
         "deps/random.wit",
         include_str!("../../../wit/deps/random.wit"),
     ),

@@ -24,6 +24,8 @@ pub struct DeployRequest {
     /// Apps whose functions may call this app's functions (`*`: every
     /// app); calls within the app are always allowed.
     pub allow_callers: Vec<String>,
+    /// Secrets whose variables the guest gets (their latest revisions).
+    pub secrets: Vec<String>,
     /// Where failed scheduled runs are reported (a JSON POST); the
     /// platform's default when `None`.
     pub notify: Option<String>,
@@ -60,6 +62,9 @@ pub struct Deployment {
     pub took_ms: f64,
     /// For a rollback, the version whose code now runs.
     pub rollback_of: Option<u64>,
+    /// The secrets attached, by name and revision.
+    #[serde(default)]
+    pub secrets: Vec<super::SecretRef>,
 }
 
 /// What garbage collection removed.
@@ -153,6 +158,9 @@ impl Platform {
         validate_app_name(&request.name)?;
         validate_env(&request.env)?;
         validate_callers(&request.allow_callers)?;
+        for name in &request.secrets {
+            super::secrets::validate_secret_name(name)?;
+        }
         self.check_upload(wasm.len())?;
         let this = self.clone();
         self.to_the_end(async move {
@@ -177,13 +185,20 @@ impl Platform {
         &self,
         wasm: bytes::Bytes,
         request: DeployRequest,
-        rollback_of: Option<u64>,
+        rollback: Option<(u64, Vec<super::SecretRef>)>,
     ) -> Result<Deployment, Error> {
         let start = Instant::now();
         let _gc = self.inner.gc_lock.read().await;
+        let (rollback_of, secrets) = match rollback {
+            // A rollback brings back the secret revisions it ran with.
+            Some((from, pinned)) => (Some(from), pinned),
+            None => (None, self.latest_secrets(&request.secrets).await?),
+        };
+        let secret_env = self.secret_env(&secrets, &request.env).await?;
         let version = self.inner.registry.next_version(&request.name).await?;
         let digest = digest(&wasm);
         let meta = AppMeta {
+            secrets: secret_env,
             name: request.name.clone(),
             version,
             env: request.env.clone(),
@@ -205,6 +220,7 @@ impl Platform {
             env: request.env,
             allow_http: request.allow_http,
             allow_callers: request.allow_callers,
+            secrets,
             notify: request.notify,
             pool: request.pool,
             deployed_at: now_ms(),
@@ -249,6 +265,7 @@ impl Platform {
             compile_ms: stats.elapsed.as_secs_f64() * 1e3,
             took_ms: start.elapsed().as_secs_f64() * 1e3,
             rollback_of,
+            secrets: record.secrets,
         })
     }
 
@@ -321,13 +338,15 @@ impl Platform {
             env: old.env,
             allow_http: old.allow_http,
             allow_callers: old.allow_callers,
+            secrets: Vec::new(),
             notify: old.notify,
             tag: old.tag,
             deployer: deployer.to_string(),
             git: old.git,
             pool: old.pool,
         };
-        self.publish(bytes, request, Some(target)).await
+        self.publish(bytes, request, Some((target, old.secrets)))
+            .await
     }
 
     /// The version a rollback without a version goes back to.

@@ -89,7 +89,9 @@ impl Platform {
     async fn load_version(&self, app: &str, version: u64) -> Result<LoadedApp, Error> {
         let record = self.version_record(app, version).await?;
         let bytes = self.inner.artifacts.get(&record.digest).await?;
+        let secrets = self.secret_env(&record.secrets, &record.env).await?;
         let meta = AppMeta {
+            secrets,
             name: app.to_string(),
             version,
             env: record.env,

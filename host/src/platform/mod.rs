@@ -22,6 +22,7 @@ mod metrics;
 mod records;
 mod registry;
 mod scheduler;
+pub mod secrets;
 mod sqlite;
 pub mod state;
 mod status;
@@ -37,7 +38,8 @@ pub use records::{
 };
 pub use registry::{AppRecord, AppState, Fire, GitInfo, Registry, ScheduleState, VersionRecord};
 pub use scheduler::ScheduleStatus;
-pub use sqlite::{SqliteKeyValue, SqliteRecords, SqliteRegistry};
+pub use secrets::{SecretInfo, SecretKey, SecretRef, SecretStore};
+pub use sqlite::{SqliteKeyValue, SqliteRecords, SqliteRegistry, SqliteSecrets};
 pub use status::{AppStatus, DrainStatus, VersionState, VersionStatus};
 
 use crate::app::{Execution, ExecutionSink};
@@ -96,17 +98,22 @@ pub struct Stores {
     pub records: Arc<dyn RecordStore>,
     /// The apps' key-value buckets.
     pub kv: Arc<dyn crate::kv::KeyValue>,
+    /// Secrets, sealed.
+    pub secrets: Arc<dyn SecretStore>,
+    /// The key that seals them.
+    pub secret_key: SecretKey,
 }
 
 impl Stores {
     /// The embedded default in `state_dir`: `registry.db`,
-    /// `executions.db` and `kv.db` (SQLite) and `artifacts/`, all private
-    /// to the user.
+    /// `executions.db`, `kv.db` and `secrets.db` (SQLite), `artifacts/`
+    /// and `secret.key`, all private to the user.
     pub fn sqlite(state_dir: &Path) -> Result<Stores, Error> {
         let registry = state_dir.join("registry.db");
         let records = state_dir.join("executions.db");
         let kv = state_dir.join("kv.db");
-        for db in [&registry, &records, &kv] {
+        let secrets = state_dir.join("secrets.db");
+        for db in [&registry, &records, &kv, &secrets] {
             if !db.exists() {
                 // SQLite gives its -wal and -shm files the mode of the
                 // database file.
@@ -121,6 +128,8 @@ impl Stores {
             artifacts: Arc::new(FileArtifacts::open(&state_dir.join("artifacts"))?),
             records: Arc::new(SqliteRecords::open(&records)?),
             kv: Arc::new(SqliteKeyValue::open(&kv)?),
+            secrets: Arc::new(SqliteSecrets::open(&secrets)?),
+            secret_key: SecretKey::load_or_create(state_dir)?,
         })
     }
 }
@@ -149,6 +158,8 @@ struct Inner {
     invoker: Arc<dyn crate::invoke::Invoker>,
     /// The apps' key-value buckets.
     kv: Arc<dyn crate::kv::KeyValue>,
+    secrets: Arc<dyn SecretStore>,
+    secret_key: SecretKey,
     live: live::Live,
     deploy_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Deploys hold it shared while their artifact is not yet referenced;
@@ -234,6 +245,8 @@ impl Platform {
             sink: Some(sink),
             invoker: Arc::new(calls::Calls(weak.clone())),
             kv: stores.kv,
+            secrets: stores.secrets,
+            secret_key: stores.secret_key,
             live: live::Live::default(),
             deploy_locks: Mutex::new(HashMap::new()),
             gc_lock: tokio::sync::RwLock::new(()),

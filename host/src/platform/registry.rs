@@ -78,6 +78,9 @@ pub struct VersionRecord {
     /// Apps whose functions may call this one's (`*`: every app).
     #[serde(default)]
     pub allow_callers: Vec<String>,
+    /// The secrets it was deployed with, by name and revision.
+    #[serde(default)]
+    pub secrets: Vec<super::SecretRef>,
     /// Where failed scheduled runs are reported (a JSON POST).
     pub notify: Option<String>,
     /// Pool settings given at deploy (plain `wasi:http` components).

@@ -8,8 +8,8 @@ use crate::api::query::{MAX_LOGS, Pairs};
 use crate::api::{
     ApiError, AppDetail, AppList, CallResult, CallStatus, DeployQuery, Deployed, DictChanged,
     DictInfo, DictKeys, DictValue, Dicts, ErrorBody, Executions, History, LogsQuery, Output,
-    Paused, ResultQuery, RollbackQuery, RunStarted, Schedules, Spawned, Stats, Stopped,
-    VersionQuery, WebUrl, sse,
+    Paused, ResultQuery, RollbackQuery, RunStarted, Schedules, SecretCreate, SecretDeleted,
+    Secrets, Spawned, Stats, Stopped, VersionQuery, WebUrl, sse,
 };
 use crate::app::Trigger;
 use crate::error::Error;
@@ -121,6 +121,21 @@ pub(crate) async fn handle(state: &State, rest: &str, req: Request<RequestBody>)
             }
             logs(state, name, &query).await.map(ok)
         }
+        (&Method::GET, ["secrets"]) => state
+            .platform
+            .secrets()
+            .await
+            .map(|secrets| ok(Secrets { secrets })),
+        (&Method::POST, ["secrets", name]) => create_secret(state, name, &pairs, req).await.map(ok),
+        (&Method::DELETE, ["secrets", name]) => state
+            .platform
+            .delete_secret(name, pairs.get("force") == Some("true"))
+            .await
+            .map(|()| {
+                ok(SecretDeleted {
+                    name: name.to_string(),
+                })
+            }),
         (&Method::GET, ["apps", name, "dicts"]) => state.platform.dicts(name).await.map(|d| {
             ok(Dicts {
                 dicts: d
@@ -349,6 +364,25 @@ async fn spawn(
     let input = read_body(req, state.platform.config().max_upload).await?;
     let call_id = state.platform.spawn(app, function, &input, version).await?;
     Ok(Spawned { call_id })
+}
+
+/// Most bytes of a secret's variables.
+const MAX_SECRET: usize = 1 << 20;
+
+async fn create_secret(
+    state: &State,
+    name: &str,
+    pairs: &Pairs,
+    req: Request<RequestBody>,
+) -> Result<crate::platform::SecretInfo, Error> {
+    let body = read_body(req, MAX_SECRET).await?;
+    // The body's text is never echoed: it holds the values.
+    let create: SecretCreate = serde_json::from_slice(&body).map_err(|_| {
+        Error::BadInput(r#"the body is not {"vars": {"KEY": "VALUE", ...}}"#.into())
+    })?;
+    let force = pairs.get("force") == Some("true");
+    let vars = create.vars.into_iter().collect();
+    state.platform.create_secret(name, vars, force).await
 }
 
 async fn result(state: &State, id: &str, pairs: &Pairs) -> Result<CallStatus, Error> {

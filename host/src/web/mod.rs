@@ -243,7 +243,8 @@ impl Ending {
     fn finish(self, (mut lease, outcome): Handled, status: Option<u16>) -> Result<(), Error> {
         let frame = std::mem::take(&mut lease.instance().store.data_mut().frame);
         let mut logs = lease.instance().take_logs();
-        let outcome = outcome.map_err(|e| crate::trap::refine(e, &logs));
+        let secrets = &self.app.inner.meta.secrets;
+        let outcome = outcome.map_err(|e| secrets.mask_error(crate::trap::refine(e, &logs)));
         if let (Err(e), Some(ErrorId(id))) = (&outcome, &self.error_id) {
             logs.push_str(&format!("[modal] error {id}: {e}\n"));
         }

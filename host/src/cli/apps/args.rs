@@ -28,6 +28,11 @@ pub struct DeployArgs {
     /// the app does not exist. Calls within the app are always allowed.
     #[arg(long = "allow-caller", value_name = "APP")]
     pub allow_callers: Vec<String>,
+    /// Give the app the variables of secret NAME (`modal secret create`),
+    /// at its latest revision (repeatable). The version records the
+    /// revision: a rollback brings its values back.
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
     /// Where failed scheduled runs are reported: a JSON POST with app,
     /// version, function, fire time, error and log tail.
     #[arg(long, value_name = "URL")]
@@ -102,6 +107,48 @@ pub struct ResultArgs {
     pub tree: bool,
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+/// `modal secret ...`.
+#[derive(Subcommand)]
+pub enum SecretCommand {
+    /// Create a secret from KEY=VALUE pairs and/or a .env file. Values are
+    /// never printed, and masked in the logs of the apps that use them.
+    Create {
+        /// The secret's name (letters, digits, `-`, `_`).
+        name: String,
+        /// Its variables, KEY=VALUE.
+        #[arg(value_name = "KEY=VALUE")]
+        vars: Vec<String>,
+        /// Read variables from a .env file too (`KEY=VALUE` lines).
+        #[arg(long, value_name = "FILE")]
+        from_dotenv: Option<std::path::PathBuf>,
+        /// Replace an existing secret with a new revision (versions already
+        /// deployed keep the old values; the next deploy takes the new).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The secrets: names, keys, revisions and the apps using them.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete a secret (refused while a live version uses it).
+    Delete {
+        /// The secret.
+        name: String,
+        /// Delete it even though a live version uses it (that version
+        /// keeps running but cannot be loaded again).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 /// `modal dict ...`.

@@ -1,13 +1,15 @@
 //! The client commands: each sends its request through the typed client
 //! and prints the answer (see `render`).
 
-use super::args::{AppCommand, CallArgs, DeployArgs, DictCommand, ResultArgs, ScheduleCommand};
+use super::args::{
+    AppCommand, CallArgs, DeployArgs, DictCommand, ResultArgs, ScheduleCommand, SecretCommand,
+};
 use super::render;
 use crate::cli::client::{Client, ClientError};
 use anyhow::{Context, bail};
 use modal_host::api::{
     CallState, DeployQuery, ExecutionRecord, GitInfo, LogsQuery, ResultQuery, RollbackQuery,
-    Trigger, VersionQuery,
+    SecretCreate, Trigger, VersionQuery,
 };
 use std::io::Write;
 use std::path::Path;
@@ -63,6 +65,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         env: args.env,
         allow_http: args.allow_http,
         allow_callers: args.allow_callers,
+        secrets: args.secrets,
         notify: args.notify,
         tag: args.tag,
         git: git_info(),
@@ -236,6 +239,97 @@ async fn logs(
 const MAX_HISTORY: usize = 1000;
 
 /// `modal schedule ...`.
+/// The variables of `modal secret create`: the arguments, then the .env
+/// file. A bad argument is reported without its text (it may hold a
+/// value).
+fn secret_vars(
+    vars: Vec<String>,
+    dotenv: Option<&Path>,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut all = std::collections::BTreeMap::new();
+    for (i, var) in vars.into_iter().enumerate() {
+        let Some((key, value)) = var.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            bail!(
+                "argument {} is not KEY=VALUE (its text is not shown)",
+                i + 2
+            );
+        };
+        if all.insert(key.to_string(), value.to_string()).is_some() {
+            bail!("`{key}` is given twice");
+        }
+    }
+    if let Some(path) = dotenv {
+        let lines = dotenvy::from_path_iter(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        for line in lines {
+            let (key, value) = line.map_err(|e| match e {
+                dotenvy::Error::LineParse(_, at) => {
+                    anyhow::anyhow!("{}: cannot parse the line at byte {at}", path.display())
+                }
+                e => anyhow::anyhow!("{}: {e}", path.display()),
+            })?;
+            if all.insert(key.clone(), value).is_some() {
+                bail!("`{key}` is given twice");
+            }
+        }
+    }
+    if all.is_empty() {
+        bail!("give the secret's variables as KEY=VALUE, or with --from-dotenv FILE");
+    }
+    Ok(all)
+}
+
+/// `modal secret ...`.
+pub async fn secret(command: SecretCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SecretCommand::Create {
+            name,
+            vars,
+            from_dotenv,
+            force,
+            server,
+        } => {
+            let create = SecretCreate {
+                vars: secret_vars(vars, from_dotenv.as_deref())?,
+            };
+            let info = server
+                .client()?
+                .create_secret(&name, &create, force)
+                .await?;
+            println!(
+                "✓ Created secret {} (revision {}) with {}.",
+                info.name,
+                info.revision,
+                info.keys.join(", ")
+            );
+            if info.revision > 1 && !info.used_by.is_empty() {
+                println!(
+                    "  Redeploy {} to use it; their live versions keep revision {}.",
+                    info.used_by.join(", "),
+                    info.revision - 1
+                );
+            }
+        }
+        SecretCommand::List { json, server } => {
+            let secrets = server.client()?.secrets().await?.secrets;
+            if json {
+                print_json(&secrets)?;
+            } else {
+                print!("{}", render::secrets(&secrets));
+            }
+        }
+        SecretCommand::Delete {
+            name,
+            force,
+            server,
+        } => {
+            server.client()?.delete_secret(&name, force).await?;
+            println!("✓ Deleted secret {name}.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `modal dict ...`.
 pub async fn dict(command: DictCommand) -> anyhow::Result<ExitCode> {
     match command {

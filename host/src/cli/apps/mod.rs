@@ -8,5 +8,6 @@ mod render;
 
 pub use args::{
     AppCommand, CallArgs, DeployArgs, DictCommand, PoolArgs, ResultArgs, ScheduleCommand,
+    SecretCommand,
 };
-pub use commands::{app, call, deploy, dict, result, schedule, spawn};
+pub use commands::{app, call, deploy, dict, result, schedule, secret, spawn};

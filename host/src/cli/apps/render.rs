@@ -55,14 +55,24 @@ fn short(digest: &str) -> &str {
 pub fn deploy(file: &Path, size: u64, deployed: &Deployed) -> String {
     let d = &deployed.deployment;
     let mut out = deploy_steps(file, size, d);
-    let functions = &d.spec.functions;
-    for (i, f) in functions.iter().enumerate() {
-        let branch = if i + 1 == functions.len() {
+    let mut lines: Vec<String> = d
+        .spec
+        .functions
+        .iter()
+        .map(|f| function_line(f, &deployed.web))
+        .collect();
+    lines.extend(
+        d.secrets
+            .iter()
+            .map(|s| format!("Attached secret {} (revision {})", s.name, s.revision)),
+    );
+    for (i, line) in lines.iter().enumerate() {
+        let branch = if i + 1 == lines.len() {
             "└──"
         } else {
             "├──"
         };
-        let _ = writeln!(out, "{branch} 🔨 {}", function_line(f, &deployed.web));
+        let _ = writeln!(out, "{branch} 🔨 {line}");
     }
     let took = if d.took_ms < 1000.0 {
         format!("{:.0} ms", d.took_ms)
@@ -177,6 +187,34 @@ pub fn execution_at(e: &ExecutionRecord, indent: usize) -> String {
         let _ = writeln!(out, "    {pad}{line}");
     }
     out
+}
+
+/// The secrets: never their values.
+pub fn secrets(secrets: &[modal_host::platform::SecretInfo]) -> String {
+    if secrets.is_empty() {
+        return "No secrets yet; create one with `modal secret create NAME KEY=VALUE`.\n".into();
+    }
+    let rows = secrets
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.keys.join(", "),
+                s.revision.to_string(),
+                timestamp(Some(s.created_at)),
+                timestamp(Some(s.updated_at)),
+                if s.used_by.is_empty() {
+                    "-".to_string()
+                } else {
+                    s.used_by.join(", ")
+                },
+            ]
+        })
+        .collect();
+    table(
+        &["name", "keys", "revision", "created", "updated", "used by"],
+        rows,
+    )
 }
 
 /// The buckets of an app.

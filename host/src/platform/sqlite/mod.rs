@@ -7,10 +7,12 @@ mod kv;
 mod migrate;
 mod records;
 mod registry;
+mod secrets;
 
 pub use kv::SqliteKeyValue;
 pub use records::SqliteRecords;
 pub use registry::SqliteRegistry;
+pub use secrets::SqliteSecrets;
 
 use crate::error::Error;
 use rusqlite::Connection;

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS schedules (
 );",
     "ALTER TABLE versions ADD COLUMN pool TEXT NOT NULL DEFAULT '{}';",
     "ALTER TABLE versions ADD COLUMN allow_callers TEXT NOT NULL DEFAULT '[]';",
+    "ALTER TABLE versions ADD COLUMN secrets TEXT NOT NULL DEFAULT '[]';",
 ];
 
 impl SqliteRegistry {
@@ -75,7 +76,7 @@ fn app_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
 const APP_COLUMNS: &str = "name, state, live_version, created_at, updated_at";
 
 const VERSION_COLUMNS: &str = "app, version, digest, spec, env, deployed_at, deployer, tag, \
-     git_commit, git_dirty, rollback_of, allow_http, notify, pool, allow_callers";
+     git_commit, git_dirty, rollback_of, allow_http, notify, pool, allow_callers, secrets";
 
 fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     fn json<T: serde::de::DeserializeOwned>(
@@ -107,6 +108,7 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
         notify: row.get(12)?,
         pool: json(row, 13)?,
         allow_callers: json(row, 14)?,
+        secrets: json(row, 15)?,
     })
 }
 
@@ -186,7 +188,7 @@ impl Registry for SqliteRegistry {
                     params![v.app, v.version, at],
                 )?;
                 tx.execute(
-                    &format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+                    &format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
                     params![
                         v.app,
                         v.version,
@@ -203,6 +205,7 @@ impl Registry for SqliteRegistry {
                         v.notify,
                         to_json(&v.pool)?,
                         to_json(&v.allow_callers)?,
+                        to_json(&v.secrets)?,
                     ],
                 )?;
                 tx.commit()
@@ -333,6 +336,10 @@ mod tests {
             env: vec![("K".into(), "V".into())],
             allow_http: vec!["example.com".into()],
             allow_callers: vec!["other".into()],
+            secrets: vec![crate::platform::SecretRef {
+                name: "api".into(),
+                revision: 2,
+            }],
             notify: None,
             pool: PoolSettings::default(),
             deployed_at: 1000 + version,

@@ -1,0 +1,192 @@
+//! Secrets: created, listed and deleted with `modal secret`, attached at
+//! deploy, recorded per version by revision, given to the guest as
+//! variables, and never shown: not in history, API answers, pages,
+//! metrics, stored logs or errors.
+
+use crate::server::Server;
+use modal_test_support::STATE;
+
+const VALUE: &str = "hunter2-very-secret";
+const OLD: &str = "old-value-of-the-key";
+
+/// Everything a user or an attacker with the token could read of the
+/// server: none of it may hold a secret value.
+fn assert_nowhere(server: &Server, value: &str) {
+    let token = server.token();
+    let pages = [
+        "/api/v1/apps",
+        "/api/v1/apps/state",
+        "/api/v1/apps/state/history",
+        "/api/v1/apps/state/logs?limit=500",
+        "/api/v1/secrets",
+        "/metrics",
+    ];
+    for page in pages {
+        let (status, body) =
+            crate::http::Http::blocking_raw(&server.addr, Some(&token), "GET", page);
+        assert_eq!(status, 200, "{page}: {body}");
+        assert!(!body.contains(value), "{page} shows the secret: {body}");
+    }
+    for args in [
+        &["app", "history", "state", "--json"][..],
+        &["app", "logs", "state", "-n", "100"],
+        &["secret", "list", "--json"],
+    ] {
+        let out = server.ok(args);
+        assert!(
+            !out.contains(value),
+            "modal {args:?} shows the secret: {out}"
+        );
+    }
+    for file in [
+        "registry.db",
+        "executions.db",
+        "executions.db-wal",
+        "registry.db-wal",
+        "secrets.db",
+        "secrets.db-wal",
+    ] {
+        if let Ok(bytes) = std::fs::read(server.state.join(file)) {
+            let found = bytes.windows(value.len()).any(|w| w == value.as_bytes());
+            assert!(!found, "{file} holds the secret in clear");
+        }
+    }
+}
+
+#[test]
+fn secrets_reach_the_guest_and_appear_nowhere_else() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    let dotenv = state.path().join("api.env");
+    std::fs::write(
+        &dotenv,
+        format!("API_KEY={OLD}\n# a comment\nREGION=\"eu west\"\n"),
+    )
+    .unwrap();
+    let out = server.ok(&[
+        "secret",
+        "create",
+        "api",
+        "--from-dotenv",
+        dotenv.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out,
+        "✓ Created secret api (revision 1) with API_KEY, REGION.\n"
+    );
+    assert_eq!(
+        server.err(&["secret", "create", "api", &format!("API_KEY={VALUE}")]),
+        "error: bad input: secret `api` already exists; add --force to replace it (versions \
+         deployed with it keep their values; the next deploy takes the new ones)"
+    );
+    assert_eq!(
+        server.err(&["deploy", STATE, "--secret", "nope"]),
+        "error: bad input: no secret named `nope`; create it with `modal secret create nope KEY=VALUE`"
+    );
+    assert_eq!(
+        server.err(&["secret", "create", "x", "not-a-pair"]),
+        "error: argument 2 is not KEY=VALUE (its text is not shown)"
+    );
+
+    let out = server.ok(&["deploy", STATE, "--secret", "api"]);
+    assert!(out.contains("🔨 Attached secret api (revision 1)"), "{out}");
+    assert_eq!(
+        server.ok(&["call", "state", "print_env", "\"REGION\""]),
+        "7\n",
+        "the guest sees the variables"
+    );
+
+    // A new revision takes effect at the next deploy; a rollback brings
+    // back the revision its version ran with.
+    let out = server.ok(&[
+        "secret",
+        "create",
+        "api",
+        &format!("API_KEY={VALUE}"),
+        "--force",
+    ]);
+    assert!(
+        out.contains("(revision 2)") && out.contains("Redeploy state"),
+        "{out}"
+    );
+    let len = |s: &str| format!("{}\n", s.len());
+    assert_eq!(
+        server.ok(&["call", "state", "print_env", "\"API_KEY\""]),
+        len(OLD)
+    );
+    server.ok(&["deploy", STATE, "--secret", "api"]);
+    assert_eq!(
+        server.ok(&["call", "state", "print_env", "\"API_KEY\""]),
+        len(VALUE)
+    );
+    server.ok(&["app", "rollback", "state"]);
+    assert_eq!(
+        server.ok(&["call", "state", "print_env", "\"API_KEY\""]),
+        len(OLD)
+    );
+    server.ok(&["deploy", STATE, "--secret", "api"]);
+    assert_eq!(
+        server.ok(&["call", "state", "print_env", "\"API_KEY\""]),
+        len(VALUE)
+    );
+
+    // Printed or put in an error by the guest, the value is masked.
+    assert_eq!(
+        server.err(&["call", "state", "fail_with_env", "\"API_KEY\""]),
+        "error: function `fail_with_env` failed: API_KEY was ***"
+    );
+    let logs = server.ok(&["app", "logs", "state", "--function", "print_env", "-n", "1"]);
+    assert!(logs.contains("API_KEY is ***"), "{logs}");
+
+    let list = server.ok(&["secret", "list"]);
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("api"))
+        .unwrap_or_else(|| panic!("{list}"));
+    // Revision 2 replaced the variables of revision 1.
+    let cells: Vec<&str> = row
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        (cells[1], cells[2], cells[5]),
+        ("API_KEY", "2", "state"),
+        "{row}"
+    );
+
+    // Survives a restart (sealed in secrets.db, opened with secret.key).
+    let server = server.restart();
+    assert_eq!(
+        server.ok(&["call", "state", "print_env", "\"API_KEY\""]),
+        len(VALUE)
+    );
+    assert_nowhere(&server, VALUE);
+    assert_nowhere(&server, OLD);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(server.state.join("secret.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Deleting a secret a live version uses needs --force.
+    assert_eq!(
+        server.err(&["secret", "delete", "api"]),
+        "error: bad input: secret `api` is used by the live version of state; redeploy without \
+         it, or add --force (a version using it could then not be loaded again)"
+    );
+    server.ok(&["deploy", STATE]);
+    assert_eq!(
+        server.ok(&["call", "state", "print_env", "\"API_KEY\""]),
+        "null\n"
+    );
+    assert_eq!(
+        server.ok(&["secret", "delete", "api"]),
+        "✓ Deleted secret api.\n"
+    );
+    assert_eq!(
+        server.ok(&["secret", "list"]),
+        "No secrets yet; create one with `modal secret create NAME KEY=VALUE`.\n"
+    );
+}
