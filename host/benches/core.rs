@@ -3,12 +3,13 @@
 //! pooling allocator, warm-call latency through the pool (checkout, call,
 //! check-in) and cold-call latency (fresh instance + call); calls between
 //! functions (`examples/fanout`, through a `Platform`): a nested warm call
-//! against a plain one, and the throughput of `map`.
+//! against a plain one, and the throughput of `map`; warm key-value `get`
+//! and `put` from a guest on the SQLite store.
 //!
 //! Run it with `cargo bench -p modal-host --bench core` (release build).
 
 use modal_host::{AppMeta, DeployRequest, Host, HostConfig, Platform, PlatformConfig, Trigger};
-use modal_test_support::{COUNTER, FANOUT, HELLO, wasm};
+use modal_test_support::{COUNTER, FANOUT, HELLO, STATE, wasm};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -92,7 +93,51 @@ async fn calls_between_functions() {
         format!("{:.0}k inputs/s", 1000.0 / per_map.as_secs_f64() / 1e3),
         ">= 200k inputs/s",
     );
+    key_value(&platform).await;
     platform.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Warm `get` and `put` from a guest on the SQLite store (`kv.db`, WAL):
+/// a guest loop of many operations, so the call's own cost is spread.
+async fn key_value(platform: &Platform) {
+    let request = DeployRequest {
+        name: "state".into(),
+        ..Default::default()
+    };
+    platform
+        .deploy(&wasm(STATE), request)
+        .await
+        .expect("deploys");
+    let call = |function: &'static str, n: u32| async move {
+        let input = n.to_string();
+        let start = Instant::now();
+        platform
+            .call("state", function, input.as_bytes(), None, Trigger::Call)
+            .await
+            .expect("runs")
+            .outcome
+            .expect(function);
+        start.elapsed() / n
+    };
+    call("puts", 1_000).await;
+    let mut puts: Vec<Duration> = Vec::new();
+    let mut gets: Vec<Duration> = Vec::new();
+    for _ in 0..5 {
+        puts.push(call("puts", 5_000).await);
+        gets.push(call("gets", 50_000).await);
+    }
+    puts.sort();
+    gets.sort();
+    row(
+        "key-value get from a guest (median of 5 x 50,000)",
+        format!("{:.2} µs", micros(percentile(&gets, 0.5))),
+        "<= 10 µs",
+    );
+    row(
+        "key-value put from a guest (median of 5 x 5,000)",
+        format!("{:.2} µs", micros(percentile(&puts, 0.5))),
+        "<= 50 µs",
+    );
 }
 
 fn micros(d: Duration) -> f64 {

@@ -12,12 +12,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// A new random id for a call (`call-` and 20 hex digits).
+/// A new id for a call: `call-` and 24 hex digits, a random 48-bit prefix
+/// drawn once per process and a 48-bit counter, so ids never repeat
+/// across restarts (short of a 1-in-2^48 prefix collision) and cost no
+/// syscall each. They are names, not credentials: reading a call's result
+/// takes the control token, or, for a guest, being of its app.
 pub(crate) fn new_call_id() -> Result<String, Error> {
-    let mut bytes = [0u8; 10];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Internal(format!("no randomness for a call id: {e}")))?;
-    Ok(format!("call-{}", hex::encode(bytes)))
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<Result<String, String>> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 6];
+        getrandom::fill(&mut bytes)
+            .map(|()| hex::encode(bytes))
+            .map_err(|e| format!("no randomness for call ids: {e}"))
+    });
+    match prefix {
+        Ok(prefix) => Ok(format!(
+            "call-{prefix}{:012x}",
+            NEXT.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff_ffff
+        )),
+        Err(e) => Err(Error::Internal(e.clone())),
+    }
 }
 
 /// The execution that makes a call between functions.

@@ -44,6 +44,28 @@ mod state {
         Ok(n)
     }
 
+    /// Reads key `k` of bucket `bench` `n` times (for the benchmark).
+    #[function(timeout = "5m")]
+    fn gets(n: u64) -> Result<u64, DictError> {
+        let dict = Dict::open("bench")?;
+        let mut found = 0;
+        for _ in 0..n {
+            found += u64::from(dict.get_bytes("k")?.is_some());
+        }
+        Ok(found)
+    }
+
+    /// Writes `n` keys of 100 bytes to bucket `bench` (for the benchmark).
+    #[function(timeout = "5m")]
+    fn puts(n: u64) -> Result<u64, DictError> {
+        let dict = Dict::open("bench")?;
+        let value = [b'v'; 100];
+        for i in 0..n {
+            dict.put_bytes(&format!("k{}", i % 1000), &value)?;
+        }
+        Ok(n)
+    }
+
     /// Tries to store a value of `bytes` bytes; the error text if refused.
     #[function]
     fn store_bytes(bytes: usize) -> String {

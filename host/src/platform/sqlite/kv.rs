@@ -1,9 +1,10 @@
 //! [`SqliteKeyValue`]: the key-value state of apps in one SQLite file
 //! (`kv.db`, WAL). A write is acknowledged once its transaction committed
-//! to the log, so it survives a crash of the process. Reads run on the
-//! calling thread on a connection of their own (a point lookup is a few
-//! microseconds, less than a hop to the blocking pool); writes run on the
-//! blocking pool.
+//! to the log, so it survives a crash of the process. Point reads and
+//! writes run on the calling thread (a few to a few tens of microseconds,
+//! less than a hop to the blocking pool), reads on a connection of their
+//! own. Nothing on that path syncs: the log is checkpointed into the
+//! database (which syncs) by a thread of its own, every second.
 
 use super::Db;
 use crate::error::Error;
@@ -16,6 +17,38 @@ use std::sync::{Mutex, PoisonError};
 pub struct SqliteKeyValue {
     writer: Db,
     reader: Mutex<Connection>,
+    _checkpoints: Checkpoints,
+}
+
+/// How often the log is moved into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The checkpointing thread; stops when dropped.
+struct Checkpoints(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+fn start_checkpoints(path: &Path) -> Result<Checkpoints, Error> {
+    let conn = Connection::open(path).map_err(|e| Error::storage("kv.db: opening", e))?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let spawned = std::thread::Builder::new()
+        .name("modal-kv-checkpoint".into())
+        .spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Acquire) {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                if let Err(e) = done {
+                    tracing::warn!("kv.db: checkpoint failed: {e}");
+                }
+            }
+        });
+    spawned.map_err(|e| Error::Internal(format!("starting the kv.db checkpoints: {e}")))?;
+    Ok(Checkpoints(stop))
 }
 
 /// The schema (see [`Db::open`]); append, never edit.
@@ -27,8 +60,9 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE kv (
         PRIMARY KEY (app, bucket, key)
     ) WITHOUT ROWID;"];
 
-const PRAGMAS: &str =
-    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;";
+/// Automatic checkpoints are off: they would sync on a runtime thread.
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 0;";
 
 impl SqliteKeyValue {
     /// Opens (creating if needed) the store at `path`.
@@ -42,6 +76,7 @@ impl SqliteKeyValue {
         Ok(SqliteKeyValue {
             writer,
             reader: Mutex::new(reader),
+            _checkpoints: start_checkpoints(path)?,
         })
     }
 
@@ -69,16 +104,13 @@ impl KeyValue for SqliteKeyValue {
     }
 
     async fn set(&self, app: &str, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), Error> {
-        let (app, bucket, key) = (app.to_string(), bucket.to_string(), key.to_string());
-        self.writer
-            .run("writing a key", move |c| {
-                let mut stmt = c.prepare_cached(
-                    "INSERT INTO kv (app, bucket, key, value) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (app, bucket, key) DO UPDATE SET value = excluded.value",
-                )?;
-                stmt.execute(params![app, bucket, key, value]).map(drop)
-            })
-            .await
+        self.writer.run_here("writing a key", |c| {
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO kv (app, bucket, key, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (app, bucket, key) DO UPDATE SET value = excluded.value",
+            )?;
+            stmt.execute(params![app, bucket, key, value]).map(drop)
+        })
     }
 
     async fn delete(&self, app: &str, bucket: &str, key: &str) -> Result<(), Error> {
@@ -125,29 +157,26 @@ impl KeyValue for SqliteKeyValue {
         key: &str,
         delta: u64,
     ) -> Result<u64, Error> {
-        let (app, bucket, key) = (app.to_string(), bucket.to_string(), key.to_string());
-        self.writer
-            .run("incrementing a key", move |c| {
-                let tx = c.transaction()?;
-                let current: Option<Vec<u8>> = tx
-                    .query_row(
-                        "SELECT value FROM kv WHERE app = ?1 AND bucket = ?2 AND key = ?3",
-                        params![app, bucket, key],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                let next = counter(&key, current.as_deref()).and_then(|n| add(&key, n, delta));
-                if let Ok(next) = next {
-                    tx.execute(
-                        "INSERT INTO kv (app, bucket, key, value) VALUES (?1, ?2, ?3, ?4)
+        self.writer.run_here("incrementing a key", |c| {
+            let tx = c.transaction()?;
+            let current: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT value FROM kv WHERE app = ?1 AND bucket = ?2 AND key = ?3",
+                    params![app, bucket, key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let next = counter(key, current.as_deref()).and_then(|n| add(key, n, delta));
+            if let Ok(next) = next {
+                tx.execute(
+                    "INSERT INTO kv (app, bucket, key, value) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (app, bucket, key) DO UPDATE SET value = excluded.value",
-                        params![app, bucket, key, next.to_string().into_bytes()],
-                    )?;
-                    tx.commit()?;
-                }
-                Ok(next)
-            })
-            .await?
+                    params![app, bucket, key, next.to_string().into_bytes()],
+                )?;
+                tx.commit()?;
+            }
+            Ok(next)
+        })?
     }
 
     async fn set_many(

@@ -46,6 +46,17 @@ impl Db {
         })
     }
 
+    /// Runs `op` on the connection on the calling thread: for operations
+    /// shorter than a hop to the blocking pool (no fsync, no scan).
+    pub(crate) fn run_here<T>(
+        &self,
+        doing: &'static str,
+        op: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        op(&mut conn).map_err(|e| Error::storage(format!("{}: {doing}", self.name), e))
+    }
+
     /// Runs `op` on the connection off the runtime; `doing` says what it
     /// does in the error.
     pub(crate) async fn run<T, F>(&self, doing: &'static str, op: F) -> Result<T, Error>
