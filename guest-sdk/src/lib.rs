@@ -89,7 +89,7 @@ pub fn run_id() -> Option<String> {
 }
 pub use dict::{Dict, DictError};
 pub use invoke::{CallFailure, Function, FunctionCall};
-pub use web::{IntoResponse, Request, Response};
+pub use web::{IntoResponse, Request, Response, serve_dir};
 
 /// The bindings of the `modal:app/functions` world (generated; not part of
 /// the public API).

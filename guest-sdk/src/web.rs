@@ -338,6 +338,60 @@ fn write_response(out: ResponseOutparam, response: Response) {
     let _ = OutgoingBody::finish(outgoing_body, None);
 }
 
+/// Answers `req` with a file of the directory `dir` (a mount, e.g.
+/// `/assets`): the part of the request path after `prefix` names the file
+/// (`index.html` for a directory). The content type comes from the
+/// extension; an `ETag` lets clients revalidate (`If-None-Match` gets
+/// 304). A missing file, or a path with `.` or `..` segments, is 404.
+///
+/// ```ignore
+/// #[function(web(method = "GET"))]
+/// fn site(req: Request) -> Response {
+///     modal_guest::serve_dir(&req, "/assets", "/assets")
+/// }
+/// ```
+pub fn serve_dir(req: &Request, prefix: &str, dir: &str) -> Response {
+    let not_found = || Response::text("not found\n").with_status(404);
+    let Some(rest) = req.path().strip_prefix(prefix.trim_end_matches('/')) else {
+        return not_found();
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return not_found();
+    }
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    if segments
+        .iter()
+        .any(|s| *s == "." || *s == ".." || s.contains('\\'))
+    {
+        return not_found();
+    }
+    let mut path = std::path::PathBuf::from(dir);
+    path.extend(&segments);
+    if rest.is_empty() || rest.ends_with('/') || path.is_dir() {
+        path.push("index.html");
+    }
+    let Ok(body) = std::fs::read(&path) else {
+        return not_found();
+    };
+    let etag = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut hasher);
+        format!("\"{:016x}\"", hasher.finish())
+    };
+    let fresh = req
+        .header("if-none-match")
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if fresh {
+        return Response::new(304).with_header("etag", &etag);
+    }
+    let mime = mime_guess::from_path(&path).first_or_octet_stream();
+    Response::new(200)
+        .with_header("content-type", mime.essence_str())
+        .with_header("etag", &etag)
+        .with_body(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

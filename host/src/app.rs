@@ -32,6 +32,37 @@ pub struct AppMeta {
     /// Environment variables from secrets: set in every instance, masked
     /// in its logs and errors.
     pub secrets: crate::SecretEnv,
+    /// Host directories every instance sees, read-only, at guest paths.
+    pub mounts: Vec<Mount>,
+}
+
+/// A host directory a guest sees read-only at `path` (a preopened
+/// `wasi:filesystem` directory; nothing outside it is visible).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The directory on the host.
+    pub dir: std::path::PathBuf,
+    /// Where the guest sees it, e.g. `/assets`.
+    pub path: String,
+}
+
+/// Checks a guest path for a mount: absolute, without `.`, `..` or empty
+/// segments, at most 255 bytes, not `/` itself.
+pub fn validate_mount_path(path: &str) -> Result<(), Error> {
+    let ok = path.len() <= 255
+        && path.starts_with('/')
+        && path.len() > 1
+        && path[1..]
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains('\0'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadInput(format!(
+            "mount path `{}`: expected an absolute path such as /assets (no `.` or `..`)",
+            path.escape_debug()
+        )))
+    }
 }
 
 impl AppMeta {
@@ -50,6 +81,7 @@ impl AppMeta {
             allow_callers: Vec::new(),
             pool: Default::default(),
             secrets: Default::default(),
+            mounts: Vec::new(),
         }
     }
 }

@@ -131,6 +131,7 @@ impl Host {
                 app: Arc::from("describe"),
             },
             secrets: Default::default(),
+            mounts: Vec::new(),
             run_enter: false,
             run_exit: false,
             memory_limit: config.memory_limit,
@@ -239,6 +240,7 @@ impl Host {
         }
         prepared.kv.app = Arc::from(meta.name.as_str());
         prepared.secrets = meta.secrets.clone();
+        prepared.mounts = meta.mounts.clone();
         let spec = self.read_spec(&prepared, &meta).await?;
         prepared.run_enter = spec.has_enter && prepared.lifecycle.is_some();
         prepared.run_exit = spec.has_exit && prepared.lifecycle.is_some();

@@ -38,6 +38,8 @@ pub(crate) struct Prepared {
     pub(crate) kv: crate::kv::Access,
     /// The secret environment, masked in captured logs.
     pub(crate) secrets: crate::SecretEnv,
+    /// Directories the instances see, read-only.
+    pub(crate) mounts: Vec<crate::Mount>,
     /// Whether to call `enter` on new instances (the guest said it has one).
     pub(crate) run_enter: bool,
     /// Whether to call `exit` before dropping a healthy instance.
@@ -96,9 +98,14 @@ async fn instantiate(
         &prepared.outbound,
         &prepared.kv,
         &prepared.secrets,
+        &prepared.mounts,
         prepared.memory_limit,
         prepared.log_limit,
-    );
+    )
+    .map_err(|message| Error::Instantiate {
+        function: function.to_string(),
+        message,
+    })?;
     store.data_mut().deadline = Instant::now() + prepared.hook_timeout;
     let error = |e: wasmtime::Error| {
         if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()

@@ -201,25 +201,35 @@ pub(crate) fn resource_capacity(memory_limit: usize) -> usize {
     (memory_limit / 2 / FIELD_SIZE_LIMIT).max(MIN_RESOURCES)
 }
 
-/// A new store for one instance, with `env` as its environment.
+/// A new store for one instance, with `env` as its environment and the
+/// `mounts` as its only (read-only) directories; fails when a mount's
+/// directory cannot be opened.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn new_store(
     engine: &wasmtime::Engine,
     env: &[(String, String)],
     outbound: &Outbound,
     kv: &crate::kv::Access,
     secrets: &crate::SecretEnv,
+    mounts: &[crate::Mount],
     memory_limit: usize,
     log_limit: usize,
-) -> Store<Sandbox> {
+) -> Result<Store<Sandbox>, String> {
     let logs = LogCapture::new(log_limit, secrets.clone());
-    let wasi = WasiCtx::builder()
+    let mut builder = WasiCtx::builder();
+    builder
         .envs(env)
         .stdout(logs.clone())
         .stderr(logs.clone())
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build();
+        .allow_ip_name_lookup(false);
+    for m in mounts {
+        builder
+            .preopened_dir(&m.dir, &m.path, wasmtime_wasi::FsPerms::ReadOnly)
+            .map_err(|e| format!("mounting {} at {}: {e:#}", m.dir.display(), m.path))?;
+    }
+    let wasi = builder.build();
     let mut http = WasiHttpCtx::new();
     http.set_field_size_limit(FIELD_SIZE_LIMIT);
     let mut table = ResourceTable::new();
@@ -251,7 +261,7 @@ pub(crate) fn new_store(
         }
     });
     store.set_epoch_deadline(1);
-    store
+    Ok(store)
 }
 
 #[cfg(test)]

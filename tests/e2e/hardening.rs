@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// Sends raw bytes on a fresh connection and reads the answer until the
 /// server closes or `wait` passes.
-fn raw(addr: &str, request: &str, wait: Duration) -> String {
+pub(crate) fn raw(addr: &str, request: &str, wait: Duration) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(wait)).unwrap();
     stream.write_all(request.as_bytes()).unwrap();

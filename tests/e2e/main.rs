@@ -7,6 +7,7 @@ mod hardening;
 mod http;
 mod invoke;
 mod library;
+mod mounts;
 mod observe;
 mod python;
 mod schedule;

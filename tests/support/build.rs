@@ -10,6 +10,7 @@ const EXAMPLES: &[&str] = &[
     "hello",
     "fanout",
     "state",
+    "site",
     "counter",
     "cron",
     "faulty",

@@ -100,6 +100,10 @@ pub struct DeployQuery {
     pub allow_callers: Vec<String>,
     /// Secrets to attach (`secret`, repeated).
     pub secrets: Vec<String>,
+    /// Directories to mount (`mount`, repeated: a JSON
+    /// [`MountRecord`](crate::platform::MountRecord) whose archive was
+    /// uploaded with `PUT archives/{digest}`).
+    pub mounts: Vec<crate::platform::MountRecord>,
     /// Where failed scheduled runs are reported (`notify`).
     pub notify: Option<String>,
     /// A label for the version (`tag`).
@@ -127,6 +131,11 @@ impl DeployQuery {
         }
         for secret in &self.secrets {
             query.add("secret", secret);
+        }
+        for mount in &self.mounts {
+            if let Ok(json) = serde_json::to_string(mount) {
+                query.add("mount", json);
+            }
         }
         query
             .add_some("notify", self.notify.as_ref())
@@ -165,6 +174,16 @@ impl DeployQuery {
         crate::platform::validate_env(&env)?;
         let allow_callers: Vec<String> = pairs.all("allow_caller").map(str::to_string).collect();
         crate::platform::validate_callers(&allow_callers)?;
+        let mounts = pairs
+            .all("mount")
+            .map(|m| {
+                serde_json::from_str(m).map_err(|e| {
+                    Error::BadInput(format!(
+                        "`mount` is a JSON object with digest, path, source, files and bytes: {e}"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let git = pairs.non_empty("git_commit").map(|commit| GitInfo {
             commit: commit.to_string(),
             dirty: pairs.get("git_dirty") == Some("true"),
@@ -178,6 +197,7 @@ impl DeployQuery {
             allow_http: pairs.all("allow_http").map(str::to_string).collect(),
             allow_callers,
             secrets: pairs.all("secret").map(str::to_string).collect(),
+            mounts,
             notify: pairs.non_empty("notify").map(str::to_string),
             tag: pairs.non_empty("tag").map(str::to_string),
             git,
@@ -193,6 +213,7 @@ impl DeployQuery {
             allow_http: self.allow_http,
             allow_callers: self.allow_callers,
             secrets: self.secrets,
+            mounts: self.mounts,
             notify: self.notify,
             tag: self.tag,
             deployer: self.deployer,
@@ -396,6 +417,13 @@ mod tests {
             allow_http: vec!["example.com:8080".into(), "[::1]".into()],
             allow_callers: vec!["other".into(), "*".into()],
             secrets: vec!["openai".into()],
+            mounts: vec![crate::platform::MountRecord {
+                digest: "ab".repeat(32),
+                path: "/assets".into(),
+                source: "./dist, with \"quotes\"".into(),
+                files: 3,
+                bytes: 120,
+            }],
             notify: Some("http://127.0.0.1:9/hook?x=1".into()),
             tag: Some("first try/2".into()),
             git: Some(GitInfo {

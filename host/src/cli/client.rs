@@ -277,6 +277,22 @@ impl Client {
         self.request(Method::POST, path, body).await
     }
 
+    /// Uploads a mount archive unless the server has it; returns its
+    /// digest and whether it was uploaded.
+    pub async fn put_archive(&self, archive: Vec<u8>) -> Result<(String, bool), ClientError> {
+        let digest = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&archive))
+        };
+        let path = path(&["archives", &digest], "");
+        let (status, _) = self.exchange(Method::HEAD, &path, Vec::new()).await?;
+        if status.is_success() {
+            return Ok((digest, false));
+        }
+        let _: serde_json::Value = self.request(Method::PUT, &path, archive).await?;
+        Ok((digest, true))
+    }
+
     /// Every secret (names, keys, revisions; never values).
     pub async fn secrets(&self) -> Result<Secrets, ClientError> {
         self.get(&path(&["secrets"], "")).await

@@ -36,6 +36,21 @@ pub fn parse_env(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A `--mount DIR:PATH`: the local directory and the guest path.
+pub fn parse_mount(s: &str) -> Result<(std::path::PathBuf, String), String> {
+    let Some((dir, path)) = s.rsplit_once(':') else {
+        return Err(format!(
+            "expected DIR:PATH such as ./dist:/assets, got `{s}`"
+        ));
+    };
+    modal_host::validate_mount_path(path).map_err(|e| e.to_string())?;
+    let dir = std::path::PathBuf::from(dir);
+    if !dir.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    Ok((dir, path.to_string()))
+}
+
 /// The app name a file gives: for a Python module, the name its
 /// `App("...")` declares; else (or when that is no valid app name) the
 /// file's stem, as a DNS label.

@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// (repeatable); all other outbound requests are denied.
     #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
     allow_http: Vec<String>,
+    /// Mount local directory DIR read-only at PATH in the guest, e.g.
+    /// `--mount ./dist:/assets` (repeatable).
+    #[arg(long = "mount", value_name = "DIR:PATH", value_parser = super::common::parse_mount)]
+    mounts: Vec<(PathBuf, String)>,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -101,6 +105,7 @@ impl RunArgs {
         self.input.extend(later.input);
         self.env.extend(later.env);
         self.allow_http.extend(later.allow_http);
+        self.mounts.extend(later.mounts);
         if given("memory") {
             self.memory = later.memory;
         }
@@ -164,6 +169,14 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut meta = AppMeta::new(super::common::app_name(&path), 1);
     meta.env = args.env.clone();
     meta.allow_http = args.allow_http.clone();
+    meta.mounts = args
+        .mounts
+        .iter()
+        .map(|(dir, path)| modal_host::Mount {
+            dir: dir.clone(),
+            path: path.clone(),
+        })
+        .collect();
     // The guest's output goes to stderr as each execution ends; a local
     // entrypoint's (when it succeeds) to stdout.
     let root = entrypoint.clone();

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Where component bytes are kept, by their SHA-256.
+/// Where component bytes (and mount archives) are kept, by their SHA-256.
 #[async_trait::async_trait]
 pub trait ArtifactStore: Send + Sync + 'static {
     /// Stores `bytes` under `digest` (their SHA-256), durably; idempotent.
@@ -20,6 +20,10 @@ pub trait ArtifactStore: Send + Sync + 'static {
     async fn list(&self) -> Result<Vec<String>, Error>;
     /// Deletes what is stored under `digest`.
     async fn delete(&self, digest: &str) -> Result<(), Error>;
+    /// Whether something is stored under `digest`.
+    async fn exists(&self, digest: &str) -> Result<bool, Error> {
+        Ok(self.list().await?.iter().any(|d| d == digest))
+    }
 }
 
 /// Artifacts as files `{dir}/{sha256}.wasm`; file work runs on tokio's
@@ -121,6 +125,13 @@ impl ArtifactStore for FileArtifacts {
                 .collect())
         })
         .await
+    }
+
+    async fn exists(&self, digest: &str) -> Result<bool, Error> {
+        let path = self.path(digest)?;
+        tokio::task::spawn_blocking(move || path.is_file())
+            .await
+            .map_err(|e| Error::storage("artifacts", e))
     }
 
     async fn delete(&self, digest: &str) -> Result<(), Error> {

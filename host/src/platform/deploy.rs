@@ -26,6 +26,9 @@ pub struct DeployRequest {
     pub allow_callers: Vec<String>,
     /// Secrets whose variables the guest gets (their latest revisions).
     pub secrets: Vec<String>,
+    /// Directories the guest sees read-only: archives stored with
+    /// [`Platform::put_archive`] first.
+    pub mounts: Vec<super::MountRecord>,
     /// Where failed scheduled runs are reported (a JSON POST); the
     /// platform's default when `None`.
     pub notify: Option<String>,
@@ -65,6 +68,9 @@ pub struct Deployment {
     /// The secrets attached, by name and revision.
     #[serde(default)]
     pub secrets: Vec<super::SecretRef>,
+    /// The directories mounted.
+    #[serde(default)]
+    pub mounts: Vec<super::MountRecord>,
 }
 
 /// What garbage collection removed.
@@ -171,7 +177,7 @@ impl Platform {
         .await
     }
 
-    fn check_upload(&self, size: usize) -> Result<(), Error> {
+    pub(super) fn check_upload(&self, size: usize) -> Result<(), Error> {
         let limit = self.inner.config.max_upload;
         if size > limit {
             return Err(Error::TooLarge { limit });
@@ -195,10 +201,13 @@ impl Platform {
             None => (None, self.latest_secrets(&request.secrets).await?),
         };
         let secret_env = self.secret_env(&secrets, &request.env).await?;
+        let mounts = self.mount_records(&request.mounts).await?;
+        let mount_dirs = self.mount_dirs(&mounts).await?;
         let version = self.inner.registry.next_version(&request.name).await?;
         let digest = digest(&wasm);
         let meta = AppMeta {
             secrets: secret_env,
+            mounts: mount_dirs,
             name: request.name.clone(),
             version,
             env: request.env.clone(),
@@ -221,6 +230,7 @@ impl Platform {
             allow_http: request.allow_http,
             allow_callers: request.allow_callers,
             secrets,
+            mounts,
             notify: request.notify,
             pool: request.pool,
             deployed_at: now_ms(),
@@ -266,6 +276,7 @@ impl Platform {
             took_ms: start.elapsed().as_secs_f64() * 1e3,
             rollback_of,
             secrets: record.secrets,
+            mounts: record.mounts,
         })
     }
 
@@ -339,6 +350,7 @@ impl Platform {
             allow_http: old.allow_http,
             allow_callers: old.allow_callers,
             secrets: Vec::new(),
+            mounts: old.mounts,
             notify: old.notify,
             tag: old.tag,
             deployer: deployer.to_string(),
@@ -419,6 +431,7 @@ impl Platform {
                 continue;
             }
             self.inner.artifacts.delete(&digest).await?;
+            let _ = std::fs::remove_dir_all(self.inner.mounts_dir.join(&digest));
             if let Some(path) = self.inner.host.compiled_path(&digest) {
                 let _ = std::fs::remove_file(path);
             }

@@ -90,8 +90,10 @@ impl Platform {
         let record = self.version_record(app, version).await?;
         let bytes = self.inner.artifacts.get(&record.digest).await?;
         let secrets = self.secret_env(&record.secrets, &record.env).await?;
+        let mounts = self.mount_dirs(&record.mounts).await?;
         let meta = AppMeta {
             secrets,
+            mounts,
             name: app.to_string(),
             version,
             env: record.env,

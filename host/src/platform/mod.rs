@@ -19,6 +19,7 @@ mod dicts;
 mod fire_times;
 mod live;
 mod metrics;
+mod mounts;
 mod records;
 mod registry;
 mod scheduler;
@@ -32,6 +33,7 @@ pub use calls::FunctionHandle;
 pub use deploy::{
     DeployRequest, Deployment, GcReport, validate_app_name, validate_callers, validate_env,
 };
+pub use mounts::{ArchiveInfo, MountRecord, archive_info, pack_dir};
 pub use records::{
     CallEnd, CallParent, CallRecord, CallState, ExecutionRecord, RecordStore, SpawnedCall, Usage,
     tree_order,
@@ -102,6 +104,9 @@ pub struct Stores {
     pub secrets: Arc<dyn SecretStore>,
     /// The key that seals them.
     pub secret_key: SecretKey,
+    /// Where this host unpacks mount archives (a cache: each is unpacked
+    /// again from its artifact when missing).
+    pub mounts_dir: std::path::PathBuf,
 }
 
 impl Stores {
@@ -130,6 +135,14 @@ impl Stores {
             kv: Arc::new(SqliteKeyValue::open(&kv)?),
             secrets: Arc::new(SqliteSecrets::open(&secrets)?),
             secret_key: SecretKey::load_or_create(state_dir)?,
+            mounts_dir: {
+                let dir = state_dir.join("mounts");
+                state::private_dir(&dir).map_err(|source| Error::Io {
+                    context: format!("creating {}", dir.display()),
+                    source,
+                })?;
+                dir
+            },
         })
     }
 }
@@ -160,6 +173,7 @@ struct Inner {
     kv: Arc<dyn crate::kv::KeyValue>,
     secrets: Arc<dyn SecretStore>,
     secret_key: SecretKey,
+    mounts_dir: std::path::PathBuf,
     live: live::Live,
     deploy_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Deploys hold it shared while their artifact is not yet referenced;
@@ -247,6 +261,7 @@ impl Platform {
             kv: stores.kv,
             secrets: stores.secrets,
             secret_key: stores.secret_key,
+            mounts_dir: stores.mounts_dir,
             live: live::Live::default(),
             deploy_locks: Mutex::new(HashMap::new()),
             gc_lock: tokio::sync::RwLock::new(()),

@@ -81,6 +81,9 @@ pub struct VersionRecord {
     /// The secrets it was deployed with, by name and revision.
     #[serde(default)]
     pub secrets: Vec<super::SecretRef>,
+    /// The directories it mounts.
+    #[serde(default)]
+    pub mounts: Vec<super::MountRecord>,
     /// Where failed scheduled runs are reported (a JSON POST).
     pub notify: Option<String>,
     /// Pool settings given at deploy (plain `wasi:http` components).

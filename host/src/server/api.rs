@@ -121,6 +121,32 @@ pub(crate) async fn handle(state: &State, rest: &str, req: Request<RequestBody>)
             }
             logs(state, name, &query).await.map(ok)
         }
+        (&Method::HEAD | &Method::GET, ["archives", digest]) => {
+            match state.platform.has_archive(digest).await {
+                Ok(true) => Ok(ok(serde_json::json!({ "digest": digest }))),
+                Ok(false) => return not_found(&format!("archive {digest}")),
+                Err(e) => Err(e),
+            }
+        }
+        (&Method::PUT, ["archives", digest]) => {
+            let limit = state.platform.config().max_upload;
+            match read_body(req, limit).await {
+                Ok(body) => {
+                    let digest = digest.to_string();
+                    state.platform.put_archive(body).await.and_then(|info| {
+                        if info.digest == digest {
+                            Ok(ok(info))
+                        } else {
+                            Err(Error::BadInput(format!(
+                                "the archive's SHA-256 is {}, not {digest}",
+                                info.digest
+                            )))
+                        }
+                    })
+                }
+                Err(e) => Err(e),
+            }
+        }
         (&Method::GET, ["secrets"]) => state
             .platform
             .secrets()

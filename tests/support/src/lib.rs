@@ -12,6 +12,11 @@ pub const FANOUT: &str = env!("MODAL_EXAMPLE_FANOUT");
 /// `examples/state`: key-value state (`visit`, `put`, `get`, `keys`,
 /// `burst`, `store_bytes`, `open_bucket`).
 pub const STATE: &str = env!("MODAL_EXAMPLE_STATE");
+/// `examples/site`: `web` serves the mount at `/assets`; `read`, `write`,
+/// `peek` probe the file system.
+pub const SITE: &str = env!("MODAL_EXAMPLE_SITE");
+/// The directory `examples/site` mounts at `/assets`.
+pub const SITE_ASSETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site/assets");
 /// `examples/counter`: `incr` (counts calls per instance) and `slow`.
 pub const COUNTER: &str = env!("MODAL_EXAMPLE_COUNTER");
 /// `examples/cron`: `tick` and `flaky`, scheduled every second.

@@ -33,6 +33,11 @@ pub struct DeployArgs {
     /// revision: a rollback brings its values back.
     #[arg(long = "secret", value_name = "NAME")]
     pub secrets: Vec<String>,
+    /// Mount local directory DIR read-only at PATH in the guest, e.g.
+    /// `--mount ./dist:/assets` (repeatable). It is packed and uploaded
+    /// (not again when unchanged) and kept with the version.
+    #[arg(long = "mount", value_name = "DIR:PATH", value_parser = crate::cli::common::parse_mount)]
+    pub mounts: Vec<(std::path::PathBuf, String)>,
     /// Where failed scheduled runs are reported: a JSON POST with app,
     /// version, function, fire time, error and log tail.
     #[arg(long, value_name = "URL")]

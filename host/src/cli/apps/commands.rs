@@ -60,12 +60,26 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         .name
         .clone()
         .unwrap_or_else(|| crate::cli::common::app_name(&args.wasm));
+    let mut mounts = Vec::new();
+    for (dir, path) in &args.mounts {
+        let archive = modal_host::platform::pack_dir(dir)?;
+        let info = modal_host::platform::archive_info(&archive)?;
+        let (digest, _uploaded) = client.put_archive(archive).await?;
+        mounts.push(modal_host::platform::MountRecord {
+            digest,
+            path: path.clone(),
+            source: dir.display().to_string(),
+            files: info.files,
+            bytes: info.bytes,
+        });
+    }
     let query = DeployQuery {
         deployer: deployer(),
         env: args.env,
         allow_http: args.allow_http,
         allow_callers: args.allow_callers,
         secrets: args.secrets,
+        mounts,
         notify: args.notify,
         tag: args.tag,
         git: git_info(),

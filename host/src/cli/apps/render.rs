@@ -61,6 +61,15 @@ pub fn deploy(file: &Path, size: u64, deployed: &Deployed) -> String {
         .iter()
         .map(|f| function_line(f, &deployed.web))
         .collect();
+    lines.extend(d.mounts.iter().map(|m| {
+        format!(
+            "Mounted {} at {} ({} files, {})",
+            m.source,
+            m.path,
+            m.files,
+            bytes(m.bytes)
+        )
+    }));
     lines.extend(
         d.secrets
             .iter()

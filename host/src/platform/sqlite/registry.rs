@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS schedules (
     "ALTER TABLE versions ADD COLUMN pool TEXT NOT NULL DEFAULT '{}';",
     "ALTER TABLE versions ADD COLUMN allow_callers TEXT NOT NULL DEFAULT '[]';",
     "ALTER TABLE versions ADD COLUMN secrets TEXT NOT NULL DEFAULT '[]';",
+    "ALTER TABLE versions ADD COLUMN mounts TEXT NOT NULL DEFAULT '[]';",
 ];
 
 impl SqliteRegistry {
@@ -76,7 +77,7 @@ fn app_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
 const APP_COLUMNS: &str = "name, state, live_version, created_at, updated_at";
 
 const VERSION_COLUMNS: &str = "app, version, digest, spec, env, deployed_at, deployer, tag, \
-     git_commit, git_dirty, rollback_of, allow_http, notify, pool, allow_callers, secrets";
+     git_commit, git_dirty, rollback_of, allow_http, notify, pool, allow_callers, secrets, mounts";
 
 fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     fn json<T: serde::de::DeserializeOwned>(
@@ -109,6 +110,7 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
         pool: json(row, 13)?,
         allow_callers: json(row, 14)?,
         secrets: json(row, 15)?,
+        mounts: json(row, 16)?,
     })
 }
 
@@ -188,7 +190,7 @@ impl Registry for SqliteRegistry {
                     params![v.app, v.version, at],
                 )?;
                 tx.execute(
-                    &format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+                    &format!("INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
                     params![
                         v.app,
                         v.version,
@@ -206,6 +208,7 @@ impl Registry for SqliteRegistry {
                         to_json(&v.pool)?,
                         to_json(&v.allow_callers)?,
                         to_json(&v.secrets)?,
+                        to_json(&v.mounts)?,
                     ],
                 )?;
                 tx.commit()
@@ -257,8 +260,23 @@ impl Registry for SqliteRegistry {
         self.db
             .run("listing referenced artifacts", |conn| {
                 let mut stmt = conn.prepare("SELECT DISTINCT digest FROM versions")?;
-                let rows = stmt.query_map([], |r| r.get(0))?;
-                rows.collect()
+                let mut digests: HashSet<String> = stmt
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                // Mount archives are artifacts too.
+                let mut stmt = conn.prepare("SELECT DISTINCT mounts FROM versions")?;
+                for mounts in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                    let mounts: Vec<crate::platform::MountRecord> = serde_json::from_str(&mounts?)
+                        .map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                0,
+                                rusqlite::types::Type::Text,
+                                Box::new(e),
+                            )
+                        })?;
+                    digests.extend(mounts.into_iter().map(|m| m.digest));
+                }
+                Ok(digests)
             })
             .await
     }
@@ -340,6 +358,7 @@ mod tests {
                 name: "api".into(),
                 revision: 2,
             }],
+            mounts: Vec::new(),
             notify: None,
             pool: PoolSettings::default(),
             deployed_at: 1000 + version,
