@@ -168,3 +168,40 @@ fn run_mounts_a_directory_too() {
         "\"h1 { font-family: sans-serif; }\\n\"\n"
     );
 }
+
+/// `modal serve --mount` serves the directory as it is at each redeploy.
+#[test]
+fn serve_mounts_a_directory_and_packs_it_again_at_each_redeploy() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("site.wasm");
+    std::fs::copy(SITE, &file).unwrap();
+    let assets = dir.path().join("assets");
+    std::fs::create_dir(&assets).unwrap();
+    std::fs::write(assets.join("index.html"), "first").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args([
+            "serve",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--mount",
+        ])
+        .arg(format!("{}:/assets", assets.display()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = crate::stdout_lines(&mut child);
+    let first = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap();
+    let addr = first.split("http://").nth(1).unwrap().trim().to_string();
+    assert_eq!(get(&addr, &addr, "/assets/"), (200, "first".to_string()));
+    std::fs::write(assets.join("index.html"), "second").unwrap();
+    // A change of the component redeploys, and packs the directory again.
+    std::fs::copy(SITE, &file).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while get(&addr, &addr, "/assets/").1 != "second" {
+        assert!(std::time::Instant::now() < deadline, "no redeploy");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -38,6 +38,11 @@ pub struct ServeArgs {
     /// (repeatable); all other outbound requests are denied.
     #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
     allow_http: Vec<String>,
+    /// Mount local directory DIR read-only at PATH in the guest, e.g.
+    /// `--mount ./dist:/assets` (repeatable); packed again at each
+    /// redeploy, so its changes show with the next one.
+    #[arg(long = "mount", value_name = "DIR:PATH", value_parser = super::common::parse_mount)]
+    mounts: Vec<(PathBuf, String)>,
     #[command(flatten)]
     pool: super::apps::PoolArgs,
 }
@@ -59,12 +64,26 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 struct Deployer {
     platform: Platform,
     request: DeployRequest,
+    /// The directories to mount, packed at each deploy.
+    mounts: Vec<(PathBuf, String)>,
 }
 
 impl Deployer {
-    /// Deploys `wasm` as the next version.
+    /// Deploys `wasm` as the next version, with the mounts as they are now.
     async fn deploy(&self, wasm: Vec<u8>) -> Result<Deployment, Error> {
-        self.platform.deploy(&wasm, self.request.clone()).await
+        let mut request = self.request.clone();
+        for (dir, path) in &self.mounts {
+            let archive = modal_host::platform::pack_dir(dir)?;
+            let info = self.platform.put_archive(archive.into()).await?;
+            request.mounts.push(modal_host::platform::MountRecord {
+                digest: info.digest,
+                path: path.clone(),
+                source: dir.display().to_string(),
+                files: info.files,
+                bytes: info.bytes,
+            });
+        }
+        self.platform.deploy(&wasm, request).await
     }
 }
 
@@ -96,6 +115,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             deployer: "modal serve".into(),
             ..DeployRequest::default()
         },
+        mounts: args.mounts.clone(),
     };
     let first = deployer.deploy(read_component(&args.wasm)?).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
