@@ -43,7 +43,10 @@
 //!   expression in a time zone (default UTC);
 //! - `timeout = "2s"` (or a number of seconds), `retries = N`,
 //!   `min_warm = N`, `max_instances = N`, `max_requests = N` (executions an
-//!   instance serves before it is replaced).
+//!   instance serves before it is replaced);
+//! - `secrets = ["openai"]` attaches secrets (`modal secret create`) at
+//!   deploy, as `modal deploy --secret` does: their variables are in the
+//!   environment of every instance of the app.
 //!
 //! # Arguments
 //! A function without parameters takes no input (or `null`). A function with
@@ -119,6 +122,7 @@ pub mod __private {
         Schedule, WebRoute,
     };
     pub use crate::__bindings::exports::modal::app::lifecycle::Guest as LifecycleGuest;
+    pub use crate::__bindings::exports::modal::app::needs::Guest as NeedsGuest;
     pub use crate::call::{
         CallHandler, app_spec, decode_args, decode_none, decode_one, dispatch, encode,
         encode_result, hook_result,

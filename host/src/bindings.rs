@@ -40,6 +40,7 @@ pub(crate) use exports::modal::app::function::{
 pub(crate) use exports::modal::app::lifecycle::{
     Guest as LifecycleGuest, GuestIndices as LifecycleIndices,
 };
+pub(crate) use exports::modal::app::needs::{Guest as NeedsGuest, GuestIndices as NeedsIndices};
 use modal::app::invoke::CallFailure;
 
 impl modal::app::context::Host for Sandbox {

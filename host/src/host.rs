@@ -17,6 +17,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
 /// The export name of the modal contract's `function` interface.
 const FUNCTION_EXPORT: &str = "modal:app/function@0.1.0";
+/// The export name of the modal contract's `needs` interface.
+const NEEDS_EXPORT: &str = "modal:app/needs@0.1.0";
 /// The export name of the standard HTTP handler.
 const HTTP_EXPORT: &str = "wasi:http/incoming-handler@0.2.12";
 
@@ -114,6 +116,9 @@ impl Host {
             .map_err(|e| Error::UnsupportedImports(one_line(&format!("{e:#}"))))?;
         let function = optional_export(&component, FUNCTION_EXPORT, || FunctionIndices::new(&pre))?;
         let lifecycle = LifecycleIndices::new(&pre).ok();
+        let needs = optional_export(&component, NEEDS_EXPORT, || {
+            crate::bindings::NeedsIndices::new(&pre)
+        })?;
         let proxy = optional_export(&component, HTTP_EXPORT, || ProxyIndices::new(&pre))?;
         if function.is_none() && proxy.is_none() {
             return Err(Error::MissingExports);
@@ -124,6 +129,7 @@ impl Host {
             pre,
             function,
             lifecycle,
+            needs,
             proxy,
             outbound: crate::sandbox::Outbound::default(),
             kv: crate::kv::Access {
@@ -183,10 +189,11 @@ impl Host {
             ("MODAL_APP_NAME".to_string(), meta.name.clone()),
             ("MODAL_APP_VERSION".to_string(), meta.version.to_string()),
         ];
-        let raw = crate::pool::describe(prepared, &env)
+        let (raw, secrets) = crate::pool::describe(prepared, &env)
             .await
             .map_err(Error::Describe)?;
-        let spec = AppSpec::validate(raw.into(), config)?;
+        let mut spec = AppSpec::validate(raw.into(), config)?;
+        spec.secrets = crate::spec::validate_secret_names(secrets)?;
         if prepared.proxy.is_none()
             && let Some(web) = spec
                 .functions

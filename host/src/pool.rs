@@ -31,6 +31,8 @@ pub(crate) struct Prepared {
     pub(crate) pre: InstancePre<Sandbox>,
     pub(crate) function: Option<FunctionIndices>,
     pub(crate) lifecycle: Option<LifecycleIndices>,
+    /// What the app needs (its secrets), read with `describe`.
+    pub(crate) needs: Option<crate::bindings::NeedsIndices>,
     pub(crate) proxy: Option<ProxyIndices>,
     /// Where the app may send HTTP requests.
     pub(crate) outbound: crate::sandbox::Outbound,
@@ -56,6 +58,7 @@ pub(crate) struct Instance {
     pub(crate) function: Option<FunctionGuest>,
     pub(crate) proxy: Option<Proxy>,
     lifecycle: Option<LifecycleGuest>,
+    needs: Option<crate::bindings::NeedsGuest>,
     served: u32,
     last_used: Instant,
     _live: Option<LiveGuard>,
@@ -136,11 +139,16 @@ async fn instantiate(
         Some(i) => Some(i.load(&mut store, &instance).map_err(error)?),
         None => None,
     };
+    let needs = match &prepared.needs {
+        Some(i) => Some(i.load(&mut store, &instance).map_err(error)?),
+        None => None,
+    };
     Ok(Instance {
         store,
         function,
         proxy,
         lifecycle,
+        needs,
         served: 0,
         last_used: Instant::now(),
         _live: None,
@@ -175,11 +183,12 @@ async fn enter(instance: &mut Instance, timeout: Duration) -> Result<(), String>
     }
 }
 
-/// Calls `describe` in a fresh instance that is dropped afterwards.
+/// Calls `describe` (and `needs.secrets` when the guest has it) in a fresh
+/// instance that is dropped afterwards.
 pub(crate) async fn describe(
     prepared: &Prepared,
     env: &[(String, String)],
-) -> Result<RawSpec, String> {
+) -> Result<(RawSpec, Vec<String>), String> {
     let mut instance = instantiate(prepared, env, "describe")
         .await
         .map_err(|e| e.to_string())?;
@@ -192,8 +201,20 @@ pub(crate) async fn describe(
         return Err("the component has no `describe` export".into());
     };
     let result = tokio::time::timeout(timeout, guest.call_describe(&mut *store)).await;
+    let result = match (result, instance.needs.as_ref()) {
+        (Ok(Ok(spec)), Some(needs)) => {
+            let secrets =
+                tokio::time::timeout(timeout, needs.call_secrets(&mut instance.store)).await;
+            match secrets {
+                Ok(Ok(secrets)) => Ok(Ok((spec, secrets))),
+                Ok(Err(trap)) => Ok(Err(trap)),
+                Err(elapsed) => Err(elapsed),
+            }
+        }
+        (result, _) => result.map(|r| r.map(|spec| (spec, Vec::new()))),
+    };
     match result {
-        Ok(Ok(spec)) => Ok(spec),
+        Ok(Ok(described)) => Ok(described),
         Ok(Err(trap)) => {
             let error = crate::trap::classify(trap, &instance, "describe", timeout);
             let logs = instance.take_logs();

@@ -272,3 +272,46 @@ fn a_portable_build_runs_without_the_host_context() {
         )
     );
 }
+
+/// `secrets=[modal.Secret.from_name(...)]` attaches the secret at deploy,
+/// as `--secret` does, and a deploy fails naming it while it is missing.
+#[test]
+fn python_functions_name_their_secrets_in_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("app.py");
+    std::fs::write(
+        &source,
+        "import os\n\nimport modal\n\napp = modal.App(\"pysec\")\n\n\n\
+         @app.function(secrets=[modal.Secret.from_name(\"cfg\")])\n\
+         def mode():\n    return os.environ.get(\"MODE\")\n",
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    let deploy = || {
+        Command::new(env!("CARGO_BIN_EXE_modal"))
+            .args(["deploy"])
+            .arg(&source)
+            .env("MODAL_SERVER", format!("http://{}", server.addr))
+            .env("MODAL_STATE", state.path())
+            .env("MODAL_COMPONENTIZE_PY", componentize_py())
+            .output()
+            .unwrap()
+    };
+    let refused = deploy();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.ends_with(
+            "error: bad input: no secret named `cfg`; create it with `modal secret create cfg KEY=VALUE`\n"
+        ),
+        "{stderr}"
+    );
+    server.ok(&["secret", "create", "cfg", "MODE=py-strict"]);
+    let deployed = deploy();
+    let stdout = String::from_utf8_lossy(&deployed.stdout);
+    assert!(
+        stdout.contains("🔨 Attached secret cfg (revision 1)"),
+        "{stdout}"
+    );
+    assert_eq!(server.ok(&["call", "pysec", "mode"]), "\"py-strict\"\n");
+}

@@ -4,7 +4,7 @@
 //! metrics, stored logs or errors.
 
 use crate::server::Server;
-use modal_test_support::STATE;
+use modal_test_support::{CONFIG, STATE};
 
 const VALUE: &str = "hunter2-very-secret";
 const OLD: &str = "old-value-of-the-key";
@@ -188,5 +188,34 @@ fn secrets_reach_the_guest_and_appear_nowhere_else() {
     assert_eq!(
         server.ok(&["secret", "list"]),
         "No secrets yet; create one with `modal secret create NAME KEY=VALUE`.\n"
+    );
+}
+
+/// A secret named in the code (`secrets = ["config"]`) is attached like
+/// one given with `--secret`.
+#[test]
+fn secrets_named_in_code_are_attached_at_deploy() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    assert_eq!(
+        server.err(&["deploy", CONFIG]),
+        "error: bad input: no secret named `config`; create it with `modal secret create config KEY=VALUE`"
+    );
+    server.ok(&["secret", "create", "config", "MODE=strict"]);
+    let out = server.ok(&["deploy", CONFIG]);
+    assert!(
+        out.contains("🔨 Attached secret config (revision 1)"),
+        "{out}"
+    );
+    assert_eq!(
+        server.ok(&["call", "config", "setting", "\"MODE\""]),
+        "\"strict\"\n"
+    );
+    let history = server.json(&["app", "history", "config", "--json"]);
+    assert!(
+        history
+            .to_string()
+            .contains(r#""secrets":[{"name":"config","revision":1}]"#),
+        "{history}"
     );
 }

@@ -11,6 +11,7 @@ const EXAMPLES: &[&str] = &[
     "fanout",
     "state",
     "site",
+    "config",
     "counter",
     "cron",
     "faulty",

@@ -52,6 +52,8 @@ struct Function {
     min_warm: Option<u32>,
     max_instances: Option<u32>,
     max_requests: Option<u32>,
+    /// The secrets it uses (`secrets = ["openai"]`).
+    secrets: Vec<String>,
     params: Vec<(Ident, Type)>,
     returns_result: bool,
     /// What a caller gets back: the return type, the `T` of a
@@ -180,6 +182,7 @@ fn parse_function(f: &ItemFn, attr: &Attribute) -> syn::Result<Function> {
         min_warm: None,
         max_instances: None,
         max_requests: None,
+        secrets: Vec::new(),
         returns_result: returns_result(&sig.output),
         output: output_type(&sig.output),
         signature: signature(sig, &params),
@@ -259,11 +262,23 @@ fn apply_setting(f: &mut Function, setting: &Meta) -> syn::Result<()> {
             f.max_requests = Some(lit_u32(&nv.value)?);
             Ok(())
         }
+        ("secrets", Meta::NameValue(nv)) => {
+            let Expr::Array(list) = &nv.value else {
+                return Err(syn::Error::new(
+                    nv.value.span(),
+                    "expected a list of secret names: `secrets = [\"openai\"]`",
+                ));
+            };
+            for name in &list.elems {
+                f.secrets.push(lit_str(name)?);
+            }
+            Ok(())
+        }
         _ => Err(syn::Error::new(
             setting.span(),
             "unknown setting; expected `web`, `web(method = \"GET\")`, `schedule = cron(\"...\")`, \
              `schedule = period(\"30s\")`, `timeout = \"2s\"`, `retries = N`, `min_warm = N`, \
-             `max_instances = N` or `max_requests = N`",
+             `max_instances = N`, `max_requests = N` or `secrets = [\"name\"]`",
         )),
     }
 }
@@ -651,6 +666,9 @@ fn glue(functions: &[Function], enter: Option<&Ident>, exit: Option<&Ident>) -> 
         quote!((#name, #adapter as #p::CallHandler))
     });
     let (has_enter, has_exit) = (enter.is_some(), exit.is_some());
+    let mut secrets: Vec<&String> = functions.iter().flat_map(|f| &f.secrets).collect();
+    secrets.sort();
+    secrets.dedup();
     let enter_body = match enter {
         Some(hook) => quote!(#p::hook_result(#hook())),
         None => quote!(::core::result::Result::Ok(())),
@@ -707,6 +725,12 @@ fn glue(functions: &[Function], enter: Option<&Ident>, exit: Option<&Ident>) -> 
                     input: ::std::vec::Vec<u8>,
                 ) -> ::core::result::Result<::std::vec::Vec<u8>, #p::CallError> {
                     #p::dispatch(&function, &input, &[#(#entries),*])
+                }
+            }
+
+            impl #p::NeedsGuest for __ModalApp {
+                fn secrets() -> ::std::vec::Vec<::std::string::String> {
+                    ::std::vec![#(::std::string::String::from(#secrets)),*]
                 }
             }
 

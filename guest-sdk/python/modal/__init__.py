@@ -79,7 +79,7 @@ from typing import Callable, Iterator, Optional
 from modal import exception
 
 __all__ = ["App", "Cron", "Dict", "Function", "FunctionCall", "Period", "Request", "Response",
-           "exception", "run_id"]
+           "Secret", "exception", "run_id"]
 
 SDK = "modal-guest-python 0.1.0"
 
@@ -149,6 +149,29 @@ class _Function:
     min_warm: Optional[int] = None
     max_instances: Optional[int] = None
     max_requests: Optional[int] = None
+    secrets: list = field(default_factory=list)
+
+
+@dataclass
+class Secret:
+    """A secret created with `modal secret create`, by name: its variables
+    are in the environment of the app's instances (`os.environ`)."""
+
+    name: str
+
+    @classmethod
+    def from_name(cls, name: str) -> "Secret":
+        """The secret `name`; a deploy fails naming it if it does not exist."""
+        return cls(name)
+
+
+def _secret_names(secrets) -> list:
+    names = []
+    for s in secrets or []:
+        if not isinstance(s, Secret):
+            raise TypeError("secrets must be modal.Secret.from_name(...)")
+        names.append(s.name)
+    return names
 
 
 # Filled at import time (build time); the component keeps it.
@@ -170,9 +193,10 @@ class App:
         return Function(name, func=func)
 
     def function(self, *, schedule=None, timeout=None, retries=None, min_warm=None,
-                 max_instances=None, max_requests=None):
+                 max_instances=None, max_requests=None, secrets=None):
         """A plain function, or a scheduled one with `schedule=Cron(...)` or
-        `Period(...)`. `timeout` is in seconds."""
+        `Period(...)`. `timeout` is in seconds; `secrets` is a list of
+        `modal.Secret.from_name(...)` attached at deploy."""
         if schedule is not None and not isinstance(schedule, (Cron, Period)):
             raise TypeError("schedule must be modal.Cron(...) or modal.Period(...)")
         kind = "plain" if schedule is None else "scheduled"
@@ -180,19 +204,20 @@ class App:
         def decorate(func):
             return self._register(func, kind, schedule=schedule, timeout=timeout, retries=retries,
                                   min_warm=min_warm, max_instances=max_instances,
-                                  max_requests=max_requests)
+                                  max_requests=max_requests, secrets=_secret_names(secrets))
 
         return decorate
 
     def web(self, *, method=None, timeout=None, min_warm=None, max_instances=None,
-            max_requests=None):
+            max_requests=None, secrets=None):
         """A web function: takes a `Request` (or nothing), returns a
         `Response`, a string, bytes or a JSON-able value."""
 
         def decorate(func):
             return self._register(func, "web", method=method.upper() if method else None,
                                   timeout=timeout, min_warm=min_warm,
-                                  max_instances=max_instances, max_requests=max_requests)
+                                  max_instances=max_instances, max_requests=max_requests,
+                                  secrets=_secret_names(secrets))
 
         return decorate
 

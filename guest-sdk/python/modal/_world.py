@@ -208,6 +208,12 @@ def kv_call(bucket_name, operation, *args):
 _BUCKETS = {}
 
 
+if hasattr(exports, "Needs"):  # not in `modal build --portable` components
+    class Needs(exports.Needs):
+        def secrets(self):
+            return sorted({s for f in modal._FUNCTIONS.values() for s in f.secrets})
+
+
 class Lifecycle(exports.Lifecycle):
     def enter(self):
         hook = modal._HOOKS["enter"]

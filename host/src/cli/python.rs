@@ -109,7 +109,8 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
     std::fs::write(
         work.join("modal_entry.py"),
         format!(
-            "import {module}  # registers the functions\nfrom modal._world import Function, Lifecycle, IncomingHandler\n"
+            "import {module}  # registers the functions\nfrom modal._world import Function, Lifecycle, IncomingHandler{}\n",
+            if portable { "" } else { ", Needs" }
         ),
     )?;
     eprintln!("Building {} with componentize-py…", source.display());

@@ -5,8 +5,8 @@
 use super::live::Slot;
 use super::registry::{AppState, GitInfo, VersionRecord};
 use super::{Platform, now_ms};
-use crate::app::{AppMeta, LoadedApp};
-use crate::compile::{CompileStats, digest};
+use crate::app::AppMeta;
+use crate::compile::digest;
 use crate::error::Error;
 use crate::spec::{AppSpec, PoolSettings};
 use serde::{Deserialize, Serialize};
@@ -195,18 +195,17 @@ impl Platform {
     ) -> Result<Deployment, Error> {
         let start = Instant::now();
         let _gc = self.inner.gc_lock.read().await;
-        let (rollback_of, secrets) = match rollback {
+        let (rollback_of, mut secrets) = match rollback {
             // A rollback brings back the secret revisions it ran with.
             Some((from, pinned)) => (Some(from), pinned),
             None => (None, self.latest_secrets(&request.secrets).await?),
         };
-        let secret_env = self.secret_env(&secrets, &request.env).await?;
         let mounts = self.mount_records(&request.mounts).await?;
         let mount_dirs = self.mount_dirs(&mounts).await?;
         let version = self.inner.registry.next_version(&request.name).await?;
         let digest = digest(&wasm);
-        let meta = AppMeta {
-            secrets: secret_env,
+        let mut meta = AppMeta {
+            secrets: self.secret_env(&secrets, &request.env).await?,
             mounts: mount_dirs,
             name: request.name.clone(),
             version,
@@ -215,11 +214,24 @@ impl Platform {
             allow_callers: request.allow_callers.clone(),
             pool: request.pool.clone(),
         };
-        let (loaded, stats): (LoadedApp, CompileStats) = self
-            .inner
-            .host
-            .load_linked(&wasm, meta, self.links())
-            .await?;
+        let host = &self.inner.host;
+        let (mut loaded, mut stats) = host.load_linked(&wasm, meta.clone(), self.links()).await?;
+        // The secrets the code names are known once it described itself:
+        // when it names more than the deploy gave, it is loaded again with
+        // them (from the compiled-code cache).
+        let named: Vec<String> = loaded
+            .spec()
+            .secrets
+            .iter()
+            .filter(|n| !secrets.iter().any(|s| &s.name == *n))
+            .cloned()
+            .collect();
+        if !named.is_empty() {
+            loaded.drain().await;
+            secrets.extend(self.latest_secrets(&named).await?);
+            meta.secrets = self.secret_env(&secrets, &request.env).await?;
+            (loaded, stats) = host.load_linked(&wasm, meta, self.links()).await?;
+        }
         let size = wasm.len();
         let record = VersionRecord {
             app: request.name.clone(),

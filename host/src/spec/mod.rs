@@ -36,6 +36,10 @@ pub struct AppSpec {
     /// Whether the guest has an `exit` hook to run before dropping one.
     #[serde(default)]
     pub has_exit: bool,
+    /// The secrets the app's code names (`needs.secrets`); attached at
+    /// deploy along with those given with `--secret`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 impl AppSpec {
@@ -88,6 +92,7 @@ impl AppSpec {
             sdk: None,
             has_enter: false,
             has_exit: false,
+            secrets: Vec::new(),
         }
     }
 }
@@ -107,6 +112,40 @@ pub struct FunctionSpec {
     pub signature: Option<String>,
     /// Its settings, defaults filled in.
     pub settings: Settings,
+}
+
+/// The secret names a guest's `needs.secrets` gave: sorted, each once,
+/// each 1 to 63 letters, digits, `-` or `_` (at most 64 of them).
+pub fn validate_secret_names(mut names: Vec<String>) -> Result<Vec<String>, crate::Error> {
+    names.sort();
+    names.dedup();
+    let bad: Vec<String> = names
+        .iter()
+        .filter(|n| {
+            n.is_empty()
+                || n.len() > 63
+                || !n.starts_with(|c: char| c.is_ascii_alphanumeric())
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(|n| {
+            format!(
+                "secret name `{}` is not 1 to 63 letters, digits, `-` or `_`",
+                n.escape_debug()
+            )
+        })
+        .collect();
+    if names.len() > 64 {
+        return Err(crate::Error::InvalidSpec(vec![format!(
+            "{} secrets; at most 64",
+            names.len()
+        )]));
+    }
+    if !bad.is_empty() {
+        return Err(crate::Error::InvalidSpec(bad));
+    }
+    Ok(names)
 }
 
 /// How a function is triggered.

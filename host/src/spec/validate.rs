@@ -62,6 +62,7 @@ pub(super) fn validate(raw: RawAppSpec, config: &HostConfig) -> Result<AppSpec, 
             sdk,
             has_enter: raw.has_enter,
             has_exit: raw.has_exit,
+            secrets: Vec::new(),
         })
     } else {
         Err(problems)

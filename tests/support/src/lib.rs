@@ -17,6 +17,8 @@ pub const STATE: &str = env!("MODAL_EXAMPLE_STATE");
 pub const SITE: &str = env!("MODAL_EXAMPLE_SITE");
 /// The directory `examples/site` mounts at `/assets`.
 pub const SITE_ASSETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site/assets");
+/// `examples/config`: `setting` needs the secret `config` (named in code).
+pub const CONFIG: &str = env!("MODAL_EXAMPLE_CONFIG");
 /// `examples/counter`: `incr` (counts calls per instance) and `slow`.
 pub const COUNTER: &str = env!("MODAL_EXAMPLE_COUNTER");
 /// `examples/cron`: `tick` and `flaky`, scheduled every second.

@@ -350,6 +350,7 @@ mod tests {
                 sdk: None,
                 has_enter: false,
                 has_exit: false,
+                secrets: Vec::new(),
             },
             env: vec![("K".into(), "V".into())],
             allow_http: vec!["example.com".into()],
