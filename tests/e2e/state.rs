@@ -177,3 +177,48 @@ fn every_acknowledged_put_survives_a_sigkill() {
         &lost[..lost.len().min(5)]
     );
 }
+
+/// A stopped app's buckets go when garbage collection forgets the app: a
+/// new app of the same name starts with none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_are_deleted_with_the_collected_app() {
+    use modal_host::{DeployRequest, Platform, PlatformConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let config = PlatformConfig {
+        retention: Duration::ZERO,
+        ..PlatformConfig::default()
+    };
+    let platform = Platform::open(dir.path(), crate::small_config(), config, None)
+        .await
+        .unwrap();
+    let deploy = || DeployRequest {
+        name: "state".into(),
+        ..Default::default()
+    };
+    platform
+        .deploy(&modal_test_support::wasm(STATE), deploy())
+        .await
+        .unwrap();
+    platform
+        .dict_put("state", "notes", "k", b"1".to_vec())
+        .await
+        .unwrap();
+    platform.stop("state").await.unwrap();
+    // Stopped, not yet collected: the buckets stay.
+    assert_eq!(
+        platform.dicts("state").await.unwrap(),
+        [("notes".to_string(), 1)]
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let report = platform.gc().await.unwrap();
+    assert_eq!(report.apps, ["state"]);
+    platform
+        .deploy(&modal_test_support::wasm(STATE), deploy())
+        .await
+        .unwrap();
+    assert!(platform.dicts("state").await.unwrap().is_empty());
+    assert_eq!(
+        platform.dict_get("state", "notes", "k").await.unwrap(),
+        None
+    );
+}
