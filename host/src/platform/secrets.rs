@@ -242,10 +242,11 @@ impl Platform {
 
     /// Every secret, with the apps whose live version uses it.
     pub async fn secrets(&self) -> Result<Vec<SecretInfo>, Error> {
+        let mut users = self.secret_users().await?;
         let mut infos = Vec::new();
         for (latest, created_at) in self.inner.secrets.list().await? {
             infos.push(SecretInfo {
-                used_by: self.apps_using(&latest.name).await?,
+                used_by: users.remove(&latest.name).unwrap_or_default(),
                 name: latest.name,
                 revision: latest.revision,
                 keys: latest.keys,
@@ -277,16 +278,22 @@ impl Platform {
 
     /// The apps whose live version was deployed with secret `name`.
     async fn apps_using(&self, name: &str) -> Result<Vec<String>, Error> {
+        Ok(self.secret_users().await?.remove(name).unwrap_or_default())
+    }
+
+    /// For each secret a live version was deployed with, those apps: one
+    /// pass over the registry, whatever the number of secrets.
+    async fn secret_users(&self) -> Result<std::collections::HashMap<String, Vec<String>>, Error> {
         let registry = &self.inner.registry;
-        let mut users = Vec::new();
+        let mut users: std::collections::HashMap<String, Vec<String>> = Default::default();
         for app in registry.apps().await? {
             let (super::AppState::Deployed, Some(live)) = (app.state, app.live_version) else {
                 continue;
             };
-            if let Some(v) = registry.version(&app.name, live).await?
-                && v.secrets.iter().any(|s| s.name == name)
-            {
-                users.push(app.name);
+            if let Some(v) = registry.version(&app.name, live).await? {
+                for secret in v.secrets {
+                    users.entry(secret.name).or_default().push(app.name.clone());
+                }
             }
         }
         Ok(users)
