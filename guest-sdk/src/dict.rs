@@ -19,6 +19,14 @@ impl std::fmt::Display for DictError {
 
 impl std::error::Error for DictError {}
 
+/// Lets `?` pass a `DictError` up from a function that returns
+/// `Result<_, String>`.
+impl From<DictError> for String {
+    fn from(e: DictError) -> String {
+        e.0
+    }
+}
+
 impl From<store::Error> for DictError {
     fn from(e: store::Error) -> DictError {
         DictError(match e {

@@ -85,6 +85,14 @@ impl CallFailure {
     }
 }
 
+/// Lets `?` pass a `CallFailure` up from a function that returns
+/// `Result<_, String>`, as its text.
+impl From<CallFailure> for String {
+    fn from(e: CallFailure) -> String {
+        e.to_string()
+    }
+}
+
 impl std::fmt::Display for CallFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -77,6 +77,7 @@ extern crate self as modal_guest;
 
 mod call;
 mod dict;
+mod fetch;
 mod invoke;
 mod web;
 
@@ -91,6 +92,7 @@ pub fn run_id() -> Option<String> {
     __bindings::modal::app::context::run_id()
 }
 pub use dict::{Dict, DictError};
+pub use fetch::fetch;
 pub use invoke::{CallFailure, Function, FunctionCall};
 pub use web::{IntoResponse, Request, Response, serve_dir};
 

@@ -15,7 +15,7 @@ const FUNCTION_HEADER: &str = "modal-function";
 
 /// Bytes written to the response stream at a time; `wasi:http` output
 /// streams accept at most 4096 bytes per `blocking-write-and-flush`.
-const WRITE_CHUNK: usize = 4096;
+pub(crate) const WRITE_CHUNK: usize = 4096;
 
 /// Bytes asked of the request body stream at a time.
 const READ_CHUNK: u64 = 64 * 1024;
@@ -165,6 +165,14 @@ impl Response {
         self
     }
 
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The same response with another body.
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
@@ -287,20 +295,24 @@ fn read_request(request: &IncomingRequest) -> Result<(Option<String>, Request), 
     let stream = body
         .stream()
         .map_err(|()| "the request body stream was already taken".to_string())?;
-    loop {
-        match stream.blocking_read(READ_CHUNK) {
-            Ok(chunk) => req.body.extend_from_slice(&chunk),
-            Err(StreamError::Closed) => break,
-            Err(StreamError::LastOperationFailed(e)) => {
-                return Err(format!(
-                    "reading the request body failed: {}",
-                    e.to_debug_string()
-                ));
-            }
-        }
-    }
+    read_to_end(&stream, &mut req.body)
+        .map_err(|e| format!("reading the request body failed: {e}"))?;
     drop(stream);
     Ok((target, req))
+}
+
+/// Appends everything `stream` yields to `into`, until it closes.
+pub(crate) fn read_to_end(
+    stream: &wasip2::io::streams::InputStream,
+    into: &mut Vec<u8>,
+) -> Result<(), String> {
+    loop {
+        match stream.blocking_read(READ_CHUNK) {
+            Ok(chunk) => into.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => return Ok(()),
+            Err(StreamError::LastOperationFailed(e)) => return Err(e.to_debug_string()),
+        }
+    }
 }
 
 fn write_response(out: ResponseOutparam, response: Response) {
@@ -340,8 +352,8 @@ fn write_response(out: ResponseOutparam, response: Response) {
 
 /// Answers `req` with a file of the directory `dir` (a mount, e.g.
 /// `/assets`): the part of the request path after `prefix` names the file
-/// (`index.html` for a directory). The content type comes from the
-/// extension; an `ETag` lets clients revalidate (`If-None-Match` gets
+/// (`index.html` for a directory), percent-decoded. The content type
+/// comes from the extension; an `ETag` lets clients revalidate (`If-None-Match` gets
 /// 304). A missing file, or a path with `.` or `..` segments, is 404.
 ///
 /// ```ignore
@@ -358,12 +370,17 @@ pub fn serve_dir(req: &Request, prefix: &str, dir: &str) -> Response {
     if !(rest.is_empty() || rest.starts_with('/')) {
         return not_found();
     }
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    if segments
-        .iter()
-        .any(|s| *s == "." || *s == ".." || s.contains('\\'))
-    {
-        return not_found();
+    // Segments are percent-decoded (`my%20file.txt`); one that decodes to
+    // `.`, `..`, a separator or a NUL cannot name a file of the mount.
+    let mut segments = Vec::new();
+    for raw in rest.split('/').filter(|s| !s.is_empty()) {
+        let Ok(segment) = percent_encoding::percent_decode_str(raw).decode_utf8() else {
+            return not_found();
+        };
+        if segment == "." || segment == ".." || segment.contains(['/', '\\', '\0']) {
+            return not_found();
+        }
+        segments.push(segment.into_owned());
     }
     let mut path = std::path::PathBuf::from(dir);
     path.extend(&segments);
@@ -454,6 +471,40 @@ mod tests {
         assert_eq!(route(Some("c"), get(), &handlers).status, 404);
         assert_eq!(route(None, get(), &handlers).status, 404);
         assert_eq!(route(None, get(), &handlers[..1]).status, 200);
+    }
+
+    #[test]
+    fn serve_dir_decodes_paths_and_refuses_escapes() {
+        let dir = std::env::temp_dir().join(format!("serve-dir-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("my file.txt"), "spaced").unwrap();
+        std::fs::write(dir.join("sub/index.html"), "<p>sub</p>").unwrap();
+        let root = dir.to_str().unwrap();
+        let get = |path: &str| serve_dir(&Request::new("GET", path, ""), "/assets", root);
+        let found = get("/assets/my%20file.txt");
+        assert_eq!((found.status, found.body.as_slice()), (200, &b"spaced"[..]));
+        assert_eq!(found.header("content-type"), Some("text/plain"));
+        assert_eq!(get("/assets/sub/").body, b"<p>sub</p>");
+        assert_eq!(
+            get("/assets/sub").status,
+            200,
+            "a directory serves its index"
+        );
+        for bad in [
+            "/assets/%2e%2e/etc/passwd",
+            "/assets/sub%2F..%2F..%2Fx",
+            "/assets/../my%20file.txt",
+            "/assets/%ff",
+            "/assetsx/my%20file.txt",
+            "/assets/missing",
+        ] {
+            assert_eq!(get(bad).status, 404, "{bad}");
+        }
+        let etag = found.header("etag").unwrap().to_string();
+        let again =
+            Request::new("GET", "/assets/my%20file.txt", "").with_header("if-none-match", &etag);
+        assert_eq!(serve_dir(&again, "/assets", root).status, 304);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

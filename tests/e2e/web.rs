@@ -448,12 +448,13 @@ fn outbound_http_is_denied_unless_granted() {
     let err = server.err(&["call", "denied", "get", &url]);
     assert_eq!(
         err,
-        "error: function `get` failed: ErrorCode::HttpRequestDenied"
+        "error: function `get` failed: the host denied the request (grant it at deploy with --allow-http HOST:PORT)"
     );
     let other = format!("\"http://127.0.0.1:{}/ping\"", port.wrapping_add(1));
     let err = server.err(&["call", "granted", "get", &other]);
     assert_eq!(
-        err, "error: function `get` failed: ErrorCode::HttpRequestDenied",
+        err,
+        "error: function `get` failed: the host denied the request (grant it at deploy with --allow-http HOST:PORT)",
         "only the granted port"
     );
     // A restart keeps the grant.
