@@ -9,6 +9,7 @@ mod invoke;
 mod library;
 mod mounts;
 mod observe;
+mod podcasts;
 mod python;
 mod schedule;
 mod secrets;

@@ -18,6 +18,9 @@ pub struct Server {
     pub addr: String,
     pub state: PathBuf,
     extra: Vec<String>,
+    /// Where the server's log goes (at `debug`), if not to the test's
+    /// stderr (at `error`).
+    log: Option<PathBuf>,
 }
 
 impl Server {
@@ -31,7 +34,15 @@ impl Server {
             state,
             "127.0.0.1:0",
             extra,
+            None,
         )
+    }
+
+    /// A server that appends its whole log (`RUST_LOG=debug`) to `log`,
+    /// for tests of what the log must never hold.
+    pub fn start_logged(state: &Path, extra: &[&str], log: &Path) -> Server {
+        let command = Command::new(env!("CARGO_BIN_EXE_modal"));
+        Server::start_in(command, state, "127.0.0.1:0", extra, Some(log))
     }
 
     /// A server whose process may open at most `nofile` files.
@@ -41,21 +52,35 @@ impl Server {
             .arg("-c")
             .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_modal"));
-        Server::start_in(command, state, "127.0.0.1:0", extra)
+        Server::start_in(command, state, "127.0.0.1:0", extra, None)
     }
 
-    fn start_in(mut command: Command, state: &Path, listen: &str, extra: &[&str]) -> Server {
-        let mut child = command
+    fn start_in(
+        mut command: Command,
+        state: &Path,
+        listen: &str,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> Server {
+        command
             .args(["server", "--listen", listen, "--state"])
             .arg(state)
             .args(extra)
             .env_remove("MODAL_SERVER")
             .env_remove("MODAL_TOKEN")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("modal server starts");
+            .stdout(Stdio::piped());
+        match log {
+            Some(file) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(file)
+                    .expect("the log file opens");
+                command.env("RUST_LOG", "debug").stderr(file)
+            }
+            None => command.env("RUST_LOG", "error").stderr(Stdio::inherit()),
+        };
+        let mut child = command.spawn().expect("modal server starts");
         // The reader keeps draining, so the server never blocks on a full pipe.
         let rx = crate::stdout_lines(&mut child);
         let first = rx
@@ -72,6 +97,7 @@ impl Server {
             addr,
             state: state.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            log: log.map(Path::to_path_buf),
         }
     }
 
@@ -146,21 +172,22 @@ impl Server {
 
     /// Starts a new server on the same state directory.
     pub fn restart(self) -> Server {
-        let state = self.state.clone();
-        let extra = self.extra.clone();
-        self.kill();
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        Server::start_with(&state, &extra)
-    }
-
-    /// SIGKILL, then a new server on the same state directory and address.
-    pub fn restart_on_same_address(self) -> Server {
-        let (state, addr) = (self.state.clone(), self.addr.clone());
+        let (state, log) = (self.state.clone(), self.log.clone());
         let extra = self.extra.clone();
         self.kill();
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let command = Command::new(env!("CARGO_BIN_EXE_modal"));
-        Server::start_in(command, &state, &addr, &extra)
+        Server::start_in(command, &state, "127.0.0.1:0", &extra, log.as_deref())
+    }
+
+    /// SIGKILL, then a new server on the same state directory and address.
+    pub fn restart_on_same_address(self) -> Server {
+        let (state, addr, log) = (self.state.clone(), self.addr.clone(), self.log.clone());
+        let extra = self.extra.clone();
+        self.kill();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let command = Command::new(env!("CARGO_BIN_EXE_modal"));
+        Server::start_in(command, &state, &addr, &extra, log.as_deref())
     }
 }
 

@@ -12,6 +12,7 @@ const EXAMPLES: &[&str] = &[
     "state",
     "site",
     "config",
+    "podcasts",
     "counter",
     "cron",
     "faulty",

@@ -19,6 +19,18 @@ pub const SITE: &str = env!("MODAL_EXAMPLE_SITE");
 pub const SITE_ASSETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site/assets");
 /// `examples/config`: `setting` needs the secret `config` (named in code).
 pub const CONFIG: &str = env!("MODAL_EXAMPLE_CONFIG");
+/// `examples/podcasts`: Modal's podcast example (scheduled fetch,
+/// transcription with `map`, a search index in key-value state, a web app
+/// with a mounted frontend, an API key from the `podcast-feed` secret).
+pub const PODCASTS: &str = env!("MODAL_EXAMPLE_PODCASTS");
+/// The frontend `examples/podcasts` mounts at `/assets`.
+pub const PODCASTS_FRONTEND: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/podcasts/frontend"
+);
+/// The sample feed `examples/podcasts` mounts at `/feed`.
+pub const PODCASTS_FEED: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/podcasts/feed");
 /// `examples/counter`: `incr` (counts calls per instance) and `slow`.
 pub const COUNTER: &str = env!("MODAL_EXAMPLE_COUNTER");
 /// `examples/cron`: `tick` and `flaky`, scheduled every second.

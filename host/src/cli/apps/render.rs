@@ -63,10 +63,11 @@ pub fn deploy(file: &Path, size: u64, deployed: &Deployed) -> String {
         .collect();
     lines.extend(d.mounts.iter().map(|m| {
         format!(
-            "Mounted {} at {} ({} files, {})",
+            "Mounted {} at {} ({} file{}, {})",
             m.source,
             m.path,
             m.files,
+            if m.files == 1 { "" } else { "s" },
             bytes(m.bytes)
         )
     }));
