@@ -274,31 +274,40 @@ fn a_portable_build_runs_without_the_host_context() {
 }
 
 /// `secrets=[modal.Secret.from_name(...)]` attaches the secret at deploy,
-/// as `--secret` does, and a deploy fails naming it while it is missing.
+/// as `--secret` does, and a deploy fails naming it while it is missing;
+/// `modal.Mount.from_local_dir(...)` is read by the build, recorded in the
+/// component and packed at deploy, as `--mount` would; `modal run` finds
+/// both too (the secret in the state directory).
 #[test]
-fn python_functions_name_their_secrets_in_code() {
+fn python_functions_name_their_secrets_and_mounts_in_code() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("app.py");
+    std::fs::create_dir(dir.path().join("static")).unwrap();
+    std::fs::write(dir.path().join("static/hello.txt"), "from the mount\n").unwrap();
     std::fs::write(
         &source,
-        "import os\n\nimport modal\n\napp = modal.App(\"pysec\")\n\n\n\
+        "import os\n\nimport modal\n\n\
+         app = modal.App(\"pysec\", mounts=[modal.Mount.from_local_dir(\"static\", remote_path=\"/static\")])\n\n\n\
          @app.function(secrets=[modal.Secret.from_name(\"cfg\")])\n\
-         def mode():\n    return os.environ.get(\"MODE\")\n",
+         def mode():\n    return os.environ.get(\"MODE\")\n\n\n\
+         @app.function()\n\
+         def hello():\n    return open(\"/static/hello.txt\").read()\n",
     )
     .unwrap();
     let state = tempfile::tempdir().unwrap();
     let server = Server::start(state.path());
-    let deploy = || {
+    let modal = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_modal"))
-            .args(["deploy"])
-            .arg(&source)
+            .args(args)
+            .current_dir(state.path())
             .env("MODAL_SERVER", format!("http://{}", server.addr))
             .env("MODAL_STATE", state.path())
             .env("MODAL_COMPONENTIZE_PY", componentize_py())
             .output()
             .unwrap()
     };
-    let refused = deploy();
+    let app = source.to_str().unwrap();
+    let refused = modal(&["deploy", app]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.ends_with(
@@ -307,11 +316,61 @@ fn python_functions_name_their_secrets_in_code() {
         "{stderr}"
     );
     server.ok(&["secret", "create", "cfg", "MODE=py-strict"]);
-    let deployed = deploy();
+    let deployed = modal(&["deploy", app]);
     let stdout = String::from_utf8_lossy(&deployed.stdout);
     assert!(
         stdout.contains("🔨 Attached secret cfg (revision 1)"),
         "{stdout}"
     );
+    let mounted = format!(
+        "🔨 Mounted {} at /static (1 file, 15 B)",
+        dir.path().join("static").canonicalize().unwrap().display()
+    );
+    assert!(stdout.contains(&mounted), "{stdout}");
     assert_eq!(server.ok(&["call", "pysec", "mode"]), "\"py-strict\"\n");
+    assert_eq!(
+        server.ok(&["call", "pysec", "hello"]),
+        "\"from the mount\\n\"\n"
+    );
+
+    // The built component carries the mount: deployed as a .wasm (the
+    // build `modal deploy` kept), it mounts the same directory.
+    let builds: Vec<PathBuf> = std::fs::read_dir(state.path().join("builds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let [built] = &builds[..] else {
+        panic!("one build expected: {builds:?}")
+    };
+    let out = server.ok(&["deploy", built.to_str().unwrap(), "--name", "pysec-wasm"]);
+    assert!(out.contains(&mounted), "{out}");
+    assert_eq!(
+        server.ok(&["call", "pysec-wasm", "hello"]),
+        "\"from the mount\\n\"\n"
+    );
+
+    // `modal run` mounts it and reads the secret from the state directory.
+    let run = modal(&["run", &format!("{app}::hello")]);
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "\"from the mount\\n\"\n"
+    );
+    let run = modal(&["run", &format!("{app}::mode")]);
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "\"py-strict\"\n");
+
+    // A mount the code cannot state as literals is refused at build.
+    std::fs::write(
+        &source,
+        "import modal\n\nd = \"static\"\napp = modal.App(\"pysec\", mounts=[modal.Mount.from_local_dir(d, remote_path=\"/s\")])\n\n\n\
+         @app.function()\ndef f():\n    return 1\n",
+    )
+    .unwrap();
+    let refused = modal(&["deploy", app]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(
+            ":4: Mount.from_local_dir takes its directory and remote_path as string literals"
+        ),
+        "{stderr}"
+    );
 }

@@ -78,8 +78,8 @@ from typing import Callable, Iterator, Optional
 
 from modal import exception
 
-__all__ = ["App", "Cron", "Dict", "Function", "FunctionCall", "Period", "Request", "Response",
-           "Secret", "exception", "run_id"]
+__all__ = ["App", "Cron", "Dict", "Function", "FunctionCall", "Mount", "Period", "Request",
+           "Response", "Secret", "exception", "run_id"]
 
 SDK = "modal-guest-python 0.1.0"
 
@@ -165,6 +165,31 @@ class Secret:
         return cls(name)
 
 
+@dataclass(frozen=True)
+class Mount:
+    """A local directory the app's instances see read-only at
+    `remote_path`. `modal build` (and `modal deploy app.py`) reads the
+    `Mount.from_local_dir("dist", remote_path="/assets")` calls of the
+    module, with string literals, and packs the directory, relative to the
+    module, at deploy as `--mount dist:/assets` would."""
+
+    local_dir: str
+    remote_path: str
+
+    @classmethod
+    def from_local_dir(cls, local_path, *, remote_path: str) -> "Mount":
+        """The directory `local_path`, mounted at `remote_path` (absolute)."""
+        if not isinstance(remote_path, str) or not remote_path.startswith("/"):
+            raise ValueError("remote_path must be an absolute path such as /assets")
+        return cls(str(local_path), remote_path)
+
+
+def _check_mounts(mounts) -> None:
+    for m in mounts or []:
+        if not isinstance(m, Mount):
+            raise TypeError("mounts must be modal.Mount.from_local_dir(...)")
+
+
 def _secret_names(secrets) -> list:
     names = []
     for s in secrets or []:
@@ -182,7 +207,9 @@ _HOOKS: dict = {"enter": None, "exit": None}
 class App:
     """Collects the decorated functions of one app."""
 
-    def __init__(self, name: Optional[str] = None):
+    def __init__(self, name: Optional[str] = None, *, mounts=None):
+        """`mounts`: `modal.Mount.from_local_dir(...)` for every function."""
+        _check_mounts(mounts)
         self.name = name
 
     def _register(self, func, kind, **settings):
@@ -193,10 +220,13 @@ class App:
         return Function(name, func=func)
 
     def function(self, *, schedule=None, timeout=None, retries=None, min_warm=None,
-                 max_instances=None, max_requests=None, secrets=None):
+                 max_instances=None, max_requests=None, secrets=None, mounts=None):
         """A plain function, or a scheduled one with `schedule=Cron(...)` or
         `Period(...)`. `timeout` is in seconds; `secrets` is a list of
-        `modal.Secret.from_name(...)` attached at deploy."""
+        `modal.Secret.from_name(...)` attached at deploy; `mounts` a list of
+        `modal.Mount.from_local_dir(...)` (seen by every instance of the
+        app)."""
+        _check_mounts(mounts)
         if schedule is not None and not isinstance(schedule, (Cron, Period)):
             raise TypeError("schedule must be modal.Cron(...) or modal.Period(...)")
         kind = "plain" if schedule is None else "scheduled"
@@ -209,9 +239,10 @@ class App:
         return decorate
 
     def web(self, *, method=None, timeout=None, min_warm=None, max_instances=None,
-            max_requests=None, secrets=None):
+            max_requests=None, secrets=None, mounts=None):
         """A web function: takes a `Request` (or nothing), returns a
         `Response`, a string, bytes or a JSON-able value."""
+        _check_mounts(mounts)
 
         def decorate(func):
             return self._register(func, "web", method=method.upper() if method else None,

@@ -100,6 +100,9 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
                 source.display()
             )
         })?;
+    // Read first: a declaration the build cannot use fails before the
+    // (long) componentize step.
+    let mounts = declared_mounts(&source)?;
     let app_dir = source.parent().unwrap_or(Path::new("."));
     let out = out.map_or_else(|| source.with_extension("wasm"), Path::to_path_buf);
     let work = std::env::temp_dir().join(format!("modal-build-{}", std::process::id()));
@@ -145,6 +148,9 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
         eprint!("{stderr}");
         bail!("building {} failed: {}", source.display(), reason.trim());
     }
+    if !mounts.is_empty() {
+        embed_mounts(&out, &mounts)?;
+    }
     let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "✓ Built {} ({:.1} MiB) in {:.1}s.",
@@ -152,6 +158,9 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
         size as f64 / (1 << 20) as f64,
         start.elapsed().as_secs_f64()
     );
+    for (dir, path) in &mounts {
+        eprintln!("  mounts {} at {path}", dir.display());
+    }
     Ok(out)
 }
 
@@ -218,4 +227,129 @@ fn collect_py(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
             out.push(path);
         }
     }
+}
+
+/// The custom section in which a Python build records the mounts its app
+/// declares, so `modal deploy app.wasm` finds them as `modal deploy app.py`
+/// does.
+const MOUNTS_SECTION: &str = "modal:mounts";
+
+/// Reads the `Mount.from_local_dir(DIR, remote_path=PATH)` calls of a
+/// Python module with Python's own parser (`ast`; the code is not run).
+const FIND_MOUNTS: &str = r#"
+import ast, json, sys
+path = sys.argv[1]
+tree = ast.parse(open(path, encoding="utf-8").read(), path)
+found = []
+for node in ast.walk(tree):
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "from_local_dir"):
+        continue
+    named = {k.arg: k.value for k in node.keywords}
+    local = node.args[0] if node.args else named.get("local_path")
+    remote = node.args[1] if len(node.args) > 1 else named.get("remote_path")
+    literal = lambda v: isinstance(v, ast.Constant) and isinstance(v.value, str)
+    if not (literal(local) and literal(remote)):
+        sys.exit(f"{path}:{node.lineno}: Mount.from_local_dir takes its directory and "
+                 "remote_path as string literals")
+    found.append([local.value, remote.value])
+print(json.dumps(found))
+"#;
+
+/// The mounts the module `source` declares, directories resolved against
+/// the module's own directory and checked as `--mount` checks them.
+pub fn declared_mounts(source: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let text = std::fs::read_to_string(source)
+        .with_context(|| format!("cannot read {}", source.display()))?;
+    if !text.contains("from_local_dir") {
+        return Ok(Vec::new());
+    }
+    // The interpreter beside componentize-py (its venv), else python3.
+    let python = componentize_py()
+        .ok()
+        .and_then(|tool| Some(tool.parent()?.join("python3")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let output = Command::new(&python)
+        .args(["-c", FIND_MOUNTS])
+        .arg(source)
+        .output()
+        .with_context(|| format!("running {} to read the mounts", python.display()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!(
+            "{}",
+            stderr.lines().last().unwrap_or("reading the mounts failed")
+        );
+    }
+    let found: Vec<(String, String)> =
+        serde_json::from_slice(&output.stdout).context("reading the mounts the module declares")?;
+    let base = source.parent().unwrap_or(Path::new("."));
+    found
+        .into_iter()
+        .map(|(dir, path)| {
+            let dir = base.join(dir);
+            super::common::parse_mount(&format!("{}:{path}", dir.display()))
+                .map_err(|e| anyhow::anyhow!("{}: Mount.from_local_dir: {e}", source.display()))
+        })
+        .collect()
+}
+
+/// Records `mounts` in the component at `wasm` (a custom section).
+fn embed_mounts(wasm: &Path, mounts: &[(PathBuf, String)]) -> anyhow::Result<()> {
+    let dirs: Vec<(String, &str)> = mounts
+        .iter()
+        .map(|(dir, path)| {
+            let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+            (dir.display().to_string(), path.as_str())
+        })
+        .collect();
+    let section = wasm_encoder::CustomSection {
+        name: MOUNTS_SECTION.into(),
+        data: serde_json::to_vec(&dirs)?.into(),
+    };
+    let mut bytes = std::fs::read(wasm)?;
+    // A custom section may follow the others at the top level of a
+    // component: its id, then its size, name and data.
+    bytes.push(wasm_encoder::ComponentSectionId::CoreCustom as u8);
+    wasm_encoder::Encode::encode(&section, &mut bytes);
+    std::fs::write(wasm, bytes).with_context(|| format!("writing {}", wasm.display()))
+}
+
+/// The mounts a Python build recorded in component `wasm` (none for other
+/// components).
+pub fn embedded_mounts(wasm: &[u8]) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        let Ok(payload) = payload else { break };
+        match payload {
+            wasmparser::Payload::CustomSection(c) if c.name() == MOUNTS_SECTION => {
+                let dirs: Vec<(PathBuf, String)> = serde_json::from_slice(c.data())
+                    .context("the component's mounts section is not valid")?;
+                return Ok(dirs);
+            }
+            _ => {}
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// `explicit` (`--mount`) and then the mounts `wasm` records, except
+/// those at a path `explicit` already mounts: a flag overrides the code.
+pub fn with_declared_mounts(
+    explicit: &[(PathBuf, String)],
+    wasm: &[u8],
+) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let mut all = explicit.to_vec();
+    for (dir, path) in embedded_mounts(wasm)? {
+        if !all.iter().any(|(_, p)| *p == path) {
+            if !dir.is_dir() {
+                bail!(
+                    "the app mounts {} at {path}, which is not a directory here",
+                    dir.display()
+                );
+            }
+            all.push((dir, path));
+        }
+    }
+    Ok(all)
 }

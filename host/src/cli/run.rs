@@ -7,7 +7,9 @@ use bytes::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt, Full};
 use modal_host::spec::FunctionKind;
-use modal_host::{AppMeta, AppSpec, DEFAULT_MEMORY_LIMIT, Host, HostConfig, format_duration};
+use modal_host::{
+    AppMeta, AppSpec, DEFAULT_MEMORY_LIMIT, Host, HostConfig, SecretEnv, format_duration,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,6 +48,11 @@ pub struct RunArgs {
     /// `--mount ./dist:/assets` (repeatable).
     #[arg(long = "mount", value_name = "DIR:PATH", value_parser = super::common::parse_mount)]
     mounts: Vec<(PathBuf, String)>,
+    /// Give the guest the variables of secret NAME (repeatable), read from
+    /// the state directory (`modal secret create` on a server of that
+    /// state); the secrets the code names are read too.
+    #[arg(long = "secret", value_name = "NAME")]
+    secrets: Vec<String>,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -106,6 +113,7 @@ impl RunArgs {
         self.env.extend(later.env);
         self.allow_http.extend(later.allow_http);
         self.mounts.extend(later.mounts);
+        self.secrets.extend(later.secrets);
         if given("memory") {
             self.memory = later.memory;
         }
@@ -134,6 +142,25 @@ impl CacheArgs {
         };
         Ok(Host::new(config)?)
     }
+}
+
+/// The variables of secrets `names` of the state directory, checked
+/// against `--env` as a deploy checks them.
+async fn local_secret_env(args: &RunArgs, names: &[String]) -> anyhow::Result<SecretEnv> {
+    if names.is_empty() {
+        return Ok(SecretEnv::default());
+    }
+    let state = super::common::state_dir(args.cache.state.as_deref())?;
+    let mut vars: Vec<(String, String)> = Vec::new();
+    for (name, values) in modal_host::platform::local_secrets(&state, Some(names)).await? {
+        for (key, value) in values {
+            if vars.iter().any(|(k, _)| *k == key) || args.env.iter().any(|(k, _)| *k == key) {
+                bail!("`{key}` is set twice (by secret `{name}` and another secret or --env)");
+            }
+            vars.push((key, value));
+        }
+    }
+    Ok(SecretEnv::new(vars))
 }
 
 fn read_wasm(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -169,8 +196,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut meta = AppMeta::new(super::common::app_name(&path), 1);
     meta.env = args.env.clone();
     meta.allow_http = args.allow_http.clone();
-    meta.mounts = args
-        .mounts
+    meta.mounts = super::python::with_declared_mounts(&args.mounts, &wasm)?
         .iter()
         .map(|(dir, path)| modal_host::Mount {
             dir: dir.clone(),
@@ -188,7 +214,25 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             let _ = std::io::stderr().lock().write_all(logs);
         }
     });
-    let (app, _) = host.load_with(&wasm, meta, Some(sink)).await?;
+    meta.secrets = local_secret_env(&args, &args.secrets).await?;
+    let (mut app, _) = host
+        .load_with(&wasm, meta.clone(), Some(sink.clone()))
+        .await?;
+    // The secrets the code names are known once it described itself; it
+    // is loaded again with them (from the compiled-code cache).
+    let named: Vec<String> = app
+        .spec()
+        .secrets
+        .iter()
+        .filter(|n| !args.secrets.contains(n))
+        .cloned()
+        .collect();
+    if !named.is_empty() {
+        app.drain().await;
+        let all: Vec<String> = args.secrets.iter().chain(&named).cloned().collect();
+        meta.secrets = local_secret_env(&args, &all).await?;
+        (app, _) = host.load_with(&wasm, meta, Some(sink)).await?;
+    }
     let spec = app.spec();
     let function = match function {
         Some(f) => f,

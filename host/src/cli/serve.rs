@@ -43,13 +43,22 @@ pub struct ServeArgs {
     /// redeploy, so its changes show with the next one.
     #[arg(long = "mount", value_name = "DIR:PATH", value_parser = super::common::parse_mount)]
     mounts: Vec<(PathBuf, String)>,
+    /// Attach secret NAME (repeatable). The served app sees the secrets of
+    /// the state directory (those `modal secret create` made on a server
+    /// of that state), including the ones its code names.
+    #[arg(long = "secret", value_name = "NAME")]
+    secrets: Vec<String>,
+    /// The state directory whose secrets the app may use (and where Python
+    /// builds are kept); the served app itself lives in a temporary one.
+    #[arg(long, env = "MODAL_STATE", value_name = "DIR")]
+    state: Option<PathBuf>,
     #[command(flatten)]
     pool: super::apps::PoolArgs,
 }
 
 /// The component bytes of `path`, building it first when it is Python.
-fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let wasm = super::python::component(path, None)?;
+fn read_component(path: &Path, state: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    let wasm = super::python::component(path, state)?;
     std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))
 }
 
@@ -72,7 +81,9 @@ impl Deployer {
     /// Deploys `wasm` as the next version, with the mounts as they are now.
     async fn deploy(&self, wasm: Vec<u8>) -> Result<Deployment, Error> {
         let mut request = self.request.clone();
-        for (dir, path) in &self.mounts {
+        let mounts = super::python::with_declared_mounts(&self.mounts, &wasm)
+            .map_err(|e| Error::BadInput(e.to_string()))?;
+        for (dir, path) in &mounts {
             let archive = modal_host::platform::pack_dir(dir)?;
             let info = self.platform.put_archive(archive.into()).await?;
             request.mounts.push(modal_host::platform::MountRecord {
@@ -105,19 +116,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None,
     )
     .await?;
+    // The user's secrets, copied (sealed again under the temporary state's
+    // key) so that `--secret` and the secrets named in code resolve.
+    let own = super::common::state_dir(args.state.as_deref())?;
+    for (secret, vars) in modal_host::platform::local_secrets(&own, None).await? {
+        platform.create_secret(&secret, vars, false).await?;
+    }
     let deployer = Deployer {
         platform: platform.clone(),
         request: DeployRequest {
             name: name.clone(),
             env: args.env.clone(),
             allow_http: args.allow_http.clone(),
+            secrets: args.secrets.clone(),
             pool: args.pool.settings(),
             deployer: "modal serve".into(),
             ..DeployRequest::default()
         },
         mounts: args.mounts.clone(),
     };
-    let first = deployer.deploy(read_component(&args.wasm)?).await?;
+    let first = deployer
+        .deploy(read_component(&args.wasm, args.state.as_deref())?)
+        .await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -128,7 +148,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let server = Server::new(platform.clone(), listener, config)?;
     print_banner(&args.wasm, &name, &first, server.addr());
     let (watcher, changes) = watch(&args.wasm)?;
-    let redeploys = tokio::spawn(redeploy_on_change(args.wasm.clone(), changes, deployer));
+    let redeploys = tokio::spawn(redeploy_on_change(
+        args.wasm.clone(),
+        args.state.clone(),
+        changes,
+        deployer,
+    ));
     server
         .run(super::server::shutdown_signal(), DEFAULT_GRACE)
         .await;
@@ -198,7 +223,12 @@ fn watch(path: &Path) -> anyhow::Result<(Debouncer<RecommendedWatcher>, Unbounde
 
 /// Redeploys `path` each time it changed (its modification time or size;
 /// reading it, which the watch also reports, is no change).
-async fn redeploy_on_change(path: PathBuf, mut changes: UnboundedReceiver<()>, deployer: Deployer) {
+async fn redeploy_on_change(
+    path: PathBuf,
+    state: Option<PathBuf>,
+    mut changes: UnboundedReceiver<()>,
+    deployer: Deployer,
+) {
     let mut last = stamp(&path);
     while changes.recv().await.is_some() {
         let now = stamp(&path);
@@ -206,8 +236,8 @@ async fn redeploy_on_change(path: PathBuf, mut changes: UnboundedReceiver<()>, d
             continue;
         }
         last = now;
-        let source = path.clone();
-        let built = tokio::task::spawn_blocking(move || read_component(&source))
+        let (source, state) = (path.clone(), state.clone());
+        let built = tokio::task::spawn_blocking(move || read_component(&source, state.as_deref()))
             .await
             .unwrap_or_else(|e| Err(anyhow::anyhow!("the build task failed: {e}")));
         let result = match built {

@@ -40,7 +40,7 @@ pub use records::{
 };
 pub use registry::{AppRecord, AppState, Fire, GitInfo, Registry, ScheduleState, VersionRecord};
 pub use scheduler::ScheduleStatus;
-pub use secrets::{SecretInfo, SecretKey, SecretRef, SecretStore};
+pub use secrets::{SecretInfo, SecretKey, SecretRef, SecretStore, local_secrets};
 pub use sqlite::{SqliteKeyValue, SqliteRecords, SqliteRegistry, SqliteSecrets};
 pub use status::{AppStatus, DrainStatus, VersionState, VersionStatus};
 

@@ -350,6 +350,43 @@ impl Platform {
     }
 }
 
+/// The latest values of the secrets of state directory `state_dir`, for
+/// `modal run` and `modal serve`, which run apart from a server: those
+/// named in `names`, or every one with `None`. A missing secret is refused
+/// with the line a deploy gives; a state directory without secrets has
+/// none (nothing is created in it).
+pub async fn local_secrets(
+    state_dir: &Path,
+    names: Option<&[String]>,
+) -> Result<Vec<(String, Vec<(String, String)>)>, Error> {
+    let db = state_dir.join("secrets.db");
+    if !db.exists() || !state_dir.join(SECRET_KEY_FILE).exists() {
+        return match names.and_then(|n| n.first()) {
+            Some(name) => Err(missing(name)),
+            None => Ok(Vec::new()),
+        };
+    }
+    let store = super::sqlite::SqliteSecrets::open(&db)?;
+    let key = SecretKey::load_or_create(state_dir)?;
+    let sealed = match names {
+        None => store.list().await?.into_iter().map(|(s, _)| s).collect(),
+        Some(names) => {
+            let mut found = Vec::new();
+            for name in names {
+                if found.iter().any(|s: &SealedSecret| &s.name == name) {
+                    continue;
+                }
+                found.push(store.get(name, None).await?.ok_or_else(|| missing(name))?);
+            }
+            found
+        }
+    };
+    sealed
+        .into_iter()
+        .map(|s| Ok((s.name.clone(), key.open(&s)?)))
+        .collect()
+}
+
 fn missing(name: &str) -> Error {
     Error::BadInput(format!(
         "no secret named `{name}`; create it with `modal secret create {name} KEY=VALUE`"

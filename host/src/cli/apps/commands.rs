@@ -61,7 +61,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| crate::cli::common::app_name(&args.wasm));
     let mut mounts = Vec::new();
-    for (dir, path) in &args.mounts {
+    for (dir, path) in &crate::cli::python::with_declared_mounts(&args.mounts, &wasm)? {
         let archive = modal_host::platform::pack_dir(dir)?;
         let info = modal_host::platform::archive_info(&archive)?;
         let (digest, _uploaded) = client.put_archive(archive).await?;
