@@ -246,3 +246,97 @@ fn secrets_named_in_code_are_attached_at_deploy() {
         "{history}"
     );
 }
+
+/// `modal run` and `modal serve` run apart from the server, on the secrets
+/// of its state directory: named with `--secret` or in the code.
+#[test]
+fn run_and_serve_read_the_secrets_of_the_state_directory() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    server.ok(&["secret", "create", "config", "MODE=local-strict"]);
+    server.ok(&["secret", "create", "extra", "MODE_TOO=yes"]);
+    server.kill();
+    let modal = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_modal"))
+            .args(args)
+            .env("MODAL_STATE", state.path())
+            .output()
+            .unwrap()
+    };
+    let text = |out: &std::process::Output| {
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let setting = format!("{CONFIG}::setting");
+    // Named in the code (`config`), and with --secret (`extra`).
+    let out = modal(&["run", &setting, "\"MODE\""]);
+    assert_eq!(text(&out).0, "\"local-strict\"\n", "{:?}", text(&out));
+    let out = modal(&["run", &setting, "\"MODE_TOO\"", "--secret", "extra"]);
+    assert_eq!(text(&out).0, "\"yes\"\n", "{:?}", text(&out));
+    let out = modal(&["run", &setting, "\"MODE\"", "--secret", "nope"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.ends_with(
+            "error: bad input: no secret named `nope`; create it with `modal secret create nope KEY=VALUE`\n"
+        ),
+        "{:?}",
+        text(&out)
+    );
+    let out = modal(&["run", &setting, "\"MODE\"", "--env", "MODE=x"]);
+    assert!(
+        text(&out).1.contains("`MODE` is set twice"),
+        "{:?}",
+        text(&out)
+    );
+    // An empty state directory has no secrets: the code's is missing.
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["run", &setting, "\"MODE\"", "--state"])
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).1.contains("no secret named `config`"),
+        "{:?}",
+        text(&out)
+    );
+    assert!(
+        !empty.path().join("secrets.db").exists(),
+        "reading creates nothing"
+    );
+
+    // `modal serve` deploys it into its temporary state with the secrets.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args([
+            "serve",
+            CONFIG,
+            "--listen",
+            "127.0.0.1:0",
+            "--secret",
+            "extra",
+        ])
+        .env("MODAL_STATE", state.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = crate::stdout_lines(&mut child);
+    let first = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("modal serve starts with the secrets");
+    assert!(first.contains("http://"), "{first}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["serve", CONFIG, "--listen", "127.0.0.1:0", "--state"])
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("no secret named `config`"),
+        "{:?}",
+        text(&out)
+    );
+}
