@@ -413,3 +413,34 @@ fn stop_needs_the_session_and_its_csrf_token() {
         "still running"
     );
 }
+
+/// The podcast app's frontend (examples/podcasts, mounted at `/assets`)
+/// searches through the app's JSON API in a real browser.
+#[test]
+fn the_podcast_frontend_searches_in_a_real_browser() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    crate::podcasts::deploy_and_index(&server);
+    let browser = Browser::start();
+    let page = format!("http://{}/web/podcasts/web/assets/index.html", server.addr);
+    browser.go(&page);
+    // The podcasts and the index status load on their own.
+    browser.wait_text("#podcasts", "Night Sky Notes with Ines Carvalho");
+    browser.wait_text("#status", "6 episodes transcribed;");
+    browser.type_into("#q", "pleiades");
+    browser.click("button[type=submit]");
+    let summary = browser.wait_text("#summary", "for “pleiades”");
+    assert_eq!(summary, "1 episode for “pleiades”");
+    let result = browser.text("#results li");
+    assert!(result.contains("Winter hexagon"), "{result}");
+    assert!(result.contains("night-sky · at "), "{result}");
+    assert!(
+        result.contains("Binoculars") || result.contains("binoculars"),
+        "{result}"
+    );
+    // The query is in the address, so the page can be shared or reloaded.
+    assert_eq!(browser.url(), format!("{page}?q=pleiades"));
+    browser.go(&format!("{page}?q=zzzz"));
+    browser.wait_text("#summary", "No episode says “zzzz”.");
+    browser.screenshot("podcasts.png");
+}
