@@ -7,9 +7,10 @@
 //! serving, draining and pinned versions), `calls.rs` (call, serve_http,
 //! spawn, result), `status.rs` (what `list`, `history`, `logs` and
 //! `/metrics` show), `scheduler.rs` (cron and period schedules, behind a
-//! narrow handle). State lives behind three async traits, [`Registry`],
-//! [`ArtifactStore`] and [`RecordStore`]; [`Stores::sqlite`] is the
-//! embedded default (`sqlite/`).
+//! narrow handle). State lives behind async traits ([`Registry`],
+//! [`ArtifactStore`], [`RecordStore`], [`SecretStore`] and the key-value
+//! store); [`Stores::sqlite`] is the embedded default (`sqlite/`);
+//! `postgres/` holds the cluster's stores.
 
 mod artifacts;
 mod backoff;
@@ -20,6 +21,7 @@ mod fire_times;
 mod live;
 mod metrics;
 mod mounts;
+pub mod postgres;
 mod records;
 mod registry;
 mod scheduler;

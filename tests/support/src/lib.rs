@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+pub mod pg;
+
 /// `examples/hello`: `square` (plain) and `greet` (web, GET).
 pub const HELLO: &str = env!("MODAL_EXAMPLE_HELLO");
 /// `examples/fanout`: functions that call functions (`sum_squares` maps
