@@ -80,6 +80,17 @@ pub fn bucket_name(name: &str) -> Result<&str, Error> {
     }
 }
 
+/// A page of keys read with one more than [`LIST_PAGE`] asked for (the
+/// extra one says whether another page follows), from the `cursor`-th
+/// key on: the page, and the cursor of the next one.
+pub fn page(mut keys: Vec<String>, cursor: u64) -> (Vec<String>, Option<u64>) {
+    let next = (keys.len() > LIST_PAGE).then(|| {
+        keys.truncate(LIST_PAGE);
+        cursor + LIST_PAGE as u64
+    });
+    (keys, next)
+}
+
 /// Checks a key against [`MAX_KEY`].
 pub fn check_key(key: &str) -> Result<(), Error> {
     if key.len() > MAX_KEY {

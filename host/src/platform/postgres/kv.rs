@@ -29,21 +29,30 @@ impl PgKeyValue {
         pg.migrate("kv", MIGRATIONS).await?;
         Ok(PgKeyValue { pg })
     }
+
+    /// The row of one key, read by `select` (`SELECT value`, `SELECT 1`).
+    async fn lookup(
+        &self,
+        select: &'static str,
+        app: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<tokio_postgres::Row>, Error> {
+        let doing = "reading a key";
+        let client = self.pg.client(doing).await?;
+        let sql = format!("{select} FROM kv WHERE app = $1 AND bucket = $2 AND key = $3");
+        let stmt = client.prepare_cached(&sql).await.map_err(fail(doing))?;
+        client
+            .query_opt(&stmt, &[&app, &bucket, &key])
+            .await
+            .map_err(fail(doing))
+    }
 }
 
 #[async_trait::async_trait]
 impl KeyValue for PgKeyValue {
     async fn get(&self, app: &str, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        let doing = "reading a key";
-        let client = self.pg.client(doing).await?;
-        let stmt = client
-            .prepare_cached("SELECT value FROM kv WHERE app = $1 AND bucket = $2 AND key = $3")
-            .await
-            .map_err(fail(doing))?;
-        let row = client
-            .query_opt(&stmt, &[&app, &bucket, &key])
-            .await
-            .map_err(fail(doing))?;
+        let row = self.lookup("SELECT value", app, bucket, key).await?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -63,17 +72,7 @@ impl KeyValue for PgKeyValue {
     }
 
     async fn exists(&self, app: &str, bucket: &str, key: &str) -> Result<bool, Error> {
-        let doing = "reading a key";
-        let client = self.pg.client(doing).await?;
-        let stmt = client
-            .prepare_cached("SELECT 1 FROM kv WHERE app = $1 AND bucket = $2 AND key = $3")
-            .await
-            .map_err(fail(doing))?;
-        let row = client
-            .query_opt(&stmt, &[&app, &bucket, &key])
-            .await
-            .map_err(fail(doing))?;
-        Ok(row.is_some())
+        Ok(self.lookup("SELECT 1", app, bucket, key).await?.is_some())
     }
 
     async fn list_keys(
@@ -93,12 +92,10 @@ impl KeyValue for PgKeyValue {
             )
             .await
             .map_err(fail(doing))?;
-        let mut keys: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        let next = (keys.len() > LIST_PAGE).then(|| {
-            keys.truncate(LIST_PAGE);
-            cursor + LIST_PAGE as u64
-        });
-        Ok((keys, next))
+        Ok(crate::kv::page(
+            rows.iter().map(|r| r.get(0)).collect(),
+            cursor,
+        ))
     }
 
     async fn increment(

@@ -142,12 +142,7 @@ impl KeyValue for SqliteKeyValue {
             })?;
             rows.collect()
         })?;
-        let mut keys = keys;
-        let next = (keys.len() > LIST_PAGE).then(|| {
-            keys.truncate(LIST_PAGE);
-            cursor + LIST_PAGE as u64
-        });
-        Ok((keys, next))
+        Ok(crate::kv::page(keys, cursor))
     }
 
     async fn increment(
