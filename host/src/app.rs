@@ -112,6 +112,17 @@ impl Trigger {
             Trigger::Schedule => "schedule",
         }
     }
+
+    /// The trigger [`as_str`](Self::as_str) names (a direct call for an
+    /// unknown name).
+    pub(crate) fn parse(name: &str) -> Trigger {
+        match name {
+            "spawn" => Trigger::Spawn,
+            "web" => Trigger::Web,
+            "schedule" => Trigger::Schedule,
+            _ => Trigger::Call,
+        }
+    }
 }
 
 /// One run of a function: what ran, how it ended and what it logged.

@@ -200,6 +200,10 @@ pub enum Error {
         /// The holder's process id, as it wrote it into the lock file.
         pid: Option<u32>,
     },
+    /// This host no longer holds a lease it acted under (another host of
+    /// the cluster took it over).
+    #[error("this host no longer holds the {0} lease")]
+    NotLeader(String),
     /// A host-side failure that is not the guest's fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -341,6 +345,7 @@ impl Error {
             Error::ShuttingDown(_) => "shutting_down",
             Error::Io { .. } => "io",
             Error::StateInUse { .. } => "state_in_use",
+            Error::NotLeader(_) => "not_leader",
             Error::Internal(_) => "internal",
         }
     }
@@ -369,6 +374,7 @@ impl Error {
             Error::Overloaded { .. }
             | Error::HostAtCapacity(_)
             | Error::ShuttingDown(_)
+            | Error::NotLeader(_)
             | Error::Cancelled { .. } => 503,
             _ => 500,
         }

@@ -616,7 +616,8 @@ fn web_outcomes_are_recorded_with_their_status() {
     assert_eq!(stats[0]["errors"], 2, "{stats}");
     let (_, metrics) = get(&server.addr, &server.addr, "/metrics");
     assert!(
-        metrics.contains(r#"modal_executions_total{app="plain",version="1",function="web",trigger="web",outcome="no_response"} 1"#),
+        metrics.lines().any(|l| l.starts_with(r#"modal_executions_total{host=""#)
+            && l.ends_with(r#"",app="plain",version="1",function="web",trigger="web",outcome="no_response"} 1"#)),
         "{metrics}"
     );
     let logs = server.ok(&["app", "logs", "plain"]);

@@ -3,6 +3,7 @@
 
 mod browser;
 mod cli;
+mod cluster;
 mod hardening;
 mod http;
 mod invoke;

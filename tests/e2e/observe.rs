@@ -271,7 +271,21 @@ fn metrics_parse_as_prometheus_text_and_count_the_calls() {
         if name_end < series.len() {
             assert!(series.ends_with('}'), "{line}");
         }
-        samples.insert(series.to_string(), value);
+        // Every series names the host first; the rest is compared below.
+        let (name, labels) = series.split_at(name_end);
+        let rest = labels
+            .strip_prefix("{host=\"")
+            .and_then(|l| l.split_once("\""))
+            .map(|(host, rest)| {
+                assert!(!host.is_empty(), "{line}");
+                rest.strip_prefix(',').unwrap_or(rest).to_string()
+            })
+            .unwrap_or_else(|| panic!("no host label: {line}"));
+        let series = match rest.as_str() {
+            "}" => name.to_string(),
+            rest => format!("{name}{{{rest}"),
+        };
+        samples.insert(series, value);
     }
     let labels =
         |f: &str| format!("{{app=\"counter\",version=\"1\",function=\"{f}\",trigger=\"call\"}}");

@@ -102,6 +102,14 @@ pub struct AppList {
     pub apps: Vec<AppStatus>,
 }
 
+/// The answer of `GET hosts`: the live hosts on the same stores, the one
+/// that answers first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HostList {
+    /// The hosts.
+    pub hosts: Vec<crate::platform::HostRecord>,
+}
+
 /// The answer of `GET apps/{app}`: an app, its versions and its live pools.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AppDetail {
@@ -147,12 +155,15 @@ pub struct Deployed {
 }
 
 /// The answer of `POST apps/{app}/stop`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stopped {
     /// The app.
     pub app: String,
     /// Its state now: stopped.
     pub state: AppState,
+    /// How each live host took it, this one first.
+    #[serde(default)]
+    pub hosts: Vec<crate::platform::HostReport>,
 }
 
 /// What a function returned.

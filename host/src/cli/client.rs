@@ -372,6 +372,11 @@ impl Client {
         self.get(&path(&["apps"], "")).await
     }
 
+    /// The live hosts.
+    pub async fn hosts(&self) -> Result<modal_host::api::HostList, ClientError> {
+        self.get(&path(&["hosts"], "")).await
+    }
+
     /// The versions of `app`.
     pub async fn history(&self, app: &str) -> Result<History, ClientError> {
         self.get(&path(&["apps", app, "history"], "")).await

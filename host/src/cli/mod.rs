@@ -53,6 +53,12 @@ enum Command {
     /// `modal.Dict`, `wasi:keyvalue`).
     #[command(subcommand)]
     Dict(apps::DictCommand),
+    /// List the hosts serving the apps (several in cluster mode).
+    #[command(subcommand)]
+    Host(apps::HostCommand),
+    /// Print the control token clients need.
+    #[command(subcommand)]
+    Token(apps::TokenCommand),
 }
 
 /// Scheduler ticks between two looks at I/O (see `main`).
@@ -106,6 +112,8 @@ pub fn main() -> ExitCode {
             Command::Schedule(command) => apps::schedule(command).await,
             Command::Dict(command) => apps::dict(command).await,
             Command::Secret(command) => apps::secret(command).await,
+            Command::Host(command) => apps::host(command).await,
+            Command::Token(command) => apps::token(command).await,
         }
     });
     match result {

@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 use clap::Args;
-use modal_host::platform::DEFAULT_MAX_UPLOAD;
+use modal_host::platform::postgres::{DEFAULT_POOL_SIZE, Pg};
+use modal_host::platform::{DEFAULT_MAX_UPLOAD, SecretKey};
 use modal_host::server::{Server, ServerConfig, load_or_create_token};
 use modal_host::{
     DEFAULT_MAX_CALL_DEPTH, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MEMORY_LIMIT, HostConfig, Platform,
@@ -21,6 +22,7 @@ const RETENTION_DEFAULT: &str = "7d";
 const HEADER_TIMEOUT_DEFAULT: &str = "10s";
 const BODY_TIMEOUT_DEFAULT: &str = "30s";
 const QUEUE_TIMEOUT_DEFAULT: &str = "10s";
+const LEASE_DEFAULT: &str = "10s";
 
 /// How often stopped apps and unreferenced artifacts are collected.
 const GC_PERIOD: Duration = Duration::from_secs(3600);
@@ -29,10 +31,34 @@ const GC_PERIOD: Duration = Duration::from_secs(3600);
 #[derive(Args)]
 pub struct ServerArgs {
     /// The state directory: registry (SQLite), artifacts, compiled-code
-    /// cache and the control token. Default `$MODAL_STATE`, else
-    /// `~/.local/share/modal`.
+    /// cache and the control token; with `--database` only the caches.
+    /// Default `$MODAL_STATE`, else `~/.local/share/modal`.
     #[arg(long, env = "MODAL_STATE", value_name = "DIR")]
     state: Option<PathBuf>,
+    /// Cluster mode: keep the state in this PostgreSQL database
+    /// (`postgres://user:password@host:port/database`), shared by every
+    /// host started with it. Nothing but caches stays on local disk.
+    #[arg(
+        long,
+        env = "MODAL_DATABASE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
+    /// With `--database`: connections this host keeps to the database.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_POOL_SIZE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    db_pool: usize,
+    /// With `--database`: the file holding the key that seals secrets
+    /// (64 hex digits), created when missing. Give every host the same
+    /// file; the key is never stored in the database.
+    #[arg(long, env = "MODAL_SECRET_KEY_FILE", value_name = "FILE")]
+    secret_key_file: Option<PathBuf>,
+    /// With `--database`: how long the scheduler lease and this host's
+    /// claims on spawned calls last without renewal, i.e. how soon another
+    /// host takes over when this one dies.
+    #[arg(long, value_parser = parse_duration, default_value = LEASE_DEFAULT)]
+    lease: Duration,
     /// Address to listen on (control API and web endpoints).
     #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
     listen: String,
@@ -111,10 +137,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         max_upload: args.max_upload << 20,
         retention: args.retention,
         notify: args.notify,
+        address: listener
+            .local_addr()
+            .map_or_else(|_| args.listen.clone(), |a| a.to_string()),
+        lease: args.lease,
     };
-    let platform = Platform::open(&state, host_config, platform_config, None).await?;
-    let token = load_or_create_token(&state)
-        .with_context(|| format!("creating the token in {}", state.display()))?;
+    let (platform, token, home) = match &args.database {
+        None => {
+            let platform = Platform::open(&state, host_config, platform_config, None).await?;
+            let token = load_or_create_token(&state)
+                .with_context(|| format!("creating the token in {}", state.display()))?;
+            (platform, token, format!("state {}", state.display()))
+        }
+        Some(url) => {
+            let Some(key_file) = &args.secret_key_file else {
+                anyhow::bail!(
+                    "--database needs --secret-key-file (or $MODAL_SECRET_KEY_FILE): the key \
+                     that seals secrets, the same file on every host"
+                );
+            };
+            let key = SecretKey::load_or_create_file(key_file)?;
+            let pg = Pg::connect(url, args.db_pool).await?;
+            let platform =
+                Platform::open_cluster(&pg, key, &state, host_config, platform_config, None)
+                    .await?;
+            let token = pg.token(&modal_host::server::new_token()?).await?;
+            (
+                platform,
+                token,
+                format!("database {}", pg.describe_target()),
+            )
+        }
+    };
     platform.spawn_gc(GC_PERIOD);
     let apps = platform.apps().await?.len();
     let server = Server::new(
@@ -131,9 +185,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     println!(
-        "modal server listening on http://{} (state {}, {apps} apps, ready in {:.0?})",
+        "modal server listening on http://{} ({home}, {apps} apps, ready in {:.0?})",
         server.addr(),
-        state.display(),
         started.elapsed()
     );
     tracing::info!(addr = %server.addr(), apps, "server started");
@@ -180,6 +233,10 @@ mod tests {
         assert_eq!(parse_duration(DRAIN_DEFAULT), Ok(DEFAULT_DRAIN_TIMEOUT));
         assert_eq!(parse_duration(GRACE_DEFAULT), Ok(DEFAULT_GRACE));
         assert_eq!(parse_duration(RETENTION_DEFAULT), Ok(DEFAULT_RETENTION));
+        assert_eq!(
+            parse_duration(LEASE_DEFAULT),
+            Ok(modal_host::platform::DEFAULT_LEASE)
+        );
         assert_eq!(
             parse_duration(QUEUE_TIMEOUT_DEFAULT),
             Ok(modal_host::DEFAULT_QUEUE_TIMEOUT)

@@ -13,6 +13,10 @@ use crate::invoke::{Caller, Failure, FailureKind, Invoker, Nesting, Outcome, new
 use crate::spec::FunctionKind;
 use std::collections::HashMap;
 use std::sync::Weak;
+
+/// How often a reader waiting for a spawned call's end reads it again
+/// (a call another host runs wakes no one here).
+const RESULT_POLL: Duration = Duration::from_millis(200);
 use std::time::{Duration, Instant};
 
 /// Attempts of an execution that keeps reaching versions that were just
@@ -225,7 +229,8 @@ impl Platform {
         let this = self.clone();
         self.to_the_end(async move {
             let store = &this.inner.recorder.store;
-            store.insert_call(&call, now_ms()).await?;
+            let (owner, lease) = (&this.inner.host_id, this.inner.config.lease);
+            store.insert_call(&call, now_ms(), owner, lease).await?;
             let id = call.id.clone();
             this.run_spawned(call);
             Ok(id)
@@ -233,7 +238,7 @@ impl Platform {
         .await
     }
 
-    fn run_spawned(&self, call: SpawnedCall) {
+    pub(super) fn run_spawned(&self, call: SpawnedCall) {
         let platform = self.clone();
         self.spawn_task(async move {
             let SpawnedCall {
@@ -286,11 +291,7 @@ impl Platform {
     /// by the shutdown stays pending and runs again at the next start (at
     /// least once).
     async fn finish_spawned(&self, id: &str, result: Result<Vec<u8>, Error>) {
-        let shutting_down = self
-            .inner
-            .shutting_down
-            .load(std::sync::atomic::Ordering::Acquire);
-        if shutting_down
+        if self.is_shutting_down()
             && matches!(
                 result,
                 Err(Error::Cancelled { .. } | Error::ShuttingDown(_))
@@ -312,15 +313,6 @@ impl Platform {
         self.inner.calls_done.send_modify(|n| *n += 1);
     }
 
-    /// Runs the calls accepted before a restart that never finished.
-    pub(super) async fn resume_calls(&self) -> Result<(), Error> {
-        for call in self.inner.recorder.store.unfinished_calls().await? {
-            tracing::info!(call = %call.id, app = %call.app, function = %call.function, "resuming a spawned call accepted before the restart");
-            self.run_spawned(call);
-        }
-        Ok(())
-    }
-
     /// The state of a spawned call, waiting up to `wait` for it to finish.
     pub async fn result(&self, id: &str, wait: Duration) -> Result<CallRecord, Error> {
         let deadline = Instant::now() + wait;
@@ -336,7 +328,9 @@ impl Platform {
             if record.state != CallState::Pending || Instant::now() >= deadline {
                 return Ok(record);
             }
-            let _ = tokio::time::timeout_at(deadline.into(), done.changed()).await;
+            // Another host may run it: its end is read again now and then.
+            let wake = deadline.min(Instant::now() + RESULT_POLL);
+            let _ = tokio::time::timeout_at(wake.into(), done.changed()).await;
         }
     }
 

@@ -71,6 +71,10 @@ pub struct Deployment {
     /// The directories mounted.
     #[serde(default)]
     pub mounts: Vec<super::MountRecord>,
+    /// How each live host took it, this one first (one entry on a single
+    /// host).
+    #[serde(default)]
+    pub hosts: Vec<super::HostReport>,
 }
 
 /// What garbage collection removed.
@@ -170,11 +174,22 @@ impl Platform {
         self.check_upload(wasm.len())?;
         let this = self.clone();
         self.to_the_end(async move {
-            let lock = this.deploy_lock(&request.name);
-            let _deploying = lock.lock().await;
-            this.publish(wasm, request, None).await
+            let deployment = {
+                let lock = this.deploy_lock(&request.name);
+                let _deploying = lock.lock().await;
+                this.publish(wasm, request, None).await?
+            };
+            Ok(this.confirmed(deployment).await)
         })
         .await
+    }
+
+    /// `deployment` once every other live host serves it (or said why
+    /// not).
+    async fn confirmed(&self, mut deployment: Deployment) -> Deployment {
+        let expect = super::cluster::Expect::Version(deployment.version);
+        deployment.hosts = self.confirm(&deployment.app, expect).await;
+        deployment
     }
 
     pub(super) fn check_upload(&self, size: usize) -> Result<(), Error> {
@@ -289,15 +304,20 @@ impl Platform {
             rollback_of,
             secrets: record.secrets,
             mounts: record.mounts,
+            hosts: Vec::new(),
         })
     }
 
-    /// Stops an app: no new executions; those in progress drain. It runs
+    /// Stops an app: no new executions; those in progress drain. Returns
+    /// once every live host stopped it, with how each took it. It runs
     /// to its end even if the caller stops waiting.
-    pub async fn stop(&self, app: &str) -> Result<(), Error> {
+    pub async fn stop(&self, app: &str) -> Result<Vec<super::HostReport>, Error> {
         let (this, app) = (self.clone(), app.to_string());
-        self.to_the_end(async move { this.stop_now(&app).await })
-            .await
+        self.to_the_end(async move {
+            this.stop_now(&app).await?;
+            Ok(this.confirm(&app, super::cluster::Expect::Stopped).await)
+        })
+        .await
     }
 
     async fn stop_now(&self, app: &str) -> Result<(), Error> {
@@ -332,8 +352,11 @@ impl Platform {
         deployer: &str,
     ) -> Result<Deployment, Error> {
         let (this, app, deployer) = (self.clone(), app.to_string(), deployer.to_string());
-        self.to_the_end(async move { this.rollback_now(&app, version, &deployer).await })
-            .await
+        self.to_the_end(async move {
+            let deployment = this.rollback_now(&app, version, &deployer).await?;
+            Ok(this.confirmed(deployment).await)
+        })
+        .await
     }
 
     async fn rollback_now(

@@ -86,7 +86,7 @@ impl Platform {
     }
 
     /// Loads a recorded version from the artifact store.
-    async fn load_version(&self, app: &str, version: u64) -> Result<LoadedApp, Error> {
+    pub(super) async fn load_version(&self, app: &str, version: u64) -> Result<LoadedApp, Error> {
         let record = self.version_record(app, version).await?;
         let bytes = self.inner.artifacts.get(&record.digest).await?;
         let secrets = self.secret_env(&record.secrets, &record.env).await?;
@@ -243,5 +243,6 @@ impl Platform {
         // Let cancelled executions reach the recorder, then store them.
         tokio::task::yield_now().await;
         self.inner.recorder.flush().await;
+        self.leave().await;
     }
 }

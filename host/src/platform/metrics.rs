@@ -41,6 +41,17 @@ struct Series {
 pub(crate) struct Metrics {
     series: Mutex<std::collections::HashMap<SeriesKey, Series>>,
     deploys: AtomicU64,
+    /// The executions waiting to be stored.
+    pub(crate) backlog: Arc<Backlog>,
+}
+
+/// Executions not stored yet (the store failed), and those dropped.
+#[derive(Default)]
+pub(crate) struct Backlog {
+    /// Waiting in memory.
+    pub(crate) pending: AtomicU64,
+    /// Dropped because too many were waiting.
+    pub(crate) dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -65,8 +76,10 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of the counters, plus `instances`
-    /// (app, version, live instances).
-    pub(crate) fn encode(&self, instances: &[(String, u64, usize)]) -> String {
+    /// (app, version, live instances); every series carries the label
+    /// `host` (this host's id: in a cluster each host is scraped apart).
+    pub(crate) fn encode(&self, host: &str, instances: &[(String, u64, usize)]) -> String {
+        let host = format!("host=\"{}\"", escape(host));
         let mut series: Vec<(SeriesKey, Series)> = self
             .series
             .lock()
@@ -76,19 +89,26 @@ impl Metrics {
             .collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = String::new();
-        counters(&mut out, &series);
-        histograms(&mut out, &series);
+        counters(&mut out, &host, &series);
+        histograms(&mut out, &host, &series);
         out.push_str("# HELP modal_instances Live instances per app version.\n# TYPE modal_instances gauge\n");
         for (app, version, n) in instances {
             let _ = writeln!(
                 out,
-                "modal_instances{{app=\"{}\",version=\"{version}\"}} {n}",
+                "modal_instances{{{host},app=\"{}\",version=\"{version}\"}} {n}",
                 escape(app)
             );
         }
         out.push_str("# HELP modal_deploys_total Deploys and rollbacks since the server started.\n# TYPE modal_deploys_total counter\n");
         let deploys = self.deploys.load(Ordering::Relaxed);
-        let _ = writeln!(out, "modal_deploys_total {deploys}");
+        let _ = writeln!(out, "modal_deploys_total{{{host}}} {deploys}");
+        let backlog = &self.backlog;
+        out.push_str("# HELP modal_records_pending Executions waiting in memory to be stored (the store is failing).\n# TYPE modal_records_pending gauge\n");
+        let pending = backlog.pending.load(Ordering::Relaxed);
+        let _ = writeln!(out, "modal_records_pending{{{host}}} {pending}");
+        out.push_str("# HELP modal_records_dropped_total Executions dropped unstored because too many were waiting.\n# TYPE modal_records_dropped_total counter\n");
+        let dropped = backlog.dropped.load(Ordering::Relaxed);
+        let _ = writeln!(out, "modal_records_dropped_total{{{host}}} {dropped}");
         out
     }
 }
@@ -100,10 +120,10 @@ fn escape(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The labels of one series.
-fn labels((app, version, function, trigger): &SeriesKey) -> String {
+/// The labels of one series, after `host`.
+fn labels(host: &str, (app, version, function, trigger): &SeriesKey) -> String {
     format!(
-        "app=\"{}\",version=\"{version}\",function=\"{}\",trigger=\"{}\"",
+        "{host},app=\"{}\",version=\"{version}\",function=\"{}\",trigger=\"{}\"",
         escape(app),
         escape(function),
         trigger.as_str()
@@ -111,10 +131,10 @@ fn labels((app, version, function, trigger): &SeriesKey) -> String {
 }
 
 /// The execution and error counters.
-fn counters(out: &mut String, series: &[(SeriesKey, Series)]) {
+fn counters(out: &mut String, host: &str, series: &[(SeriesKey, Series)]) {
     out.push_str("# HELP modal_executions_total Executions of functions.\n# TYPE modal_executions_total counter\n");
     for (key, s) in series {
-        let l = labels(key);
+        let l = labels(host, key);
         for (outcome, n) in Outcome::ALL.iter().zip(s.outcomes) {
             if n > 0 {
                 let o = outcome.as_str();
@@ -127,19 +147,19 @@ fn counters(out: &mut String, series: &[(SeriesKey, Series)]) {
         let _ = writeln!(
             out,
             "modal_execution_errors_total{{{}}} {}",
-            labels(key),
+            labels(host, key),
             s.errors
         );
     }
 }
 
 /// The duration histograms.
-fn histograms(out: &mut String, series: &[(SeriesKey, Series)]) {
+fn histograms(out: &mut String, host: &str, series: &[(SeriesKey, Series)]) {
     out.push_str(
         "# HELP modal_execution_duration_seconds Duration of executions.\n# TYPE modal_execution_duration_seconds histogram\n",
     );
     for (key, s) in series {
-        let l = labels(key);
+        let l = labels(host, key);
         let mut cumulative = 0;
         for (bound, count) in BUCKETS.iter().zip(s.buckets) {
             cumulative += count;

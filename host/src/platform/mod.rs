@@ -15,6 +15,7 @@
 mod artifacts;
 mod backoff;
 mod calls;
+mod cluster;
 mod deploy;
 mod dicts;
 mod fire_times;
@@ -32,6 +33,7 @@ mod status;
 
 pub use artifacts::{ArtifactStore, FileArtifacts};
 pub use calls::FunctionHandle;
+pub use cluster::{ALIVE, HostReport};
 pub use deploy::{
     DeployRequest, Deployment, GcReport, validate_app_name, validate_callers, validate_env,
 };
@@ -40,7 +42,10 @@ pub use records::{
     CallEnd, CallParent, CallRecord, CallState, ExecutionRecord, RecordStore, SpawnedCall, Usage,
     tree_order,
 };
-pub use registry::{AppRecord, AppState, Fire, GitInfo, Registry, ScheduleState, VersionRecord};
+pub use registry::{
+    AppRecord, AppState, EVERYTHING, Fire, GitInfo, HostApp, HostRecord, Registry, ScheduleState,
+    VersionRecord,
+};
 pub use scheduler::ScheduleStatus;
 pub use secrets::{SecretInfo, SecretKey, SecretRef, SecretStore, local_secrets};
 pub use sqlite::{SqliteKeyValue, SqliteRecords, SqliteRegistry, SqliteSecrets};
@@ -66,6 +71,10 @@ pub const DEFAULT_MAX_UPLOAD: usize = 128 << 20;
 /// and its unreferenced artifacts are garbage-collected.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// How long a host's scheduler lease and its claims on spawned calls last
+/// without renewal: how soon another host takes over when it dies.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+
 /// Settings of a [`Platform`].
 #[derive(Clone, Debug)]
 pub struct PlatformConfig {
@@ -78,6 +87,11 @@ pub struct PlatformConfig {
     /// Where failed scheduled runs are reported when the app names no
     /// webhook of its own.
     pub notify: Option<String>,
+    /// Where this host listens, as the other hosts and `modal host list`
+    /// show it.
+    pub address: String,
+    /// How long the scheduler lease and claims on spawned calls last.
+    pub lease: Duration,
 }
 
 impl Default for PlatformConfig {
@@ -87,6 +101,8 @@ impl Default for PlatformConfig {
             max_upload: DEFAULT_MAX_UPLOAD,
             retention: DEFAULT_RETENTION,
             notify: None,
+            address: String::new(),
+            lease: DEFAULT_LEASE,
         }
     }
 }
@@ -137,16 +153,41 @@ impl Stores {
             kv: Arc::new(SqliteKeyValue::open(&kv)?),
             secrets: Arc::new(SqliteSecrets::open(&secrets)?),
             secret_key: SecretKey::load_or_create(state_dir)?,
-            mounts_dir: {
-                let dir = state_dir.join("mounts");
-                state::private_dir(&dir).map_err(|source| Error::Io {
-                    context: format!("creating {}", dir.display()),
-                    source,
-                })?;
-                dir
-            },
+            mounts_dir: mounts_dir(state_dir)?,
         })
     }
+}
+
+impl Stores {
+    /// The cluster's stores in the database `pg` (its schemas brought up
+    /// to date), with this host's `secret_key` (checked against the
+    /// cluster's) and its cache of unpacked mounts in `state_dir/mounts`.
+    pub async fn postgres(
+        pg: &postgres::Pg,
+        secret_key: SecretKey,
+        state_dir: &Path,
+    ) -> Result<Stores, Error> {
+        pg.check_key(&secret_key).await?;
+        Ok(Stores {
+            registry: Arc::new(postgres::PgRegistry::open(pg.clone()).await?),
+            artifacts: Arc::new(postgres::PgArtifacts::open(pg.clone()).await?),
+            records: Arc::new(postgres::PgRecords::open(pg.clone()).await?),
+            kv: Arc::new(postgres::PgKeyValue::open(pg.clone()).await?),
+            secrets: Arc::new(postgres::PgSecrets::open(pg.clone()).await?),
+            secret_key,
+            mounts_dir: mounts_dir(state_dir)?,
+        })
+    }
+}
+
+/// `state_dir/mounts`, created private.
+fn mounts_dir(state_dir: &Path) -> Result<std::path::PathBuf, Error> {
+    let dir = state_dir.join("mounts");
+    state::private_dir(&dir).map_err(|source| Error::Io {
+        context: format!("creating {}", dir.display()),
+        source,
+    })?;
+    Ok(dir)
 }
 
 /// Deployed apps and their live versions. Cheap to clone.
@@ -185,6 +226,12 @@ struct Inner {
     _state_lock: Option<state::StateLock>,
     /// Set by [`Platform::shutdown`].
     shutting_down: std::sync::atomic::AtomicBool,
+    /// This process's id among the hosts on the same stores.
+    host_id: String,
+    /// When it started (Unix ms).
+    started_at: u64,
+    /// Apps whose live version this host could not load: (version, why).
+    failures: Mutex<HashMap<String, (u64, String)>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -195,6 +242,17 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The engine with its compiled-code cache in `state_dir/compiled`.
+fn local_host(state_dir: &Path, mut host_config: HostConfig) -> Result<Host, Error> {
+    let compiled = state_dir.join("compiled");
+    state::private_dir(&compiled).map_err(|source| Error::Io {
+        context: format!("creating {}", compiled.display()),
+        source,
+    })?;
+    host_config.cache_dir = Some(compiled);
+    Host::new(host_config)
+}
+
 impl Platform {
     /// Opens the embedded default on `state_dir` ([`Stores::sqlite`] and
     /// the compiled-code cache `compiled/`). Loads every deployed app's
@@ -203,19 +261,31 @@ impl Platform {
     /// platform on it fails with [`Error::StateInUse`].
     pub async fn open(
         state_dir: &Path,
-        mut host_config: HostConfig,
+        host_config: HostConfig,
         config: PlatformConfig,
         sink: Option<ExecutionSink>,
     ) -> Result<Platform, Error> {
         let lock = state::lock(state_dir)?;
         let stores = Stores::sqlite(state_dir)?;
-        let compiled = state_dir.join("compiled");
-        state::private_dir(&compiled).map_err(|source| Error::Io {
-            context: format!("creating {}", compiled.display()),
-            source,
-        })?;
-        host_config.cache_dir = Some(compiled);
-        let host = Host::new(host_config)?;
+        let host = local_host(state_dir, host_config)?;
+        Platform::build(host, stores, config, sink, Some(lock)).await
+    }
+
+    /// Opens a host of a cluster: its state in the database `pg`
+    /// ([`Stores::postgres`]), only its caches (compiled code, unpacked
+    /// mounts) in `state_dir`, which it locks. Loads every deployed app's
+    /// live version and joins the other hosts.
+    pub async fn open_cluster(
+        pg: &postgres::Pg,
+        secret_key: SecretKey,
+        state_dir: &Path,
+        host_config: HostConfig,
+        config: PlatformConfig,
+        sink: Option<ExecutionSink>,
+    ) -> Result<Platform, Error> {
+        let lock = state::lock(state_dir)?;
+        let stores = Stores::postgres(pg, secret_key, state_dir).await?;
+        let host = local_host(state_dir, host_config)?;
         Platform::build(host, stores, config, sink, Some(lock)).await
     }
 
@@ -245,11 +315,16 @@ impl Platform {
             }
         });
         let runtime = tokio::runtime::Handle::current();
+        let host_id = cluster::host_id();
+        // Subscribed before the apps are read: nothing announced in
+        // between is missed.
+        let changes = stores.registry.changes();
         let inner = Arc::new_cyclic(|weak| Inner {
             scheduler: Arc::new(scheduler::Scheduler::new(
                 stores.registry.clone(),
                 Box::new(calls::Runs(weak.clone())),
                 runtime.clone(),
+                (host_id.clone(), config.lease),
             )),
             runtime,
             host,
@@ -269,10 +344,13 @@ impl Platform {
             gc_lock: tokio::sync::RwLock::new(()),
             _state_lock: state_lock,
             shutting_down: Default::default(),
+            host_id,
+            started_at: now_ms(),
+            failures: Mutex::default(),
         });
         let platform = Platform { inner };
         platform.restore().await?;
-        platform.resume_calls().await?;
+        platform.start_cluster(changes);
         scheduler::Scheduler::start(&platform.inner.scheduler).await?;
         Ok(platform)
     }
@@ -299,6 +377,13 @@ impl Platform {
     /// The runtime the platform was opened on.
     pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
         &self.inner.runtime
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) began.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.inner
+            .shutting_down
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Runs `task` on the platform's runtime.

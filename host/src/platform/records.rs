@@ -4,7 +4,8 @@
 //! path without I/O, counts it for the metrics, hands it to followers of
 //! `modal app logs --follow` and to a writer task that stores batches.
 
-use super::metrics::Metrics;
+use super::backoff::Backoff;
+use super::metrics::{Backlog, Metrics};
 use crate::app::{Execution, Trigger};
 use crate::error::{Error, Outcome};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,9 @@ use tokio::sync::{broadcast, mpsc};
 
 /// Most records written in one transaction.
 const BATCH: usize = 4096;
+
+/// Most executions kept in memory while they cannot be stored.
+pub(crate) const MAX_BACKLOG: usize = 100_000;
 
 /// How long the writer lets records gather before a transaction.
 const BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
@@ -205,8 +209,9 @@ impl CallEnd {
 /// operation on records; none names a table or a file.
 #[async_trait::async_trait]
 pub trait RecordStore: Send + Sync + 'static {
-    /// The largest execution id stored (0 when there is none): new ids
-    /// continue from it.
+    /// Where this process's execution ids start: ids above it are its own
+    /// (on one host the largest id stored; in a cluster the start of a
+    /// block no other host uses).
     async fn last_execution_id(&self) -> Result<u64, Error>;
     /// Stores executions, all or none.
     async fn insert_executions(&self, records: Vec<ExecutionRecord>) -> Result<(), Error>;
@@ -234,18 +239,35 @@ pub trait RecordStore: Send + Sync + 'static {
     /// Deletes executions and finished calls older than `cutoff` (Unix
     /// ms), and every execution of `apps` (forgotten apps).
     async fn prune(&self, cutoff: u64, apps: &[String]) -> Result<(), Error>;
-    /// Stores an accepted call as pending, durably, before it runs.
-    async fn insert_call(&self, call: &SpawnedCall, at: u64) -> Result<(), Error>;
-    /// Stores how a spawned call ended.
+    /// Stores an accepted call as pending, durably, before it runs,
+    /// claimed by `owner` for `lease`.
+    async fn insert_call(
+        &self,
+        call: &SpawnedCall,
+        at: u64,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<(), Error>;
+    /// Stores how a spawned call ended, unless it already ended (a call
+    /// run twice keeps its first end).
     async fn finish_call(&self, id: &str, end: CallEnd, at: u64) -> Result<(), Error>;
     /// The state of a spawned call.
     async fn call(&self, id: &str) -> Result<Option<CallRecord>, Error>;
     /// The executions of the call `id` and of every call in its tree
     /// (those whose root it is), oldest first, at most `limit`.
     async fn tree(&self, id: &str, limit: usize) -> Result<Vec<ExecutionRecord>, Error>;
-    /// Calls accepted but not finished (e.g. when the server died),
-    /// oldest first.
-    async fn unfinished_calls(&self) -> Result<Vec<SpawnedCall>, Error>;
+    /// Claims for `owner`, for `lease`, up to `limit` unfinished calls
+    /// whose claim ran out (their host died or was restarted), oldest
+    /// first: each is returned to one claimer only until its lease ends.
+    async fn claim_calls(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<SpawnedCall>, Error>;
+    /// Extends the claim of `owner` on every call it runs to `lease` from
+    /// now.
+    async fn renew_calls(&self, owner: &str, lease: std::time::Duration) -> Result<(), Error>;
 }
 
 /// What the writer task is sent.
@@ -255,6 +277,106 @@ enum Write {
     Record(Arc<ExecutionRecord>),
     /// Store what has been sent so far now, then answer.
     Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Stores what the recorder is sent, in batches. While the store fails
+/// (e.g. the database is down) records wait in memory, at most
+/// [`MAX_BACKLOG`] (the oldest are dropped and counted past it), and are
+/// stored once it is back.
+async fn write(
+    store: Arc<dyn RecordStore>,
+    mut rx: mpsc::UnboundedReceiver<Write>,
+    backlog: Arc<Backlog>,
+) {
+    let mut pending: std::collections::VecDeque<ExecutionRecord> = Default::default();
+    let mut failures = 0u32;
+    let mut closed = false;
+    loop {
+        let mut flushed = Vec::new();
+        let first = if pending.is_empty() {
+            match rx.recv().await {
+                Some(first) => Some(first),
+                None => return,
+            }
+        } else {
+            if failures > 0 {
+                // Retry the backlog after a pause, with what came meanwhile.
+                Backoff::RETRY.wait(failures.min(6)).await;
+            }
+            None
+        };
+        match first {
+            Some(Write::Record(r)) => {
+                pending.push_back(Arc::unwrap_or_clone(r));
+                // Let a batch gather: one transaction per interval
+                // instead of one per execution under load.
+                tokio::time::sleep(BATCH_INTERVAL).await;
+            }
+            Some(Write::Flush(done)) => flushed.push(done),
+            None => {}
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(Write::Record(r)) => pending.push_back(Arc::unwrap_or_clone(r)),
+                Ok(Write::Flush(done)) => flushed.push(done),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+            if pending.len() >= BATCH && failures == 0 {
+                break;
+            }
+        }
+        if pending.len() > MAX_BACKLOG {
+            let excess = pending.len() - MAX_BACKLOG;
+            pending.drain(..excess);
+            backlog.dropped.fetch_add(excess as u64, Ordering::Relaxed);
+            tracing::warn!(
+                dropped = excess,
+                "the execution backlog is full; dropped the oldest records"
+            );
+        }
+        while !pending.is_empty() {
+            let n = pending.len().min(BATCH);
+            let batch: Vec<ExecutionRecord> = pending.iter().take(n).cloned().collect();
+            match store.insert_executions(batch).await {
+                Ok(()) => {
+                    pending.drain(..n);
+                    if failures > 0 {
+                        tracing::info!("storing executions again");
+                        failures = 0;
+                    }
+                }
+                Err(e) => {
+                    if failures == 0 {
+                        tracing::error!(
+                            waiting = pending.len(),
+                            "could not store executions; keeping them to try again: {e}"
+                        );
+                    }
+                    failures = failures.saturating_add(1);
+                    break;
+                }
+            }
+        }
+        backlog
+            .pending
+            .store(pending.len() as u64, Ordering::Relaxed);
+        // A flush answers once what was sent before it was tried.
+        for done in flushed {
+            let _ = done.send(());
+        }
+        if closed && failures > 0 {
+            // The platform is gone: nothing will retry what is left.
+            tracing::error!(
+                lost = pending.len(),
+                "executions could not be stored before the end"
+            );
+            return;
+        }
+    }
 }
 
 /// Receives executions: assigns ids, counts them, hands them to the writer
@@ -270,7 +392,7 @@ pub(crate) struct Recorder {
 impl Recorder {
     /// A recorder over `store`, with its writer task started.
     pub(crate) async fn start(store: Arc<dyn RecordStore>) -> Result<Arc<Recorder>, Error> {
-        let (writer, mut rx) = mpsc::unbounded_channel::<Write>();
+        let (writer, rx) = mpsc::unbounded_channel::<Write>();
         let (follow, _) = broadcast::channel(1024);
         let recorder = Arc::new(Recorder {
             next_id: AtomicU64::new(store.last_execution_id().await? + 1),
@@ -279,38 +401,7 @@ impl Recorder {
             metrics: Metrics::default(),
             store: store.clone(),
         });
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch: Vec<Arc<ExecutionRecord>> = Vec::new();
-                let mut flushed = Vec::new();
-                match first {
-                    Write::Record(r) => {
-                        batch.push(r);
-                        // Let a batch gather: one transaction per interval
-                        // instead of one per execution under load.
-                        tokio::time::sleep(BATCH_INTERVAL).await;
-                    }
-                    Write::Flush(done) => flushed.push(done),
-                }
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(Write::Record(r)) => batch.push(r),
-                        Ok(Write::Flush(done)) => flushed.push(done),
-                        Err(_) => break,
-                    }
-                }
-                let batch: Vec<ExecutionRecord> =
-                    batch.into_iter().map(Arc::unwrap_or_clone).collect();
-                if !batch.is_empty()
-                    && let Err(e) = store.insert_executions(batch).await
-                {
-                    tracing::error!("could not store executions: {e}");
-                }
-                for done in flushed {
-                    let _ = done.send(());
-                }
-            }
-        });
+        tokio::spawn(write(store, rx, recorder.metrics.backlog.clone()));
         Ok(recorder)
     }
 

@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::spec::{AppSpec, PoolSettings};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 /// Whether an app serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,11 +133,78 @@ pub trait Registry: Send + Sync + 'static {
     async fn referenced_digests(&self) -> Result<HashSet<String>, Error>;
     /// The stored state of every schedule, by (app, function).
     async fn schedules(&self) -> Result<HashMap<(String, String), ScheduleState>, Error>;
-    /// Records fire times as taken, in one transaction, before they run:
-    /// a fire time recorded here is never run again.
-    async fn record_fires(&self, fires: &[Fire]) -> Result<(), Error>;
+    /// Records fire times as taken, in one transaction, before they run,
+    /// and returns those taken now: a fire time recorded once is never
+    /// returned again, whoever asks. `fence` is the token of the
+    /// scheduler lease the caller holds ([`take_lease`](Self::take_lease));
+    /// a caller whose lease was taken over gets [`Error::NotLeader`].
+    async fn record_fires(&self, fires: &[Fire], fence: u64) -> Result<Vec<Fire>, Error>;
     /// Pauses or resumes a schedule.
     async fn set_paused(&self, app: &str, function: &str, paused: bool) -> Result<(), Error>;
+    /// Takes or renews the lease `name` for `holder` for `ttl`; returns its
+    /// fencing token while `holder` holds it (the token grows each time
+    /// the lease changes hands), `None` while another holder's lease runs.
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, Error>;
+    /// Stores what a host reports of itself (its heartbeat).
+    async fn heartbeat(&self, host: &HostRecord) -> Result<(), Error>;
+    /// Forgets host `host` and ends the leases it holds (it is shutting
+    /// down): the others need not wait for them to run out.
+    async fn leave(&self, host: &str) -> Result<(), Error>;
+    /// The hosts that reported within `within`, with the age of their
+    /// last report.
+    async fn hosts(&self, within: Duration) -> Result<Vec<HostRecord>, Error>;
+    /// Changes made by any host, as the names of the apps they touched
+    /// ([`EVERYTHING`] when some may have been missed, e.g. after a lost
+    /// connection). A single host never misses its own.
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<String>;
+}
+
+/// What [`Registry::changes`] sends when any app may have changed.
+pub const EVERYTHING: &str = "*";
+
+/// One host of a cluster as it last reported itself.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct HostRecord {
+    /// Its id, unique per process.
+    pub id: String,
+    /// Where it listens, as it was told (`--listen`).
+    pub address: String,
+    /// The release of modal it runs.
+    pub modal_version: String,
+    /// When it started (Unix ms).
+    pub started_at: u64,
+    /// How long ago it last reported, ms (filled in when read).
+    #[serde(default)]
+    pub age_ms: u64,
+    /// What it serves, per app.
+    pub apps: Vec<HostApp>,
+    /// Instances alive in its pools.
+    pub instances: u64,
+    /// Executions in progress.
+    pub in_flight: u64,
+    /// Whether it holds the scheduler lease (fires the schedules).
+    #[serde(default)]
+    pub leads_schedules: bool,
+}
+
+/// What one host serves of one app.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct HostApp {
+    /// The app.
+    pub app: String,
+    /// The version it serves, if any.
+    pub version: Option<u64>,
+    /// Why it does not serve the live version, if it could not load it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The version it could not load, with `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_version: Option<u64>,
 }
 
 /// What is kept of one schedule between restarts.
@@ -146,4 +214,39 @@ pub struct ScheduleState {
     pub last_fire: Option<u64>,
     /// Whether it is paused.
     pub paused: bool,
+}
+
+/// A version with every field set, for the stores' tests.
+#[cfg(test)]
+pub(crate) fn sample_version(app: &str, version: u64, digest: &str) -> VersionRecord {
+    VersionRecord {
+        app: app.into(),
+        version,
+        digest: digest.into(),
+        spec: crate::spec::AppSpec {
+            functions: vec![],
+            sdk: None,
+            has_enter: false,
+            has_exit: false,
+            secrets: Vec::new(),
+        },
+        env: vec![("K".into(), "V".into())],
+        allow_http: vec!["example.com".into()],
+        allow_callers: vec!["other".into()],
+        secrets: vec![crate::platform::SecretRef {
+            name: "api".into(),
+            revision: 2,
+        }],
+        mounts: Vec::new(),
+        notify: None,
+        pool: crate::spec::PoolSettings::default(),
+        deployed_at: 1000 + version,
+        deployer: "me".into(),
+        tag: Some("t".into()),
+        git: Some(GitInfo {
+            commit: "abc".into(),
+            dirty: true,
+        }),
+        rollback_of: None,
+    }
 }

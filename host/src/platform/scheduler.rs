@@ -9,6 +9,13 @@
 //! missed while the host was down are recorded once as missed, not
 //! replayed. A fire time that comes while the previous run (with its
 //! retries) is still going is skipped and recorded as skipped.
+//!
+//! Hosts on the same stores all keep the table (for what `schedule list`
+//! shows), but only the holder of the scheduler lease fires: it renews
+//! the lease every third of its time, and records fire times under the
+//! lease's fencing token, so a host that lost the lease records and runs
+//! nothing. A host that takes the lease over rebuilds its table from the
+//! stored fire times, like a host that starts.
 
 use super::backoff::Backoff;
 use super::fire_times::{Compiled, missed_since};
@@ -30,6 +37,9 @@ const WEBHOOK_ATTEMPTS: u32 = 4;
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of the run's logs sent with a failure.
 const LOG_TAIL: usize = 2048;
+
+/// The name of the lease whose holder fires the schedules.
+const LEASE: &str = "scheduler";
 
 /// A schedule's owner: (app, function).
 pub(crate) type Key = (String, String);
@@ -98,15 +108,26 @@ pub(crate) struct Scheduler {
     runner: Box<dyn Runner>,
     /// Where runs go (the platform's runtime).
     runtime: tokio::runtime::Handle,
+    /// This host's id, as the lease's holder.
+    holder: String,
+    /// How long the lease lasts without renewal.
+    lease: Duration,
+    /// The lease's fencing token while this host holds it.
+    fence: Mutex<Option<u64>>,
+    /// Set when another host may have paused or resumed a schedule: the
+    /// next reconcile reads the pauses again.
+    reload_paused: std::sync::atomic::AtomicBool,
 }
 
 impl Scheduler {
     /// A scheduler keeping fire times in `registry` and running them
     /// through `runner` on `runtime`; [`start`](Self::start) starts it.
+    /// `(holder, lease)` names this host and the time its lease lasts.
     pub(crate) fn new(
         registry: Arc<dyn Registry>,
         runner: Box<dyn Runner>,
         runtime: tokio::runtime::Handle,
+        (holder, lease): (String, Duration),
     ) -> Scheduler {
         Scheduler {
             state: Mutex::default(),
@@ -114,7 +135,38 @@ impl Scheduler {
             registry,
             runner,
             runtime,
+            holder,
+            lease,
+            fence: Mutex::new(None),
+            reload_paused: Default::default(),
         }
+    }
+
+    fn fence(&self) -> Option<u64> {
+        *self.fence.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_fence(&self, fence: Option<u64>) {
+        *self.fence.lock().unwrap_or_else(PoisonError::into_inner) = fence;
+    }
+
+    /// Whether this host fires the schedules.
+    pub(crate) fn leads(&self) -> bool {
+        self.fence().is_some()
+    }
+
+    /// Stops firing (the host is shutting down); the lease is ended by
+    /// the registry.
+    pub(crate) fn resign(&self) {
+        self.set_fence(None);
+    }
+
+    /// Asks the loop to read the stored pauses again (another host may
+    /// have changed them).
+    pub(crate) fn reload_paused(&self) {
+        self.reload_paused
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.changed.notify_one();
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -153,11 +205,67 @@ impl Scheduler {
     /// Records the fire times missed while the host was down, then starts
     /// the loop; it ends when the scheduler is dropped.
     pub(crate) async fn start(this: &Arc<Scheduler>) -> Result<(), Error> {
-        for (app, function, version, message) in this.reconcile(true).await? {
-            this.record_skip(&app, &function, version, &message);
+        let fence = this
+            .registry
+            .take_lease(LEASE, &this.holder, this.lease)
+            .await?;
+        let missed = this.reconcile(true).await?;
+        if fence.is_some() {
+            for (app, function, version, message) in missed {
+                this.record_skip(&app, &function, version, &message);
+            }
         }
+        this.set_fence(fence);
         this.runtime.spawn(run_loop(Arc::downgrade(this)));
+        this.runtime.spawn(lead_loop(Arc::downgrade(this)));
         Ok(())
+    }
+
+    /// Takes the lease over with `fence`: the table is rebuilt from the
+    /// stored fire times, those missed since recorded as missed.
+    async fn take_over(&self, fence: u64) -> Result<(), Error> {
+        {
+            let mut state = self.state();
+            state.entries.clear();
+            state.queue.clear();
+        }
+        for (app, function, version, message) in self.reconcile(true).await? {
+            self.record_skip(&app, &function, version, &message);
+        }
+        self.set_fence(Some(fence));
+        tracing::info!(fence, "this host now fires the schedules");
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// Renews the lease, or takes it when it ran out.
+    async fn renew(&self, renewed: &mut std::time::Instant) {
+        match self
+            .registry
+            .take_lease(LEASE, &self.holder, self.lease)
+            .await
+        {
+            Ok(Some(fence)) => {
+                *renewed = std::time::Instant::now();
+                if self.fence() != Some(fence)
+                    && let Err(e) = self.take_over(fence).await
+                {
+                    tracing::error!("could not take over the schedules: {e}");
+                }
+            }
+            Ok(None) => {
+                if self.leads() {
+                    tracing::warn!("another host took over the schedules");
+                    self.set_fence(None);
+                }
+            }
+            Err(e) => {
+                if self.leads() && renewed.elapsed() >= self.lease {
+                    tracing::warn!("could not renew the scheduler lease; no longer firing: {e}");
+                    self.set_fence(None);
+                }
+            }
+        }
     }
 
     /// Takes the fire times due at `now` off the queue, with the time the
@@ -203,9 +311,13 @@ impl Scheduler {
             }
             keep
         });
-        if startup {
-            // Afterwards `pause` keeps it current; reading it again here
-            // could undo a pause made while the stored state was read.
+        let reload = self
+            .reload_paused
+            .swap(false, std::sync::atomic::Ordering::AcqRel);
+        if startup || reload {
+            // Afterwards `pause` keeps it current; reading it again
+            // otherwise could undo a pause made while the stored state was
+            // read.
             state.paused = stored
                 .iter()
                 .filter(|(_, s)| s.paused)
@@ -285,18 +397,30 @@ impl Scheduler {
 
     /// Takes the due fire times: records them, then starts their runs.
     async fn fire(self: &Arc<Self>, due: Vec<(Key, u64)>) {
+        let Some(fence) = self.fence() else {
+            // Another host fires them.
+            return;
+        };
         let fires: Vec<Fire> = due
             .iter()
             .map(|((a, f), t)| (a.clone(), f.clone(), *t))
             .collect();
-        if let Err(e) = self.registry.record_fires(&fires).await {
-            // Not recorded means it could run again after a restart: do not
-            // run it now either.
-            tracing::error!("could not record fire times; skipping them: {e}");
-            return;
-        }
+        let taken = match self.registry.record_fires(&fires, fence).await {
+            Ok(taken) => taken,
+            Err(Error::NotLeader(_)) => {
+                tracing::warn!("another host took over the schedules");
+                self.set_fence(None);
+                return;
+            }
+            Err(e) => {
+                // Not recorded means it could run again after a restart: do
+                // not run it now either.
+                tracing::error!("could not record fire times; skipping them: {e}");
+                return;
+            }
+        };
         let now = now_ms();
-        for ((app, function), at) in due {
+        for (app, function, at) in taken {
             let key = (app.clone(), function.clone());
             let (paused, busy, retries) = {
                 let mut state = self.state();
@@ -438,6 +562,24 @@ impl Scheduler {
         self.runtime
             .spawn(async move { this.run(key, at, id, retries).await });
         Ok(run_id)
+    }
+}
+
+/// Keeps the scheduler lease: renews it while held, takes it when it runs
+/// out; ends when the scheduler is dropped.
+async fn lead_loop(weak: Weak<Scheduler>) {
+    let Some(lease) = weak.upgrade().map(|s| s.lease) else {
+        return;
+    };
+    let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(10)));
+    tick.tick().await;
+    let mut renewed = std::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let Some(scheduler) = weak.upgrade() else {
+            return;
+        };
+        scheduler.renew(&mut renewed).await;
     }
 }
 

@@ -89,12 +89,17 @@ impl SecretKey {
     /// The key of `state_dir/secret.key`, created (32 random bytes, hex,
     /// mode 0600) when missing.
     pub fn load_or_create(state_dir: &Path) -> Result<SecretKey, Error> {
-        let path = state_dir.join(SECRET_KEY_FILE);
+        SecretKey::load_or_create_file(&state_dir.join(SECRET_KEY_FILE))
+    }
+
+    /// The key in the file `path` (64 hex digits), created (mode 0600)
+    /// when missing: in a cluster every host is given the same file.
+    pub fn load_or_create_file(path: &Path) -> Result<SecretKey, Error> {
         let io = |doing: &str| {
             let context = format!("{doing} {}", path.display());
             move |source| Error::Io { context, source }
         };
-        let text = match std::fs::read_to_string(&path) {
+        let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 32];
@@ -103,7 +108,7 @@ impl SecretKey {
                 })?;
                 let text = hex::encode(bytes);
                 use std::io::Write;
-                let mut file = super::state::private_file(&path).map_err(io("creating"))?;
+                let mut file = super::state::private_file(path).map_err(io("creating"))?;
                 file.write_all(text.as_bytes())
                     .and_then(|()| file.sync_all())
                     .map_err(io("writing"))?;
@@ -122,6 +127,14 @@ impl SecretKey {
                 ))
             })?;
         Ok(SecretKey(*chacha20poly1305::Key::from_slice(&bytes)))
+    }
+
+    /// A digest that tells keys apart without revealing them: hosts of a
+    /// cluster compare theirs with the one stored.
+    pub(crate) fn fingerprint(&self) -> String {
+        let mut bytes = b"modal secret key check:".to_vec();
+        bytes.extend_from_slice(self.0.as_slice());
+        crate::compile::digest(&bytes)
     }
 
     /// A random key held in memory (tests, or stores without a file).

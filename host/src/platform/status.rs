@@ -261,6 +261,9 @@ impl Platform {
             )
         }));
         instances.sort();
-        self.inner.recorder.metrics.encode(&instances)
+        self.inner
+            .recorder
+            .metrics
+            .encode(&self.inner.host_id, &instances)
     }
 }

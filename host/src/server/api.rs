@@ -91,13 +91,19 @@ pub(crate) async fn handle(state: &State, rest: &str, req: Request<RequestBody>)
     let route: Vec<&str> = route.iter().map(String::as_str).collect();
     let result = match (&method, route.as_slice()) {
         (&Method::GET, ["apps"]) => list(state).await.map(ok),
+        (&Method::GET, ["hosts"]) => state
+            .platform
+            .hosts()
+            .await
+            .map(|hosts| ok(crate::api::HostList { hosts })),
         (&Method::GET, ["apps", name]) => detail(state, name).await.map(ok),
         (&Method::GET, ["apps", name, "history"]) => history(state, name).await.map(ok),
         (&Method::POST, ["apps", name, "deploy"]) => deploy(state, name, &pairs, req).await.map(ok),
-        (&Method::POST, ["apps", name, "stop"]) => state.platform.stop(name).await.map(|()| {
+        (&Method::POST, ["apps", name, "stop"]) => state.platform.stop(name).await.map(|hosts| {
             ok(Stopped {
                 app: name.to_string(),
                 state: AppState::Stopped,
+                hosts,
             })
         }),
         (&Method::POST, ["apps", name, "rollback"]) => rollback(state, name, &pairs).await.map(ok),

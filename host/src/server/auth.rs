@@ -21,16 +21,21 @@ pub fn load_or_create_token(state_dir: &Path) -> std::io::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| std::io::Error::other(format!("no randomness for the token: {e}")))?;
-    let token = hex::encode(bytes);
+    let token = new_token()?;
     crate::platform::state::private_dir(state_dir)?;
     let mut file = crate::platform::state::private_file(&path)?;
     file.write_all(token.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()?;
     Ok(token)
+}
+
+/// A new random control token (64 hex digits).
+pub fn new_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| std::io::Error::other(format!("no randomness for the token: {e}")))?;
+    Ok(hex::encode(bytes))
 }
 
 /// The 401 answer to a request without `Authorization: Bearer TOKEN`, or

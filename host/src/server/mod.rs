@@ -8,7 +8,7 @@ mod conn;
 mod pages;
 mod web;
 
-pub use auth::{TOKEN_FILE, load_or_create_token};
+pub use auth::{TOKEN_FILE, load_or_create_token, new_token};
 pub use conn::default_max_connections;
 
 /// A request's body as the handlers read it: fails when it stalls.

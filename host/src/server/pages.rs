@@ -212,7 +212,7 @@ pub(crate) async fn handle(
                         ));
                     }
                     match state.platform.stop(&name).await {
-                        Ok(()) => redirect(&format!("/apps/{name}")),
+                        Ok(_) => redirect(&format!("/apps/{name}")),
                         Err(e) => text(
                             StatusCode::from_u16(e.http_status())
                                 .unwrap_or(StatusCode::BAD_REQUEST),

@@ -1,8 +1,9 @@
 //! A private PostgreSQL server for tests: `initdb` into a temporary
-//! directory, `postgres` on a free loopback port, one per test process,
-//! and a fresh database per caller. It stops when the test process ends,
-//! however it ends: a watchdog shell kills it when its stdin (held by the
-//! test process) closes.
+//! directory, `postgres` (through `pg_ctl`) on a free loopback port, one
+//! per test process ([`Pg::get`], a fresh database per caller) or one of
+//! a test's own ([`Pg::private`], which it may stop and start). It stops
+//! when the test process ends, however it ends: a watchdog shell stops it
+//! when its stdin (held by the test process) closes.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,6 +19,10 @@ const USER: &str = "modal";
 pub struct Pg {
     port: u16,
     bin: PathBuf,
+    /// Its data directory.
+    data: PathBuf,
+    /// The directory holding the data and the log.
+    dir: PathBuf,
     /// The watchdog; its stdin closes when this process ends.
     _watchdog: Mutex<Child>,
 }
@@ -122,45 +127,78 @@ impl Pg {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
-        let postgres = bin.join("postgres");
-        // The watchdog: starts postgres, and stops it (fast shutdown) and
-        // removes its files when its stdin closes, i.e. when the test
-        // process is gone.
+        let pg_ctl = bin.join("pg_ctl");
+        // The watchdog stops postgres (fast shutdown) and removes its files
+        // when its stdin closes, i.e. when the test process is gone or the
+        // server is dropped.
         let script = format!(
-            "'{}' -D '{}' -p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
-             -c fsync=off -c max_connections=200 >'{}' 2>&1 & pid=$!; cat >/dev/null; \
-             kill -INT $pid; wait $pid; rm -rf '{}'",
-            postgres.display(),
+            "cat >/dev/null; '{}' -D '{}' stop -m fast >/dev/null 2>&1; rm -rf '{}'",
+            pg_ctl.display(),
             data.display(),
-            dir.join("log").display(),
             dir.display(),
         );
-        let mut watchdog = as_owner(Path::new("/bin/sh"))
+        let watchdog = as_owner(Path::new("/bin/sh"))
             .arg("-c")
             .arg(script)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
-            .expect("postgres starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = watchdog.try_wait() {
-                panic!("postgres exited ({status}): {}", log(dir));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "postgres did not start: {}",
-                log(dir)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .expect("the watchdog starts");
         let pg = Pg {
             port,
             bin,
+            data,
+            dir: dir.clone(),
             _watchdog: Mutex::new(watchdog),
         };
-        pg.wait_ready();
+        pg.start_again();
         pg
+    }
+
+    /// A server of the caller's own (e.g. to stop and start again), gone
+    /// when dropped.
+    pub fn private() -> Pg {
+        Pg::start()
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected).
+    pub fn stop(&self) {
+        let out = as_owner(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["stop", "-m", "fast", "-w"])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the server (again) on its port and data, once it accepts
+    /// connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off \
+             -c max_connections=200",
+            self.port
+        );
+        let out = as_owner(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .args(["-o", &options, "-w", "-t", "30", "start"])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "postgres did not start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            log(&self.dir)
+        );
+        self.wait_ready();
     }
 
     /// Waits until the server accepts connections (it listens before it

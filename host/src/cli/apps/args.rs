@@ -326,3 +326,38 @@ pub enum AppCommand {
         server: ServerArgs,
     },
 }
+
+/// `modal host ...`.
+#[derive(Subcommand)]
+pub enum HostCommand {
+    /// The live hosts (heartbeat at most 10 s old): address, release of
+    /// modal, last heartbeat, apps served, instances, calls in flight.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// `modal token ...`.
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Print the control token the CLI needs (`$MODAL_TOKEN`): the one in
+    /// the cluster's database with `--database`, else the state
+    /// directory's.
+    Show {
+        /// The cluster's database (as given to `modal server --database`).
+        #[arg(
+            long,
+            env = "MODAL_DATABASE",
+            value_name = "URL",
+            hide_env_values = true
+        )]
+        database: Option<String>,
+        /// The state directory holding the token file.
+        #[arg(long, env = "MODAL_STATE", value_name = "DIR")]
+        state: Option<PathBuf>,
+    },
+}

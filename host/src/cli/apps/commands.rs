@@ -2,7 +2,8 @@
 //! and prints the answer (see `render`).
 
 use super::args::{
-    AppCommand, CallArgs, DeployArgs, DictCommand, ResultArgs, ScheduleCommand, SecretCommand,
+    AppCommand, CallArgs, DeployArgs, DictCommand, HostCommand, ResultArgs, ScheduleCommand,
+    SecretCommand, TokenCommand,
 };
 use super::render;
 use crate::cli::client::{Client, ClientError};
@@ -211,7 +212,8 @@ pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
             }
         }
         AppCommand::Stop { name, server } => {
-            server.client()?.stop(&name).await?;
+            let stopped = server.client()?.stop(&name).await?;
+            print!("{}", render::host_reports(&stopped.hosts, "stopped"));
             println!("✓ Stopped app {name}: it takes no new calls; calls in progress drain.");
         }
     }
@@ -474,4 +476,52 @@ async fn schedule_history(
         );
     }
     Ok(())
+}
+
+/// `modal host ...`.
+pub async fn host(command: HostCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        HostCommand::List { json, server } => {
+            let hosts = server.client()?.hosts().await?.hosts;
+            if json {
+                print_json(&hosts)?;
+            } else {
+                print!("{}", render::hosts(&hosts));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `modal token ...`.
+pub async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokenCommand::Show { database, state } => {
+            let token = match database {
+                Some(url) => {
+                    let pg = modal_host::platform::postgres::Pg::connect(&url, 1).await?;
+                    pg.stored_token().await?.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "the database has no token yet: start a `modal server --database` on it first"
+                        )
+                    })?
+                }
+                None => {
+                    let dir = crate::cli::common::state_dir(state.as_deref())?;
+                    let path = dir.join(modal_host::server::TOKEN_FILE);
+                    std::fs::read_to_string(&path)
+                        .with_context(|| {
+                            format!(
+                                "cannot read {}; start `modal server` once to create it",
+                                path.display()
+                            )
+                        })?
+                        .trim()
+                        .to_string()
+                }
+            };
+            println!("{token}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@ mod commands;
 mod render;
 
 pub use args::{
-    AppCommand, CallArgs, DeployArgs, DictCommand, PoolArgs, ResultArgs, ScheduleCommand,
-    SecretCommand,
+    AppCommand, CallArgs, DeployArgs, DictCommand, HostCommand, PoolArgs, ResultArgs,
+    ScheduleCommand, SecretCommand, TokenCommand,
 };
-pub use commands::{app, call, deploy, dict, result, schedule, secret, spawn};
+pub use commands::{app, call, deploy, dict, host, result, schedule, secret, spawn, token};

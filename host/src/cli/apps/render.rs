@@ -7,6 +7,7 @@ use modal_host::api::{
     AppState, AppStatus, Deployed, Deployment, ExecutionRecord, History, ScheduleStatus, Usage,
     VersionState, WebUrl,
 };
+use modal_host::platform::{HostRecord, HostReport};
 use modal_host::spec::{FunctionKind, FunctionSpec, Schedule};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -93,6 +94,7 @@ pub fn deploy(file: &Path, size: u64, deployed: &Deployed) -> String {
         .previous
         .map(|p| format!(", replacing v{p}"))
         .unwrap_or_default();
+    out.push_str(&host_reports(&d.hosts, "live"));
     let _ = writeln!(
         out,
         "✓ App deployed as {} v{}{replaced} in {took}! 🎉",
@@ -101,6 +103,71 @@ pub fn deploy(file: &Path, size: u64, deployed: &Deployed) -> String {
     let _ = writeln!(out);
     let _ = writeln!(out, "View Deployment: {}", deployed.app_url);
     out
+}
+
+/// How the hosts of a cluster took a change (`what`: "live", "stopped"):
+/// nothing on a single host, else one line for those that took it and
+/// one per host that did not.
+pub fn host_reports(hosts: &[HostReport], what: &str) -> String {
+    if hosts.len() <= 1 {
+        return String::new();
+    }
+    let ok = hosts.iter().filter(|h| h.error.is_none()).count();
+    let mut out = format!("✓ {what} on {ok} of {} hosts.\n", hosts.len());
+    for h in hosts {
+        if let Some(e) = &h.error {
+            let _ = writeln!(out, "✗ not {what} on host {} ({}): {e}", h.host, h.address);
+        }
+    }
+    out
+}
+
+/// The hosts: address, release, last heartbeat, what they serve.
+pub fn hosts(hosts: &[HostRecord]) -> String {
+    let rows = hosts
+        .iter()
+        .map(|h| {
+            let apps: Vec<String> = h
+                .apps
+                .iter()
+                .filter_map(|a| match (a.version, &a.error) {
+                    (_, Some(_)) => Some(format!("{} (failed)", a.app)),
+                    (Some(v), None) => Some(format!("{} v{v}", a.app)),
+                    (None, None) => None,
+                })
+                .collect();
+            let id = if h.leads_schedules {
+                format!("{} (schedules)", h.id)
+            } else {
+                h.id.clone()
+            };
+            vec![
+                id,
+                h.address.clone(),
+                h.modal_version.clone(),
+                format!("{:.1}s ago", h.age_ms as f64 / 1e3),
+                if apps.is_empty() {
+                    "-".into()
+                } else {
+                    apps.join(", ")
+                },
+                h.instances.to_string(),
+                h.in_flight.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "HOST",
+            "ADDRESS",
+            "MODAL",
+            "HEARTBEAT",
+            "APPS",
+            "INSTANCES",
+            "IN FLIGHT",
+        ],
+        rows,
+    )
 }
 
 /// The upload (or restore), compile and create lines of a deploy.

@@ -11,6 +11,7 @@ use crate::platform::records::{
 use rusqlite::{OptionalExtension, params};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 /// The embedded store of executions and spawned calls.
 pub struct SqliteRecords {
@@ -61,6 +62,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN parent_call_id TEXT;
     ALTER TABLE calls ADD COLUMN root_call_id TEXT;
     ALTER TABLE calls ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;",
+    "ALTER TABLE calls ADD COLUMN owner TEXT;
+    ALTER TABLE calls ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX calls_pending ON calls (created_at) WHERE state = 'pending';",
 ];
 
 /// Duration in ms, whether it failed, memory: one run, for usage figures.
@@ -77,15 +81,6 @@ impl SqliteRecords {
     }
 }
 
-fn parse_trigger(s: &str) -> Trigger {
-    match s {
-        "spawn" => Trigger::Spawn,
-        "web" => Trigger::Web,
-        "schedule" => Trigger::Schedule,
-        _ => Trigger::Call,
-    }
-}
-
 fn parse_outcome(s: &str) -> Outcome {
     Outcome::parse(s).unwrap_or(Outcome::Rejected)
 }
@@ -96,7 +91,7 @@ fn execution_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         app: row.get(1)?,
         version: row.get(2)?,
         function: row.get(3)?,
-        trigger: parse_trigger(&row.get::<_, String>(4)?),
+        trigger: Trigger::parse(&row.get::<_, String>(4)?),
         started_at: row.get(5)?,
         duration_ms: row.get(6)?,
         outcome: parse_outcome(&row.get::<_, String>(7)?),
@@ -339,15 +334,22 @@ impl RecordStore for SqliteRecords {
             .await
     }
 
-    async fn insert_call(&self, call: &SpawnedCall, at: u64) -> Result<(), Error> {
+    async fn insert_call(
+        &self,
+        call: &SpawnedCall,
+        at: u64,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(), Error> {
         let call = call.clone();
+        let (owner, until) = (owner.to_string(), lease_end(lease));
         self.db
             .run("accepting a spawned call", move |conn| {
                 let parent = call.parent.as_ref();
                 conn.execute(
                     "INSERT INTO calls (id, app, function, version, input, state, created_at,
-                         caller_app, parent_call_id, root_call_id, depth)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10)",
+                         caller_app, parent_call_id, root_call_id, depth, owner, lease_until)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                     params![
                         call.id,
                         call.app,
@@ -359,6 +361,8 @@ impl RecordStore for SqliteRecords {
                         parent.map(|p| &p.call_id),
                         parent.map(|p| &p.root_call_id),
                         parent.map_or(0, |p| p.depth),
+                        owner,
+                        until,
                     ],
                 )
                 .map(drop)
@@ -377,7 +381,8 @@ impl RecordStore for SqliteRecords {
         self.db
             .run("storing the result of a spawned call", move |conn| {
                 conn.execute(
-                    "UPDATE calls SET state = ?2, output = ?3, error = ?4, error_kind = ?5, finished_at = ?6 WHERE id = ?1",
+                    "UPDATE calls SET state = ?2, output = ?3, error = ?4, error_kind = ?5, finished_at = ?6
+                     WHERE id = ?1 AND state = 'pending'",
                     params![id, state.as_str(), output, error, kind, at],
                 )
                 .map(drop)
@@ -412,14 +417,30 @@ impl RecordStore for SqliteRecords {
             .await
     }
 
-    async fn unfinished_calls(&self) -> Result<Vec<SpawnedCall>, Error> {
+    async fn claim_calls(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<SpawnedCall>, Error> {
+        let (owner, until, now) = (
+            owner.to_string(),
+            lease_end(lease),
+            lease_end(Duration::ZERO),
+        );
         self.db
-            .run("reading unfinished calls", |conn| {
-                let mut stmt = conn.prepare(
-                    "SELECT id, app, function, version, input, caller_app, parent_call_id, root_call_id, depth
-                     FROM calls WHERE state = 'pending' ORDER BY created_at",
+            .run("claiming unfinished calls", move |conn| {
+                // One process holds the state directory: a call claimed by
+                // another owner was claimed by a process that is gone.
+                let mut stmt = conn.prepare_cached(
+                    "UPDATE calls SET owner = ?1, lease_until = ?2
+                     WHERE id IN (SELECT id FROM calls WHERE state = 'pending'
+                                  AND (owner IS NULL OR owner != ?1 OR lease_until < ?3)
+                                  ORDER BY created_at LIMIT ?4)
+                     RETURNING id, app, function, version, input, caller_app, parent_call_id,
+                               root_call_id, depth, created_at",
                 )?;
-                let rows = stmt.query_map([], |r| {
+                let rows = stmt.query_map(params![owner, until, now, limit as i64], |r| {
                     let parent = match (r.get(5)?, r.get(6)?, r.get(7)?) {
                         (Some(app), Some(call_id), Some(root_call_id)) => Some(CallParent {
                             app,
@@ -429,19 +450,40 @@ impl RecordStore for SqliteRecords {
                         }),
                         _ => None,
                     };
-                    Ok(SpawnedCall {
+                    let call = SpawnedCall {
                         id: r.get(0)?,
                         app: r.get(1)?,
                         function: r.get(2)?,
                         version: r.get(3)?,
                         input: r.get(4)?,
                         parent,
-                    })
+                    };
+                    Ok((r.get::<_, u64>(9)?, call))
                 })?;
-                rows.collect()
+                let mut calls: Vec<(u64, SpawnedCall)> = rows.collect::<Result<_, _>>()?;
+                calls.sort_by_key(|(created, _)| *created);
+                Ok(calls.into_iter().map(|(_, c)| c).collect())
             })
             .await
     }
+
+    async fn renew_calls(&self, owner: &str, lease: Duration) -> Result<(), Error> {
+        let (owner, until) = (owner.to_string(), lease_end(lease));
+        self.db
+            .run("renewing claims on calls", move |conn| {
+                conn.execute(
+                    "UPDATE calls SET lease_until = ?2 WHERE owner = ?1 AND state = 'pending'",
+                    params![owner, until],
+                )
+                .map(drop)
+            })
+            .await
+    }
+}
+
+/// The end of a lease of `lease` from now, Unix ms.
+fn lease_end(lease: Duration) -> u64 {
+    crate::platform::now_ms().saturating_add(lease.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -471,7 +513,11 @@ mod tests {
             (records[0].call_id.clone(), records[0].http_status),
             (None, None)
         );
-        assert_eq!(store.unfinished_calls().await.unwrap().len(), 1);
+        let lease = Duration::from_secs(10);
+        let claimed = store.claim_calls("me", lease, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1, "a call of an earlier process is claimed");
+        assert!(store.claim_calls("me", lease, 10).await.unwrap().is_empty());
+        store.renew_calls("me", lease).await.unwrap();
         drop(store);
         // Reopening runs nothing again; a newer schema is refused.
         SqliteRecords::open(&path).unwrap();

@@ -3,15 +3,23 @@
 use super::{Db, to_json};
 use crate::error::Error;
 use crate::platform::registry::{
-    AppRecord, AppState, Fire, GitInfo, Registry, ScheduleState, VersionRecord,
+    AppRecord, AppState, Fire, GitInfo, HostRecord, Registry, ScheduleState, VersionRecord,
 };
 use rusqlite::{OptionalExtension, params};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::PoisonError;
+use std::time::Duration;
 
 /// The embedded registry: one SQLite file (WAL, full sync).
 pub struct SqliteRegistry {
     db: Db,
+    /// The one host's last report and when it came (a single host keeps
+    /// it in memory: it is the only reader).
+    host: std::sync::Mutex<Option<(HostRecord, std::time::Instant)>>,
+    /// Never sent on: a single host applies its own changes as it makes
+    /// them.
+    changes: tokio::sync::broadcast::Sender<String>,
 }
 
 /// The registry's schema as migrations (see `migrate.rs`). Append; never
@@ -60,7 +68,11 @@ impl SqliteRegistry {
         let pragmas = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                        PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
         let db = Db::open(path, "registry.db", pragmas, MIGRATIONS)?;
-        Ok(SqliteRegistry { db })
+        Ok(SqliteRegistry {
+            db,
+            host: std::sync::Mutex::new(None),
+            changes: tokio::sync::broadcast::channel(1).0,
+        })
     }
 }
 
@@ -300,8 +312,10 @@ impl Registry for SqliteRegistry {
             .await
     }
 
-    async fn record_fires(&self, fires: &[Fire]) -> Result<(), Error> {
+    async fn record_fires(&self, fires: &[Fire], _fence: u64) -> Result<Vec<Fire>, Error> {
+        // The state directory's lock makes this host the only scheduler.
         let fires = fires.to_vec();
+        let taken = fires.clone();
         self.db
             .run("recording fire times", move |conn| {
                 let tx = conn.transaction()?;
@@ -316,7 +330,8 @@ impl Registry for SqliteRegistry {
                 }
                 tx.commit()
             })
-            .await
+            .await?;
+        Ok(taken)
     }
 
     async fn set_paused(&self, app: &str, function: &str, paused: bool) -> Result<(), Error> {
@@ -332,46 +347,50 @@ impl Registry for SqliteRegistry {
             })
             .await
     }
+
+    async fn take_lease(
+        &self,
+        _name: &str,
+        _holder: &str,
+        _ttl: Duration,
+    ) -> Result<Option<u64>, Error> {
+        // The state directory's lock already makes this host the only one.
+        Ok(Some(1))
+    }
+
+    async fn heartbeat(&self, host: &HostRecord) -> Result<(), Error> {
+        let mut slot = self.host.lock().unwrap_or_else(PoisonError::into_inner);
+        *slot = Some((host.clone(), std::time::Instant::now()));
+        Ok(())
+    }
+
+    async fn leave(&self, _host: &str) -> Result<(), Error> {
+        *self.host.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        Ok(())
+    }
+
+    async fn hosts(&self, within: Duration) -> Result<Vec<HostRecord>, Error> {
+        let slot = self.host.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(slot
+            .iter()
+            .filter(|(_, at)| at.elapsed() <= within)
+            .map(|(host, at)| HostRecord {
+                age_ms: at.elapsed().as_millis() as u64,
+                ..host.clone()
+            })
+            .collect())
+    }
+
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{AppSpec, PoolSettings};
+    use crate::platform::registry::sample_version as version;
     use rusqlite::Connection;
-
-    fn version(app: &str, version: u64, digest: &str) -> VersionRecord {
-        VersionRecord {
-            app: app.into(),
-            version,
-            digest: digest.into(),
-            spec: AppSpec {
-                functions: vec![],
-                sdk: None,
-                has_enter: false,
-                has_exit: false,
-                secrets: Vec::new(),
-            },
-            env: vec![("K".into(), "V".into())],
-            allow_http: vec!["example.com".into()],
-            allow_callers: vec!["other".into()],
-            secrets: vec![crate::platform::SecretRef {
-                name: "api".into(),
-                revision: 2,
-            }],
-            mounts: Vec::new(),
-            notify: None,
-            pool: PoolSettings::default(),
-            deployed_at: 1000 + version,
-            deployer: "me".into(),
-            tag: Some("t".into()),
-            git: Some(GitInfo {
-                commit: "abc".into(),
-                dirty: true,
-            }),
-            rollback_of: None,
-        }
-    }
 
     #[tokio::test]
     async fn a_registry_written_before_versioning_opens_with_its_versions() {
