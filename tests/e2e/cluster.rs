@@ -69,10 +69,16 @@ impl Cluster {
 
     /// Starts one more host; returns its index.
     fn add(&mut self) -> usize {
+        self.add_with(&[])
+    }
+
+    /// Starts one more host with `extra` flags; returns its index.
+    fn add_with(&mut self, extra: &[&str]) -> usize {
         let i = self.hosts.len();
         let state = self.dir.path().join(format!("host{i}"));
         let log = self.dir.path().join(format!("host{i}.log"));
-        let args = self.args();
+        let mut args = self.args();
+        args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.hosts
             .push(Some(Server::start_logged(&state, &args, &log)));
@@ -260,6 +266,19 @@ fn a_host_that_starts_later_serves_what_is_deployed_and_a_wrong_key_is_refused()
     let late = c.add();
     assert_eq!(c.greet(late), (200, "Hello, Ada!".to_string()));
     assert_eq!(c.hosts(late).len(), 2);
+
+    // A host that cannot load a version (its instances get 1 MiB of
+    // memory) is named; the others serve it.
+    let small = c.add_with(&["--memory", "1"]);
+    let out = c.ok(0, &["deploy", HELLO, "--name", "hello", "--env", "V=2"]);
+    assert!(out.contains("✓ live on 2 of 3 hosts."), "{out}");
+    let id = c.hosts(small)[0]["id"].as_str().unwrap().to_string();
+    assert!(
+        out.contains(&format!("✗ not live on host {id} ({}): ", c.host(small).addr)),
+        "{out}"
+    );
+    assert!(c.ok(late, &["call", "hello", "square", "5"]).contains("25"));
+    c.kill(small);
 
     // Another key: refused with one line, nothing served.
     let other = c.dir.path().join("other.key");

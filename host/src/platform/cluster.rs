@@ -6,7 +6,7 @@
 
 use super::Platform;
 use super::live::Slot;
-use super::registry::{AppState, EVERYTHING, HostApp, HostRecord};
+use super::registry::{AppRecord, AppState, EVERYTHING, HostApp, HostRecord};
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -239,33 +239,60 @@ impl Platform {
 
     /// Brings every app in line with the registry.
     async fn sync_all(&self) -> Result<(), Error> {
-        let mut names: Vec<String> = self
-            .inner
-            .registry
-            .apps()
-            .await?
-            .into_iter()
-            .map(|a| a.name)
-            .collect();
-        names.extend(self.slots().keys().cloned());
-        names.sort();
-        names.dedup();
-        for name in names {
-            self.sync_app(&name).await?;
+        let records = self.inner.registry.apps().await?;
+        let mut gone: Vec<String> = self.slots().keys().cloned().collect();
+        gone.retain(|name| !records.iter().any(|r| &r.name == name));
+        for record in records {
+            let name = record.name.clone();
+            self.apply(&name, Some(record)).await;
         }
+        for name in gone {
+            self.apply(&name, None).await;
+        }
+        self.inner.scheduler.reload_paused();
         Ok(())
     }
 
-    /// Brings `app` in line with the registry: loads and swaps in its live
-    /// version (the old one drains), stops it, or forgets it. A version
-    /// that fails to load here is reported; what served keeps serving.
-    pub(super) async fn sync_app(&self, app: &str) -> Result<(), Error> {
+    /// Brings `app` in line with the registry (another host changed it).
+    async fn sync_app(&self, app: &str) -> Result<(), Error> {
+        let record = self.inner.registry.app(app).await?;
+        self.apply(app, record).await;
+        // Pauses and resumes come as changes too.
+        self.inner.scheduler.reload_paused();
+        Ok(())
+    }
+
+    /// Makes what this host serves of `app` match its `record`: loads and
+    /// swaps in its live version (the old one drains), stops it, or
+    /// forgets it. A version that fails to load here is reported; what
+    /// served keeps serving.
+    async fn apply(&self, app: &str, record: Option<AppRecord>) {
         let lock = self.deploy_lock(app);
         let _guard = lock.lock().await;
-        let record = self.inner.registry.app(app).await?;
-        let serving = match self.slots().get(app) {
-            Some(Slot::Serving(loaded)) => Some(loaded.meta().version),
-            _ => None,
+        let (serving, stopped, known) = match self.slots().get(app) {
+            Some(Slot::Serving(loaded)) => (Some(loaded.meta().version), false, true),
+            Some(Slot::Stopped) => (None, true, true),
+            Some(Slot::Broken(_)) => (None, false, true),
+            None => (None, false, false),
+        };
+        let settled = match &record {
+            Some(r) if r.state == AppState::Deployed => {
+                r.live_version.is_some() && serving == r.live_version
+            }
+            Some(_) => stopped,
+            None => !known,
+        };
+        if settled {
+            return;
+        }
+        // Read again under the lock: a deploy made here meanwhile may have
+        // moved past `record`.
+        let record = match self.inner.registry.app(app).await {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::warn!(app, "could not read the app: {e}");
+                return;
+            }
         };
         let changed = match record {
             Some(r) if r.state == AppState::Deployed && r.live_version.is_some() => {
@@ -322,9 +349,6 @@ impl Platform {
             self.inner.scheduler.changed();
             self.report().await;
         }
-        // Pauses and resumes come as changes too.
-        self.inner.scheduler.reload_paused();
-        Ok(())
     }
 
     /// Waits until every other live host reports `expect` for `app` (or
