@@ -200,6 +200,15 @@ pub enum Error {
         /// The holder's process id, as it wrote it into the lock file.
         pid: Option<u32>,
     },
+    /// Another deploy of the app (on another host) took the version number
+    /// first.
+    #[error("another deploy of app `{app}` took v{version} at the same time; deploy again")]
+    VersionTaken {
+        /// The app.
+        app: String,
+        /// The version number taken.
+        version: u64,
+    },
     /// This host no longer holds a lease it acted under (another host of
     /// the cluster took it over).
     #[error("this host no longer holds the {0} lease")]
@@ -346,6 +355,7 @@ impl Error {
             Error::Io { .. } => "io",
             Error::StateInUse { .. } => "state_in_use",
             Error::NotLeader(_) => "not_leader",
+            Error::VersionTaken { .. } => "version_taken",
             Error::Internal(_) => "internal",
         }
     }
@@ -370,6 +380,7 @@ impl Error {
             | Error::VersionNotFound { .. } => 404,
             Error::AppStopped(_) => 410,
             Error::TooLarge { .. } => 413,
+            Error::VersionTaken { .. } => 409,
             Error::Timeout { .. } => 504,
             Error::Overloaded { .. }
             | Error::HostAtCapacity(_)

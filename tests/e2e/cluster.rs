@@ -274,7 +274,10 @@ fn a_host_that_starts_later_serves_what_is_deployed_and_a_wrong_key_is_refused()
     assert!(out.contains("✓ live on 2 of 3 hosts."), "{out}");
     let id = c.hosts(small)[0]["id"].as_str().unwrap().to_string();
     assert!(
-        out.contains(&format!("✗ not live on host {id} ({}): ", c.host(small).addr)),
+        out.contains(&format!(
+            "✗ not live on host {id} ({}): ",
+            c.host(small).addr
+        )),
         "{out}"
     );
     assert!(c.ok(late, &["call", "hello", "square", "5"]).contains("25"));
@@ -475,5 +478,33 @@ fn while_the_database_is_down_loaded_apps_keep_serving_and_records_wait() {
     );
     for i in 0..2 {
         assert_eq!(c.greet(i), (200, "Hello, Ada!".to_string()));
+    }
+}
+
+#[test]
+fn deploys_of_one_app_through_two_hosts_at_once_all_land_as_distinct_versions() {
+    let c = Cluster::start(2);
+    let versions: Vec<u64> = std::thread::scope(|s| {
+        let deploys: Vec<_> = (0..6)
+            .map(|i| {
+                let c = &c;
+                s.spawn(move || {
+                    let out = c.ok(i % 2, &["deploy", HELLO, "--name", "hello"]);
+                    let version = out
+                        .split("as hello v")
+                        .nth(1)
+                        .and_then(|rest| rest.split(|ch: char| !ch.is_ascii_digit()).next())
+                        .and_then(|v| v.parse().ok());
+                    version.unwrap_or_else(|| panic!("no version in {out}"))
+                })
+            })
+            .collect();
+        deploys.into_iter().map(|d| d.join().unwrap()).collect()
+    });
+    let mut sorted = versions.clone();
+    sorted.sort();
+    assert_eq!(sorted, [1, 2, 3, 4, 5, 6], "{versions:?}");
+    for h in c.hosts(0) {
+        assert_eq!(serves(&h, "hello"), Some(6), "the last one is live on {h}");
     }
 }

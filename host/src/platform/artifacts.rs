@@ -16,13 +16,14 @@ pub trait ArtifactStore: Send + Sync + 'static {
     async fn put(&self, digest: &str, bytes: Bytes) -> Result<(), Error>;
     /// The bytes stored under `digest`, checked against it.
     async fn get(&self, digest: &str) -> Result<Bytes, Error>;
-    /// Every stored digest.
-    async fn list(&self) -> Result<Vec<String>, Error>;
+    /// The digests stored, or stored again, before `before` (Unix ms; the
+    /// newer ones may belong to a deploy in progress on some host).
+    async fn list(&self, before: u64) -> Result<Vec<String>, Error>;
     /// Deletes what is stored under `digest`.
     async fn delete(&self, digest: &str) -> Result<(), Error>;
     /// Whether something is stored under `digest`.
     async fn exists(&self, digest: &str) -> Result<bool, Error> {
-        Ok(self.list().await?.iter().any(|d| d == digest))
+        Ok(self.list(u64::MAX).await?.iter().any(|d| d == digest))
     }
 }
 
@@ -79,7 +80,10 @@ impl ArtifactStore for FileArtifacts {
         let context = format!("storing artifact {digest}");
         blocking(move || {
             if path.exists() {
-                return Ok(());
+                // Stored again: as new for garbage collection.
+                let touch = std::fs::File::open(&path)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                return touch.map_err(io(context));
             }
             let write = || -> std::io::Result<()> {
                 let mut file = super::state::private_file(&tmp)?;
@@ -110,8 +114,9 @@ impl ArtifactStore for FileArtifacts {
         .await
     }
 
-    async fn list(&self) -> Result<Vec<String>, Error> {
+    async fn list(&self, before: u64) -> Result<Vec<String>, Error> {
         let dir = self.dir.clone();
+        let before = std::time::UNIX_EPOCH + std::time::Duration::from_millis(before);
         blocking(move || {
             let entries =
                 std::fs::read_dir(&dir).map_err(io(format!("listing {}", dir.display())))?;
@@ -120,7 +125,8 @@ impl ArtifactStore for FileArtifacts {
                 .filter_map(|e| {
                     let name = e.file_name().into_string().ok()?;
                     let digest = name.strip_suffix(".wasm")?;
-                    (digest.len() == 64).then(|| digest.to_string())
+                    let stored = e.metadata().and_then(|m| m.modified()).ok()?;
+                    (digest.len() == 64 && stored < before).then(|| digest.to_string())
                 })
                 .collect())
         })
@@ -159,14 +165,17 @@ mod tests {
         store.put(&d, bytes.clone()).await.unwrap();
         store.put(&d, bytes.clone()).await.unwrap();
         assert_eq!(store.get(&d).await.unwrap(), bytes);
-        assert_eq!(store.list().await.unwrap(), std::slice::from_ref(&d));
+        assert_eq!(
+            store.list(u64::MAX).await.unwrap(),
+            std::slice::from_ref(&d)
+        );
         std::fs::write(dir.path().join(format!("{d}.wasm")), b"tampered").unwrap();
         let e = store.get(&d).await.unwrap_err();
         assert!(matches!(e, Error::Storage { .. }), "{e:?}");
         assert!(e.to_string().contains("corrupt"), "{e}");
         store.delete(&d).await.unwrap();
         store.delete(&d).await.unwrap();
-        assert!(store.list().await.unwrap().is_empty());
+        assert!(store.list(u64::MAX).await.unwrap().is_empty());
         assert!(store.get("../etc").await.is_err());
     }
 }

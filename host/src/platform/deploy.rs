@@ -12,6 +12,10 @@ use crate::spec::{AppSpec, PoolSettings};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
+/// How old an unreferenced artifact must be before it is collected (when
+/// the retention is shorter, the retention).
+const GC_GRACE: Duration = Duration::from_secs(3600);
+
 /// What a deploy asks for besides the component.
 #[derive(Clone, Debug, Default)]
 pub struct DeployRequest {
@@ -174,10 +178,16 @@ impl Platform {
         self.check_upload(wasm.len())?;
         let this = self.clone();
         self.to_the_end(async move {
-            let deployment = {
-                let lock = this.deploy_lock(&request.name);
+            let lock = this.deploy_lock(&request.name);
+            let mut attempts = 0;
+            let deployment = loop {
                 let _deploying = lock.lock().await;
-                this.publish(wasm, request, None).await?
+                attempts += 1;
+                match this.publish(wasm.clone(), request.clone(), None).await {
+                    // Another host's deploy took the number: the next one.
+                    Err(Error::VersionTaken { .. }) if attempts < 3 => continue,
+                    result => break result?,
+                }
             };
             Ok(this.confirmed(deployment).await)
         })
@@ -353,7 +363,14 @@ impl Platform {
     ) -> Result<Deployment, Error> {
         let (this, app, deployer) = (self.clone(), app.to_string(), deployer.to_string());
         self.to_the_end(async move {
-            let deployment = this.rollback_now(&app, version, &deployer).await?;
+            let mut attempts = 0;
+            let deployment = loop {
+                attempts += 1;
+                match this.rollback_now(&app, version, &deployer).await {
+                    Err(Error::VersionTaken { .. }) if attempts < 3 => continue,
+                    result => break result?,
+                }
+            };
             Ok(this.confirmed(deployment).await)
         })
         .await
@@ -461,7 +478,12 @@ impl Platform {
             .prune(cutoff, &report.apps)
             .await?;
         let referenced = registry.referenced_digests().await?;
-        for digest in self.inner.artifacts.list().await? {
+        // Artifacts stored in the last hour (at most the retention) may
+        // belong to a deploy in progress on another host, not yet
+        // published: they wait.
+        let grace = GC_GRACE.min(self.inner.config.retention);
+        let settled = now_ms().saturating_sub(grace.as_millis() as u64);
+        for digest in self.inner.artifacts.list(settled).await? {
             if referenced.contains(&digest) {
                 continue;
             }

@@ -12,7 +12,8 @@ use bytes::{Bytes, BytesMut};
 const CHUNK: usize = 1 << 20;
 
 /// The schema; append, never edit. `artifacts` names the complete ones.
-const MIGRATIONS: &[&str] = &["CREATE TABLE artifact_chunks (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE artifact_chunks (
         digest TEXT NOT NULL,
         chunk INTEGER NOT NULL,
         bytes BYTEA NOT NULL,
@@ -22,7 +23,9 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE artifact_chunks (
         digest TEXT PRIMARY KEY,
         size BIGINT NOT NULL,
         chunks INTEGER NOT NULL
-    );"];
+    );",
+    "ALTER TABLE artifacts ADD COLUMN stored_at BIGINT NOT NULL DEFAULT 0;",
+];
 
 /// The cluster's artifact store.
 pub struct PgArtifacts {
@@ -66,8 +69,16 @@ impl ArtifactStore for PgArtifacts {
             .query_opt("SELECT 1 FROM artifacts WHERE digest = $1", &[&digest])
             .await
             .map_err(fail(&doing))?;
+        let now = to_i64(crate::platform::now_ms());
         if done.is_some() {
-            return Ok(());
+            // Stored again: as new for garbage collection.
+            tx.execute(
+                "UPDATE artifacts SET stored_at = $2 WHERE digest = $1",
+                &[&digest, &now],
+            )
+            .await
+            .map_err(fail(&doing))?;
+            return tx.commit().await.map_err(fail(&doing));
         }
         tx.execute("DELETE FROM artifact_chunks WHERE digest = $1", &[&digest])
             .await
@@ -84,8 +95,8 @@ impl ArtifactStore for PgArtifacts {
             chunks += 1;
         }
         tx.execute(
-            "INSERT INTO artifacts (digest, size, chunks) VALUES ($1, $2, $3)",
-            &[&digest, &to_i64(bytes.len() as u64), &chunks],
+            "INSERT INTO artifacts (digest, size, chunks, stored_at) VALUES ($1, $2, $3, $4)",
+            &[&digest, &to_i64(bytes.len() as u64), &chunks, &now],
         )
         .await
         .map_err(fail(&doing))?;
@@ -125,11 +136,14 @@ impl ArtifactStore for PgArtifacts {
         Ok(bytes.freeze())
     }
 
-    async fn list(&self) -> Result<Vec<String>, Error> {
+    async fn list(&self, before: u64) -> Result<Vec<String>, Error> {
         let doing = "listing artifacts";
         let client = self.pg.client(doing).await?;
         let rows = client
-            .query("SELECT digest FROM artifacts ORDER BY digest", &[])
+            .query(
+                "SELECT digest FROM artifacts WHERE stored_at < $1 ORDER BY digest",
+                &[&to_i64(before)],
+            )
             .await
             .map_err(fail(doing))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())

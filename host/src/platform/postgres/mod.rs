@@ -489,7 +489,8 @@ mod tests {
         b.unwrap();
         assert_eq!(two.get(&d).await.unwrap(), bytes);
         assert!(two.exists(&d).await.unwrap());
-        assert_eq!(one.list().await.unwrap(), std::slice::from_ref(&d));
+        assert_eq!(one.list(u64::MAX).await.unwrap(), std::slice::from_ref(&d));
+        assert!(one.list(1).await.unwrap().is_empty(), "stored just now");
         let client = pg.client("test").await.unwrap();
         let chunks: i64 = client
             .query_one("SELECT COUNT(*) FROM artifact_chunks", &[])
@@ -508,7 +509,7 @@ mod tests {
         assert!(e.to_string().contains("corrupt"), "{e}");
         one.delete(&d).await.unwrap();
         one.delete(&d).await.unwrap();
-        assert!(one.list().await.unwrap().is_empty());
+        assert!(one.list(u64::MAX).await.unwrap().is_empty());
         assert!(one.get(&d).await.is_err());
         assert!(one.get("../etc").await.is_err());
         let empty = crate::compile::digest(b"");

@@ -302,7 +302,16 @@ impl Registry for PgRegistry {
             ],
         )
         .await
-        .map_err(fail(doing))?;
+        .map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                Error::VersionTaken {
+                    app: v.app.clone(),
+                    version: v.version,
+                }
+            } else {
+                fail(doing)(e)
+            }
+        })?;
         announce(&tx, &v.app, doing).await?;
         tx.commit().await.map_err(fail(doing))
     }
