@@ -51,7 +51,8 @@ pub struct ServerArgs {
     db_pool: usize,
     /// With `--database`: the file holding the key that seals secrets
     /// (64 hex digits), created when missing. Give every host the same
-    /// file; the key is never stored in the database.
+    /// file; the key is never stored in the database. (Or give the key
+    /// itself in `$MODAL_SECRET_KEY`.)
     #[arg(long, env = "MODAL_SECRET_KEY_FILE", value_name = "FILE")]
     secret_key_file: Option<PathBuf>,
     /// With `--database`: how long the scheduler lease and this host's
@@ -150,13 +151,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             (platform, token, format!("state {}", state.display()))
         }
         Some(url) => {
-            let Some(key_file) = &args.secret_key_file else {
-                anyhow::bail!(
-                    "--database needs --secret-key-file (or $MODAL_SECRET_KEY_FILE): the key \
-                     that seals secrets, the same file on every host"
-                );
+            let key = match (&args.secret_key_file, std::env::var("MODAL_SECRET_KEY")) {
+                (Some(file), _) => SecretKey::load_or_create_file(file)?,
+                (None, Ok(hex)) => SecretKey::from_hex(&hex).ok_or_else(|| {
+                    anyhow::anyhow!("$MODAL_SECRET_KEY is not a secret key (64 hex digits)")
+                })?,
+                (None, Err(_)) => anyhow::bail!(
+                    "--database needs --secret-key-file (or $MODAL_SECRET_KEY_FILE, or the key \
+                     itself in $MODAL_SECRET_KEY): the key that seals secrets, the same on \
+                     every host"
+                ),
             };
-            let key = SecretKey::load_or_create_file(key_file)?;
             let pg = Pg::connect(url, args.db_pool).await?;
             let platform =
                 Platform::open_cluster(&pg, key, &state, host_config, platform_config, None)

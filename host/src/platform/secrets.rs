@@ -116,17 +116,19 @@ impl SecretKey {
             }
             Err(e) => return Err(io("reading")(e)),
         };
-        let bytes = hex::decode(text.trim())
-            .ok()
-            .filter(|b| b.len() == 32)
-            .ok_or_else(|| {
-                Error::Internal(format!(
-                    "{} is not a secret key (64 hex digits); restore it from a backup, or remove \
-                     it and create the secrets again",
-                    path.display()
-                ))
-            })?;
-        Ok(SecretKey(*chacha20poly1305::Key::from_slice(&bytes)))
+        SecretKey::from_hex(&text).ok_or_else(|| {
+            Error::Internal(format!(
+                "{} is not a secret key (64 hex digits); restore it from a backup, or remove \
+                 it and create the secrets again",
+                path.display()
+            ))
+        })
+    }
+
+    /// The key written as 64 hex digits (surrounding space ignored).
+    pub fn from_hex(text: &str) -> Option<SecretKey> {
+        let bytes = hex::decode(text.trim()).ok().filter(|b| b.len() == 32)?;
+        Some(SecretKey(*chacha20poly1305::Key::from_slice(&bytes)))
     }
 
     /// A digest that tells keys apart without revealing them: hosts of a
