@@ -438,6 +438,36 @@ fn last_event_id(req: &Request<RequestBody>) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// How often a follower reads the stored executions for those it was not
+/// sent live (another host's, in a cluster).
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The latest stored executions a follower compares with what it sent.
+const FOLLOW_POLL_LIMIT: usize = 200;
+
+/// The ids of the executions a follower sent (the latest few thousand).
+#[derive(Default)]
+struct Sent {
+    ids: std::collections::HashSet<u64>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl Sent {
+    /// Remembers `id`; false when it was sent already.
+    fn insert(&mut self, id: u64) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > 4 * FOLLOW_POLL_LIMIT
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        true
+    }
+}
+
 /// How often an idle event stream sends a comment, so that proxies and
 /// clients see the connection is alive.
 const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
@@ -470,11 +500,26 @@ async fn follow(
         }
         None => Vec::new(),
     };
+    // What is stored now was not sent live: the stored records polled
+    // later (other hosts' executions) are compared with it.
+    let stored_now = match state
+        .platform
+        .logs(app, function.as_deref(), FOLLOW_POLL_LIMIT)
+        .await
+    {
+        Ok(stored) => stored,
+        Err(e) => return error(&e),
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
     let app = app.to_string();
+    let platform = state.platform.clone();
     tokio::spawn(async move {
-        let replayed: std::collections::HashSet<u64> = replay.iter().map(|r| r.id).collect();
+        let mut sent = Sent::default();
+        for record in &stored_now {
+            sent.insert(record.id);
+        }
         for record in &replay {
+            sent.insert(record.id);
             if tx.send(record_event(record)).await.is_err() {
                 return;
             }
@@ -488,22 +533,39 @@ async fn follow(
             }
         }
         let mut keepalive = tokio::time::interval(KEEPALIVE);
+        let mut poll = tokio::time::interval(FOLLOW_POLL);
+        poll.tick().await;
         loop {
-            let event = tokio::select! {
+            let events: Vec<bytes::Bytes> = tokio::select! {
                 record = records.recv() => match record {
                     Ok(r) if r.app == app
                         && function.as_ref().is_none_or(|f| *f == r.function)
-                        && !replayed.contains(&r.id) => record_event(&r),
+                        && sent.insert(r.id) => vec![record_event(&r)],
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        sse::comment(&format!("{n} executions skipped")).into()
+                        vec![sse::comment(&format!("{n} executions skipped")).into()]
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
-                _ = keepalive.tick() => sse::comment("keep-alive").into(),
+                _ = poll.tick() => {
+                    // Executions of the other hosts on the same stores
+                    // reach this one only through the store.
+                    let stored = platform
+                        .logs(&app, function.as_deref(), FOLLOW_POLL_LIMIT)
+                        .await
+                        .unwrap_or_default();
+                    stored
+                        .iter()
+                        .filter(|r| sent.insert(r.id))
+                        .map(record_event)
+                        .collect()
+                }
+                _ = keepalive.tick() => vec![sse::comment("keep-alive").into()],
             };
-            if tx.send(event).await.is_err() {
-                return;
+            for event in events {
+                if tx.send(event).await.is_err() {
+                    return;
+                }
             }
         }
     });
