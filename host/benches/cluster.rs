@@ -7,7 +7,9 @@
 //!    live host serves the new version);
 //! 2. leader failover: the host holding the scheduler lease is SIGKILLed
 //!    and another host is polled every 50 ms until one of the others says
-//!    it leads the schedules;
+//!    it leads the schedules (`GET /api/v1/hosts`); the `leases` table is
+//!    read at the same pace, which tells when the lease changed hands as
+//!    opposed to when a host reported it;
 //! 3. spawned-call throughput through the queue (`square` of
 //!    `examples/hello`, 64 clients spread over the hosts): from the first
 //!    spawn to the last call's `finished_at`, with 3 hosts, and for
@@ -16,7 +18,9 @@
 //!    `--database` against the same host on SQLite, 32 keep-alive
 //!    connections, in alternating rounds, medians and the median of the
 //!    per-round ratios (the machine drifts between runs, not within a
-//!    round pair).
+//!    round pair), with the CPU time per request of the server, of the
+//!    load and of the rest of the machine (PostgreSQL, for the cluster
+//!    host), from `/proc`.
 //!
 //! The load comes from this process (hyper clients on tokio), so on a
 //! small machine it competes with the hosts and PostgreSQL for the CPU;
@@ -43,7 +47,7 @@ use modal_test_support::pg::Pg;
 use modal_test_support::{HELLO, wasm};
 use serde::de::DeserializeOwned;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -521,11 +525,18 @@ async fn spawn_throughput(targets: &[(String, String)], n: usize) -> Throughput 
     }
 }
 
-/// The host reporting the scheduler lease, as `api` lists them.
-async fn leader(api: &mut Api) -> HostRecord {
+/// The host among `running` (addresses) that reports the scheduler lease,
+/// as `api` lists them. A killed host stays on the list with its last
+/// report (`leads_schedules` included) until it is no longer alive, so
+/// the hosts are taken from `running` only.
+async fn leader(api: &mut Api, running: &[String]) -> HostRecord {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(h) = api.hosts().await.into_iter().find(|h| h.leads_schedules) {
+        let hosts = api.hosts().await;
+        if let Some(h) = hosts
+            .into_iter()
+            .find(|h| h.leads_schedules && running.contains(&h.address))
+        {
             return h;
         }
         assert!(
@@ -536,12 +547,35 @@ async fn leader(api: &mut Api) -> HostRecord {
     }
 }
 
-/// Kills the leader of `cluster` and returns how long until another host
-/// reported that it leads; starts a replacement host afterwards.
-async fn failover(cluster: &mut Cluster) -> Duration {
+/// The holder of the scheduler lease as the database has it, read
+/// directly (the `leases` table, not an API): when the lease changed
+/// hands, as opposed to when a host reported it. `None` when it cannot be
+/// read (e.g. the schema changed).
+async fn lease_holder(db: &tokio_postgres::Client) -> Option<String> {
+    let row = db
+        .query_opt(
+            "SELECT holder FROM leases WHERE name = 'scheduler' AND expires_at > now()",
+            &[],
+        )
+        .await
+        .ok()??;
+    row.try_get(0).ok()
+}
+
+/// How long after the kill of the leader another host held the lease in
+/// the database, and how long until `GET /api/v1/hosts` said so.
+struct Failover {
+    database: Option<Duration>,
+    api: Duration,
+}
+
+/// Kills the leader of `cluster`, polls every [`FAILOVER_POLL`] until
+/// another host leads, and starts a replacement host afterwards.
+async fn failover(cluster: &mut Cluster, db: Option<&tokio_postgres::Client>) -> Failover {
     let running = cluster.running();
-    let mut probe = cluster.api(&running[0].1);
-    let lead = leader(&mut probe).await;
+    let addrs: Vec<String> = running.iter().map(|(_, addr)| addr.clone()).collect();
+    let mut probe = cluster.api(&addrs[0]);
+    let lead = leader(&mut probe, &addrs).await;
     let (index, _) = running
         .iter()
         .find(|(_, addr)| *addr == lead.address)
@@ -556,17 +590,30 @@ async fn failover(cluster: &mut Cluster) -> Duration {
     observer.hosts().await; // connected before the kill
     cluster.kill(index);
     let killed = Instant::now();
-    let took = loop {
-        let hosts = observer.hosts().await;
-        if hosts.iter().any(|h| h.leads_schedules && h.id != lead.id) {
-            break killed.elapsed();
+    let others: Vec<String> = addrs.into_iter().filter(|a| *a != lead.address).collect();
+    let (mut database, mut api) = (None, None);
+    while api.is_none() || (db.is_some() && database.is_none()) {
+        if let Some(db) = db
+            && database.is_none()
+            && lease_holder(db).await.is_some_and(|h| h != lead.id)
+        {
+            database = Some(killed.elapsed());
+        }
+        if api.is_none() {
+            let hosts = observer.hosts().await;
+            if hosts
+                .iter()
+                .any(|h| h.leads_schedules && h.id != lead.id && others.contains(&h.address))
+            {
+                api = Some(killed.elapsed());
+            }
         }
         assert!(
             killed.elapsed() < Duration::from_secs(30),
             "no host took over the lease within 30 s"
         );
         tokio::time::sleep(FAILOVER_POLL).await;
-    };
+    }
     let added = cluster.add();
     let addr = cluster.hosts[added]
         .as_ref()
@@ -581,19 +628,74 @@ async fn failover(cluster: &mut Cluster) -> Duration {
         );
         tokio::time::sleep(FAILOVER_POLL).await;
     }
-    took
+    Failover {
+        database,
+        api: api.expect("the loop ends when the API says so"),
+    }
 }
 
-/// Web requests per second on `addr` over `seconds` from
-/// [`WEB_CONNECTIONS`] keep-alive connections, and the failed requests.
-async fn web_rate(addr: &str, seconds: Duration) -> (f64, usize) {
+/// Ticks of 10 ms in `/proc` (USER_HZ is 100 on Linux).
+const TICK: Duration = Duration::from_millis(10);
+
+/// CPU time (user + system) of process `pid` so far.
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * TICK.as_millis() as u64)
+}
+
+/// CPU time the whole machine spent busy so far (all but idle and iowait).
+fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    Duration::from_millis((ticks.iter().sum::<u64>() - idle) * TICK.as_millis() as u64)
+}
+
+/// A web load run: its rate, and where the CPU went per request.
+#[derive(Clone, Copy)]
+struct Load {
+    rate: f64,
+    failed: usize,
+    /// The server process.
+    server: Duration,
+    /// This process (the load).
+    bench: Duration,
+    /// Everything else on the machine: PostgreSQL for a cluster host.
+    rest: Duration,
+}
+
+/// Web requests per second on the server `addr` (process `pid`) over
+/// `seconds` from [`WEB_CONNECTIONS`] keep-alive connections.
+async fn web_rate(addr: &str, pid: u32, seconds: Duration) -> Load {
+    let cpu = |pid| {
+        (
+            process_cpu(pid),
+            process_cpu(std::process::id()),
+            machine_busy(),
+        )
+    };
+    let before = cpu(pid);
     let start = Instant::now();
     let end = start + seconds;
     let tasks: Vec<_> = (0..WEB_CONNECTIONS)
         .map(|_| {
             let mut conn = Conn::new(addr);
             tokio::spawn(async move {
-                let (mut ok, mut failed) = (0, 0);
+                let (mut ok, mut failed) = (0u32, 0);
                 while Instant::now() < end {
                     if conn.greet().await {
                         ok += 1;
@@ -611,7 +713,48 @@ async fn web_rate(addr: &str, seconds: Duration) -> (f64, usize) {
         ok += o;
         failed += f;
     }
-    (ok as f64 / start.elapsed().as_secs_f64(), failed)
+    let elapsed = start.elapsed();
+    let after = cpu(pid);
+    let per = |d: Duration| d / ok.max(1);
+    let (server, bench) = (after.0 - before.0, after.1 - before.1);
+    Load {
+        rate: f64::from(ok) / elapsed.as_secs_f64(),
+        failed,
+        server: per(server),
+        bench: per(bench),
+        rest: per((after.2 - before.2).saturating_sub(server + bench)),
+    }
+}
+
+/// Compares web requests per second of the two servers (address, pid) in
+/// `rounds` alternating rounds of `seconds`; returns the loads of each and
+/// the per-round ratios first / second.
+async fn compare_web(
+    servers: [(&str, u32); 2],
+    rounds: usize,
+    seconds: Duration,
+) -> ([Vec<Load>; 2], Vec<f64>) {
+    for (addr, pid) in servers {
+        assert!(Conn::new(addr).greet().await, "{addr} serves {WEB_HOST}");
+        web_rate(addr, pid, Duration::from_secs(1)).await;
+    }
+    let (mut loads, mut ratios) = ([Vec::new(), Vec::new()], Vec::new());
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        let mut rates = [0.0; 2];
+        for i in order {
+            let (addr, pid) = servers[i];
+            let load = web_rate(addr, pid, seconds).await;
+            rates[i] = load.rate;
+            loads[i].push(load);
+        }
+        ratios.push(rates[0] / rates[1]);
+    }
+    (loads, ratios)
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
 async fn run() {
@@ -659,25 +802,38 @@ async fn run() {
         row("   ... accepted/s", format!("{:.0}", t.accepted), "");
         row("   ... until the last result was read", ms(t.read), "");
 
+        let db = match tokio_postgres::connect(&cluster.url, tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                lease_holder(&client).await.map(|_| client)
+            }
+            Err(_) => None,
+        };
         let mut failovers = Vec::new();
         for _ in 0..FAILOVERS {
-            failovers.push(failover(&mut cluster).await);
+            failovers.push(failover(&mut cluster, db.as_ref()).await);
         }
         let target = format!("≤ {} ms", (LEASE + Duration::from_secs(1)).as_millis());
+        let api: Vec<Duration> = failovers.iter().map(|f| f.api).collect();
+        let each = |v: &[Duration]| v.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ");
         row(
-            &format!("2. leader failover after SIGKILL: median of {FAILOVERS}"),
-            ms(median(failovers.clone())),
+            &format!("2. leader failover after SIGKILL, GET /hosts: median of {FAILOVERS}"),
+            ms(median(api.clone())),
             &target,
         );
-        row(
-            "   ... each",
-            failovers
-                .iter()
-                .map(|d| ms(*d))
-                .collect::<Vec<_>>()
-                .join(", "),
-            "",
-        );
+        row("   ... each", each(&api), "");
+        let database: Option<Vec<Duration>> = failovers.iter().map(|f| f.database).collect();
+        match database {
+            Some(database) => {
+                row(
+                    "   ... lease taken over in the database: median",
+                    ms(median(database.clone())),
+                    &target,
+                );
+                row("   ... each", each(&database), "");
+            }
+            None => println!("   (the lease could not be read from the database)"),
+        }
     }
 
     // A single host each way: one cluster host on a fresh database and
@@ -711,46 +867,36 @@ async fn run() {
         );
     }
 
-    for addr in [&cluster_addr, &single.server.addr] {
-        assert!(Conn::new(addr).greet().await, "{addr} serves {WEB_HOST}");
-        web_rate(addr, Duration::from_secs(1)).await;
-    }
-    let (mut pg_rates, mut sqlite_rates, mut ratios, mut failed) =
-        (Vec::new(), Vec::new(), Vec::new(), 0);
-    for round in 0..rounds {
-        let (mut on_pg, mut on_sqlite) = (0.0, 0.0);
-        let order = if round % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for pg_first in order {
-            if pg_first {
-                let (rate, f) = web_rate(&cluster_addr, seconds).await;
-                (on_pg, failed) = (rate, failed + f);
-            } else {
-                let (rate, f) = web_rate(&single.server.addr, seconds).await;
-                (on_sqlite, failed) = (rate, failed + f);
-            }
-        }
-        pg_rates.push(on_pg);
-        sqlite_rates.push(on_sqlite);
-        ratios.push(on_pg / on_sqlite);
-    }
+    let pid_pg = cluster.hosts[0].as_ref().expect("running").child.id();
+    let pid_sqlite = single.server.child.id();
+    let (loads, ratios) = compare_web(
+        [(&cluster_addr, pid_pg), (&single.server.addr, pid_sqlite)],
+        rounds,
+        seconds,
+    )
+    .await;
     let label = format!(
         "{WEB_CONNECTIONS} conns, {rounds} × {} s",
         seconds.as_secs()
     );
-    row(
-        &format!("4. web req/s, 1 host, --database ({label}), median"),
-        format!("{:.0}", median(pg_rates)),
-        "",
-    );
-    row(
-        &format!("   web req/s, 1 host, SQLite ({label}), median"),
-        format!("{:.0}", median(sqlite_rates)),
-        "",
-    );
+    for (what, loads) in [("--database", &loads[0]), ("SQLite", &loads[1])] {
+        let rate = median(loads.iter().map(|l| l.rate).collect());
+        row(
+            &format!("4. web req/s, 1 host, {what} ({label}), median"),
+            format!("{rate:.0}"),
+            "",
+        );
+        row(
+            "   ... CPU µs/request: server, load, rest (PostgreSQL)",
+            format!(
+                "{} {} {}",
+                us(median(loads.iter().map(|l| l.server).collect())),
+                us(median(loads.iter().map(|l| l.bench).collect())),
+                us(median(loads.iter().map(|l| l.rest).collect())),
+            ),
+            "",
+        );
+    }
     row(
         "   --database / SQLite, median of per-round ratios",
         format!(
@@ -761,6 +907,7 @@ async fn run() {
         ),
         "≥ 0.95",
     );
+    let failed: usize = loads.iter().flatten().map(|l| l.failed).sum();
     if failed > 0 {
         println!("   ({failed} web requests failed)");
     }

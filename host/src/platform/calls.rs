@@ -588,6 +588,13 @@ impl Runner for Runs {
         }
     }
 
+    fn leadership_changed(&self) {
+        if let Some(platform) = self.platform() {
+            let reporting = platform.clone();
+            platform.spawn_task(async move { reporting.report().await });
+        }
+    }
+
     async fn notify_url(&self, app: &str, version: u64) -> Option<String> {
         let platform = self.platform()?;
         let record = platform.inner.registry.version(app, version).await;

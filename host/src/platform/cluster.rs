@@ -129,6 +129,10 @@ impl Platform {
 
     /// Reports this host now (after a change, and every [`HEARTBEAT`]).
     pub(super) async fn report(&self) {
+        if self.is_shutting_down() {
+            // It leaves the list; a late report would put it back.
+            return;
+        }
         let record = self.host_record();
         if let Err(e) = self.inner.registry.heartbeat(&record).await {
             tracing::warn!("could not report this host: {e}");

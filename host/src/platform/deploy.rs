@@ -198,7 +198,9 @@ impl Platform {
     /// not).
     async fn confirmed(&self, mut deployment: Deployment) -> Deployment {
         let expect = super::cluster::Expect::Version(deployment.version);
+        let start = Instant::now();
         deployment.hosts = self.confirm(&deployment.app, expect).await;
+        deployment.took_ms += start.elapsed().as_secs_f64() * 1e3;
         deployment
     }
 

@@ -66,6 +66,8 @@ pub(crate) trait Runner: Send + Sync + 'static {
     async fn run(&self, app: &str, function: &str, run_id: &str) -> Result<Execution, Error>;
     /// Records an execution (a skipped or missed fire time).
     fn record(&self, execution: &Execution);
+    /// This host took or lost the scheduler lease (the others are told).
+    fn leadership_changed(&self);
     /// Where a failed run of `version` of `app` is reported, if anywhere.
     async fn notify_url(&self, app: &str, version: u64) -> Option<String>;
 }
@@ -147,7 +149,13 @@ impl Scheduler {
     }
 
     fn set_fence(&self, fence: Option<u64>) {
-        *self.fence.lock().unwrap_or_else(PoisonError::into_inner) = fence;
+        let old = std::mem::replace(
+            &mut *self.fence.lock().unwrap_or_else(PoisonError::into_inner),
+            fence,
+        );
+        if old.is_some() != fence.is_some() {
+            self.runner.leadership_changed();
+        }
     }
 
     /// Whether this host fires the schedules.

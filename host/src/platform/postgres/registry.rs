@@ -526,7 +526,10 @@ impl Registry for PgRegistry {
         let rows = self
             .query(
                 "listing hosts",
-                "SELECT report, (EXTRACT(EPOCH FROM (now() - seen_at)) * 1000)::BIGINT FROM hosts
+                "SELECT report, (EXTRACT(EPOCH FROM (now() - seen_at)) * 1000)::BIGINT,
+                     EXISTS (SELECT 1 FROM leases WHERE name = 'scheduler'
+                             AND holder = hosts.id AND expires_at > now())
+                 FROM hosts
                  WHERE seen_at >= now() - $1::BIGINT * interval '1 millisecond' ORDER BY id",
                 &[&within_ms],
             )
@@ -535,6 +538,9 @@ impl Registry for PgRegistry {
             .map(|r| {
                 let mut host: HostRecord = json(r, 0)?;
                 host.age_ms = to_u64(r.get(1));
+                // The lease as it stands, not as the host last reported it
+                // (a dead leader's report says it still leads).
+                host.leads_schedules = r.get(2);
                 Ok(host)
             })
             .collect()
