@@ -124,6 +124,19 @@ impl Pg {
         })
     }
 
+    /// Runs one statement `sql` (prepared once per connection) for
+    /// `doing`; its rows.
+    pub(crate) async fn query(
+        &self,
+        doing: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, Error> {
+        let client = self.client(doing).await?;
+        let stmt = client.prepare_cached(sql).await.map_err(fail(doing))?;
+        client.query(&stmt, params).await.map_err(fail(doing))
+    }
+
     /// A connection of its own that listens on `channel`: the payloads of
     /// the notifications it receives, until the connection is lost.
     pub(crate) async fn listener(&self, channel: &str) -> Result<Listener, Error> {

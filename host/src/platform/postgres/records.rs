@@ -86,17 +86,6 @@ impl PgRecords {
         pg.migrate("records", MIGRATIONS).await?;
         Ok(PgRecords { pg })
     }
-
-    async fn query(
-        &self,
-        doing: &str,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<tokio_postgres::Row>, Error> {
-        let client = self.pg.client(doing).await?;
-        let stmt = client.prepare_cached(sql).await.map_err(fail(doing))?;
-        client.query(&stmt, params).await.map_err(fail(doing))
-    }
 }
 
 fn execution_row(row: &tokio_postgres::Row) -> ExecutionRecord {
@@ -176,6 +165,7 @@ fn depth(d: u32) -> i32 {
 impl RecordStore for PgRecords {
     async fn last_execution_id(&self) -> Result<u64, Error> {
         let rows = self
+            .pg
             .query(
                 "taking a block of execution ids",
                 "SELECT nextval('execution_blocks')",
@@ -220,16 +210,18 @@ impl RecordStore for PgRecords {
                  $17::INTEGER[])
              ON CONFLICT (id) DO NOTHING"
         );
-        self.query(
-            doing,
-            &sql,
-            &[
-                &ids, &apps, &versions, &functions, &triggers, &started, &durations, &outcomes,
-                &errors, &logs, &memory, &run_ids, &call_ids, &statuses, &parents, &roots, &depths,
-            ],
-        )
-        .await
-        .map(drop)
+        self.pg
+            .query(
+                doing,
+                &sql,
+                &[
+                    &ids, &apps, &versions, &functions, &triggers, &started, &durations, &outcomes,
+                    &errors, &logs, &memory, &run_ids, &call_ids, &statuses, &parents, &roots,
+                    &depths,
+                ],
+            )
+            .await
+            .map(drop)
     }
 
     async fn recent(
@@ -247,6 +239,7 @@ impl RecordStore for PgRecords {
         );
         let limit = to_i64(limit as u64);
         let rows = self
+            .pg
             .query("reading executions", &sql, &[&app, &function, &limit])
             .await?;
         let mut records: Vec<ExecutionRecord> = rows.iter().map(execution_row).collect();
@@ -268,6 +261,7 @@ impl RecordStore for PgRecords {
         );
         let (after, limit) = (to_i64(after), to_i64(limit as u64));
         let rows = self
+            .pg
             .query(
                 "reading executions",
                 &sql,
@@ -279,6 +273,7 @@ impl RecordStore for PgRecords {
 
     async fn usage(&self, app: &str) -> Result<Vec<Usage>, Error> {
         let rows = self
+            .pg
             .query(
                 "reading usage",
                 "SELECT version, function, COUNT(*), COUNT(*) FILTER (WHERE outcome <> 'ok'),
@@ -309,6 +304,7 @@ impl RecordStore for PgRecords {
 
     async fn totals(&self) -> Result<BTreeMap<String, (u64, u64)>, Error> {
         let rows = self
+            .pg
             .query(
                 "counting executions",
                 "SELECT app, COUNT(*), COUNT(*) FILTER (WHERE outcome <> 'ok')
@@ -350,29 +346,30 @@ impl RecordStore for PgRecords {
         lease: Duration,
     ) -> Result<(), Error> {
         let parent = call.parent.as_ref();
-        self.query(
-            "accepting a spawned call",
-            "INSERT INTO calls (id, app, function, version, input, state, created_at,
+        self.pg
+            .query(
+                "accepting a spawned call",
+                "INSERT INTO calls (id, app, function, version, input, state, created_at,
                  caller_app, parent_call_id, root_call_id, depth, owner, lease_until)
              VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11,
                  now() + $12::BIGINT * interval '1 millisecond')",
-            &[
-                &call.id,
-                &call.app,
-                &call.function,
-                &call.version.map(to_i64),
-                &call.input,
-                &to_i64(at),
-                &parent.map(|p| p.app.as_str()),
-                &parent.map(|p| p.call_id.as_str()),
-                &parent.map(|p| p.root_call_id.as_str()),
-                &parent.map_or(0, |p| depth(p.depth)),
-                &owner,
-                &millis(lease),
-            ],
-        )
-        .await
-        .map(drop)
+                &[
+                    &call.id,
+                    &call.app,
+                    &call.function,
+                    &call.version.map(to_i64),
+                    &call.input,
+                    &to_i64(at),
+                    &parent.map(|p| p.app.as_str()),
+                    &parent.map(|p| p.call_id.as_str()),
+                    &parent.map(|p| p.root_call_id.as_str()),
+                    &parent.map_or(0, |p| depth(p.depth)),
+                    &owner,
+                    &millis(lease),
+                ],
+            )
+            .await
+            .map(drop)
     }
 
     async fn finish_call(&self, id: &str, end: CallEnd, at: u64) -> Result<(), Error> {
@@ -382,7 +379,7 @@ impl RecordStore for PgRecords {
                 (CallState::Failed, None, Some(message), Some(kind))
             }
         };
-        self.query(
+        self.pg.query(
             "storing the result of a spawned call",
             "UPDATE calls SET state = $2, output = $3, error = $4, error_kind = $5, finished_at = $6
              WHERE id = $1 AND state = 'pending'",
@@ -394,7 +391,10 @@ impl RecordStore for PgRecords {
 
     async fn call(&self, id: &str) -> Result<Option<CallRecord>, Error> {
         let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = $1");
-        let rows = self.query("reading a spawned call", &sql, &[&id]).await?;
+        let rows = self
+            .pg
+            .query("reading a spawned call", &sql, &[&id])
+            .await?;
         rows.first().map(call_row).transpose()
     }
 
@@ -404,6 +404,7 @@ impl RecordStore for PgRecords {
              ORDER BY started_at, id LIMIT $2"
         );
         let rows = self
+            .pg
             .query(
                 "reading a tree of calls",
                 &sql,
@@ -420,6 +421,7 @@ impl RecordStore for PgRecords {
         limit: usize,
     ) -> Result<Vec<SpawnedCall>, Error> {
         let rows = self
+            .pg
             .query(
                 "claiming unfinished calls",
                 "UPDATE calls SET owner = $1, lease_until = now() + $2::BIGINT * interval '1 millisecond'
@@ -437,13 +439,14 @@ impl RecordStore for PgRecords {
     }
 
     async fn renew_calls(&self, owner: &str, lease: Duration) -> Result<(), Error> {
-        self.query(
-            "renewing claims on calls",
-            "UPDATE calls SET lease_until = now() + $2::BIGINT * interval '1 millisecond'
+        self.pg
+            .query(
+                "renewing claims on calls",
+                "UPDATE calls SET lease_until = now() + $2::BIGINT * interval '1 millisecond'
              WHERE owner = $1 AND state = 'pending'",
-            &[&owner, &millis(lease)],
-        )
-        .await
-        .map(drop)
+                &[&owner, &millis(lease)],
+            )
+            .await
+            .map(drop)
     }
 }

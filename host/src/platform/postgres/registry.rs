@@ -193,17 +193,6 @@ async fn announce(
 }
 
 impl PgRegistry {
-    async fn query(
-        &self,
-        doing: &str,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<tokio_postgres::Row>, Error> {
-        let client = self.pg.client(doing).await?;
-        let stmt = client.prepare_cached(sql).await.map_err(fail(doing))?;
-        client.query(&stmt, params).await.map_err(fail(doing))
-    }
-
     /// Runs `sql` on `app` and announces the change, in one transaction;
     /// returns the rows changed.
     async fn change(
@@ -226,25 +215,26 @@ impl PgRegistry {
 impl Registry for PgRegistry {
     async fn apps(&self) -> Result<Vec<AppRecord>, Error> {
         let sql = format!("SELECT {APP_COLUMNS} FROM apps ORDER BY name");
-        let rows = self.query("listing apps", &sql, &[]).await?;
+        let rows = self.pg.query("listing apps", &sql, &[]).await?;
         Ok(rows.iter().map(app_row).collect())
     }
 
     async fn app(&self, name: &str) -> Result<Option<AppRecord>, Error> {
         let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE name = $1");
-        let rows = self.query("reading an app", &sql, &[&name]).await?;
+        let rows = self.pg.query("reading an app", &sql, &[&name]).await?;
         Ok(rows.first().map(app_row))
     }
 
     async fn versions(&self, app: &str) -> Result<Vec<VersionRecord>, Error> {
         let sql = format!("SELECT {VERSION_COLUMNS} FROM versions WHERE app = $1 ORDER BY version");
-        let rows = self.query("listing versions", &sql, &[&app]).await?;
+        let rows = self.pg.query("listing versions", &sql, &[&app]).await?;
         rows.iter().map(version_row).collect()
     }
 
     async fn version(&self, app: &str, version: u64) -> Result<Option<VersionRecord>, Error> {
         let sql = format!("SELECT {VERSION_COLUMNS} FROM versions WHERE app = $1 AND version = $2");
         let rows = self
+            .pg
             .query("reading a version", &sql, &[&app, &to_i64(version)])
             .await?;
         rows.first().map(version_row).transpose()
@@ -252,6 +242,7 @@ impl Registry for PgRegistry {
 
     async fn next_version(&self, app: &str) -> Result<u64, Error> {
         let rows = self
+            .pg
             .query(
                 "numbering a version",
                 "SELECT MAX(version) FROM versions WHERE app = $1",
@@ -333,6 +324,7 @@ impl Registry for PgRegistry {
 
     async fn stopped_before(&self, cutoff: u64) -> Result<Vec<String>, Error> {
         let rows = self
+            .pg
             .query(
                 "listing stopped apps",
                 "SELECT name FROM apps WHERE state = 'stopped' AND updated_at < $1",
@@ -356,6 +348,7 @@ impl Registry for PgRegistry {
 
     async fn referenced_digests(&self) -> Result<HashSet<String>, Error> {
         let rows = self
+            .pg
             .query(
                 "listing referenced artifacts",
                 "SELECT DISTINCT digest FROM versions",
@@ -365,6 +358,7 @@ impl Registry for PgRegistry {
         let mut digests: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
         // Mount archives are artifacts too.
         let rows = self
+            .pg
             .query(
                 "listing referenced artifacts",
                 "SELECT DISTINCT mounts FROM versions",
@@ -380,6 +374,7 @@ impl Registry for PgRegistry {
 
     async fn schedules(&self) -> Result<HashMap<(String, String), ScheduleState>, Error> {
         let rows = self
+            .pg
             .query(
                 "reading schedules",
                 "SELECT app, function, last_fire, paused FROM schedules",
@@ -471,6 +466,7 @@ impl Registry for PgRegistry {
         // The database's clock decides, so hosts' clocks need not agree.
         let ttl_ms = to_i64(ttl.as_millis() as u64);
         let rows = self
+            .pg
             .query(
                 "taking a lease",
                 "INSERT INTO leases (name, holder, token, expires_at)
@@ -489,13 +485,14 @@ impl Registry for PgRegistry {
 
     async fn heartbeat(&self, host: &HostRecord) -> Result<(), Error> {
         let report = to_json(host);
-        self.query(
-            "reporting this host",
-            "INSERT INTO hosts (id, report, seen_at) VALUES ($1, $2, now())
+        self.pg
+            .query(
+                "reporting this host",
+                "INSERT INTO hosts (id, report, seen_at) VALUES ($1, $2, now())
              ON CONFLICT (id) DO UPDATE SET report = $2, seen_at = now()",
-            &[&host.id, &report],
-        )
-        .await?;
+                &[&host.id, &report],
+            )
+            .await?;
         Ok(())
     }
 
@@ -517,13 +514,15 @@ impl Registry for PgRegistry {
 
     async fn hosts(&self, within: Duration) -> Result<Vec<HostRecord>, Error> {
         let within_ms = to_i64(within.as_millis() as u64);
-        self.query(
-            "forgetting old hosts",
-            &format!("DELETE FROM hosts WHERE seen_at < now() - interval '{FORGET_HOSTS}'"),
-            &[],
-        )
-        .await?;
+        self.pg
+            .query(
+                "forgetting old hosts",
+                &format!("DELETE FROM hosts WHERE seen_at < now() - interval '{FORGET_HOSTS}'"),
+                &[],
+            )
+            .await?;
         let rows = self
+            .pg
             .query(
                 "listing hosts",
                 "SELECT report, (EXTRACT(EPOCH FROM (now() - seen_at)) * 1000)::BIGINT,
