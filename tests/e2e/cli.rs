@@ -210,3 +210,40 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+#[test]
+fn completion_scripts_complete_the_subcommands_in_a_real_bash() {
+    let script = succeeds(&["completion", "bash"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("modal.bash");
+    std::fs::write(&file, script).unwrap();
+    let complete = |words: &str| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source '{}'; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+                 _modal modal \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; echo \"${{COMPREPLY[*]}}\"",
+                file.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(complete("modal de"), "describe deploy");
+    assert!(complete("modal host ''").contains("list"));
+    assert!(complete("modal server --data").contains("--database"));
+    for shell in ["zsh", "fish"] {
+        assert!(
+            succeeds(&["completion", shell]).contains("deploy"),
+            "{shell}"
+        );
+    }
+    let o = modal(&["completion", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2), "a usage error");
+    assert!(stderr(&o).contains("[possible values: bash, elvish, fish, powershell, zsh]"));
+}

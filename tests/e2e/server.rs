@@ -612,6 +612,16 @@ fn stop_refuses_calls_and_rollback_brings_back_older_code() {
         server.err(&["call", "app", "incr"]),
         "error: app `app` is stopped; deploy it again to restart it"
     );
+    assert_eq!(
+        server.ok(&["app", "stop", "app"]),
+        "✓ App app is already stopped.\n",
+        "stopping a stopped app is not a failure"
+    );
+    assert!(
+        server
+            .err(&["app", "stop", "nope"])
+            .contains("no app named `nope`")
+    );
     server.ok(&["deploy", HELLO, "--name", "web"]);
     server.ok(&["app", "stop", "web"]);
     let (status, body) = get(&server.addr, "web--greet.localhost", "/");

@@ -405,6 +405,16 @@ fn modal_serve_redeploys_on_change_without_dropping_requests() {
         .args(["-TERM", &child.id().to_string()])
         .status();
     assert!(child.wait().unwrap().success());
+    // It names itself on the way out, not the server.
+    let rest: Vec<String> =
+        std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(5)).ok()).collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("modal serve shutting down"))
+            && rest.last().is_some_and(|l| l == "modal serve stopped")
+            && !rest.iter().any(|l| l.contains("modal server")),
+        "{rest:?}"
+    );
 }
 
 /// A one-route HTTP server on 127.0.0.1 answering `pong`, for outbound

@@ -59,6 +59,13 @@ enum Command {
     /// Print the control token clients need.
     #[command(subcommand)]
     Token(apps::TokenCommand),
+    /// Print a shell completion script: `source <(modal completion bash)`,
+    /// or save it where your shell loads completions (zsh: a directory
+    /// on `$fpath` as `_modal`; fish: `~/.config/fish/completions/modal.fish`).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Scheduler ticks between two looks at I/O (see `main`).
@@ -114,6 +121,12 @@ pub fn main() -> ExitCode {
             Command::Secret(command) => apps::secret(command).await,
             Command::Host(command) => apps::host(command).await,
             Command::Token(command) => apps::token(command).await,
+            Command::Completion { shell } => {
+                use clap::CommandFactory;
+                let mut command = Cli::command();
+                clap_complete::generate(shell, &mut command, "modal", &mut std::io::stdout());
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     match result {

@@ -155,10 +155,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         deployer,
     ));
     server
-        .run(super::server::shutdown_signal(), DEFAULT_GRACE)
+        .run(super::server::shutdown_signal("modal serve"), DEFAULT_GRACE)
         .await;
     redeploys.abort();
     drop(watcher);
+    println!("modal serve stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -197,13 +197,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(addr = %server.addr(), apps, "server started");
     // The grace is one budget: open requests, then the platform's own
     // work (spawned calls, schedules), then cancellation (`Server::run`).
-    server.run(shutdown_signal(), args.grace).await;
+    server
+        .run(shutdown_signal("modal server"), args.grace)
+        .await;
     println!("modal server stopped");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on the first SIGTERM or Ctrl-C; a second one exits at once.
-pub async fn shutdown_signal() {
+/// `command` names what stops in the messages (`modal server`, `modal
+/// serve`).
+pub async fn shutdown_signal(command: &'static str) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -216,13 +220,13 @@ pub async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    println!("modal server shutting down; calls in progress may finish (signal again to exit now)");
+    println!("{command} shutting down; calls in progress may finish (signal again to exit now)");
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        eprintln!("modal server: exiting now");
+        eprintln!("{command}: exiting now");
         std::process::exit(130);
     });
 }

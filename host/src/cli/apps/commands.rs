@@ -211,11 +211,17 @@ pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
                 print!("{}", render::stats(&usage));
             }
         }
-        AppCommand::Stop { name, server } => {
-            let stopped = server.client()?.stop(&name).await?;
-            print!("{}", render::host_reports(&stopped.hosts, "stopped"));
-            println!("✓ Stopped app {name}: it takes no new calls; calls in progress drain.");
-        }
+        AppCommand::Stop { name, server } => match server.client()?.stop(&name).await {
+            Ok(stopped) => {
+                print!("{}", render::host_reports(&stopped.hosts, "stopped"));
+                println!("✓ Stopped app {name}: it takes no new calls; calls in progress drain.");
+            }
+            // What was asked already holds: not a failure.
+            Err(ClientError::Api { error, .. }) if error.kind == "app_stopped" => {
+                println!("✓ App {name} is already stopped.");
+            }
+            Err(e) => return Err(e.into()),
+        },
     }
     Ok(ExitCode::SUCCESS)
 }
