@@ -247,3 +247,47 @@ fn completion_scripts_complete_the_subcommands_in_a_real_bash() {
     assert_eq!(o.status.code(), Some(2), "a usage error");
     assert!(stderr(&o).contains("[possible values: bash, elvish, fish, powershell, zsh]"));
 }
+
+#[test]
+fn colours_only_on_request_or_a_terminal_and_never_with_no_color() {
+    let state = tempfile::tempdir().unwrap();
+    let server = crate::server::Server::start(state.path());
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_modal"));
+        command
+            .args(args)
+            .env("MODAL_SERVER", format!("http://{}", server.addr))
+            .env("MODAL_STATE", state.path())
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    };
+    // Piped: plain text.
+    let plain = run(&[], &["deploy", HELLO]);
+    assert!(
+        stdout(&plain).starts_with("✓ Uploaded"),
+        "{}",
+        stdout(&plain)
+    );
+    // Forced (as a terminal would get): green marks, a red error.
+    let forced = run(&[("CLICOLOR_FORCE", "1")], &["deploy", HELLO]);
+    assert!(
+        stdout(&forced).starts_with("\x1b[32m✓\x1b[0m Uploaded"),
+        "{:?}",
+        stdout(&forced)
+    );
+    let failed = run(&[("CLICOLOR_FORCE", "1")], &["call", "nope", "f"]);
+    assert_eq!(
+        stderr(&failed),
+        "\x1b[1;31merror:\x1b[0m no app named `nope`\n"
+    );
+    // NO_COLOR wins.
+    let off = run(
+        &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")],
+        &["deploy", HELLO],
+    );
+    assert!(!stdout(&off).contains('\x1b'), "{:?}", stdout(&off));
+}

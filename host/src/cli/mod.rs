@@ -3,6 +3,21 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// Prints a line of output (`format!` arguments), `✓`/`✗` coloured on
+/// a terminal.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::style::say(&format!($($arg)*))
+    };
+}
+
+/// [`say!`] on stderr (progress of work whose result goes to stdout).
+macro_rules! esay {
+    ($($arg:tt)*) => {
+        $crate::cli::style::say_err(&format!($($arg)*))
+    };
+}
+
 mod apps;
 mod client;
 mod common;
@@ -10,6 +25,7 @@ mod python;
 mod run;
 mod serve;
 mod server;
+mod style;
 
 /// modal: a self-hosted serverless host for WebAssembly components.
 #[derive(Parser)]
@@ -132,7 +148,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            style::error(&one_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -152,7 +152,7 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
         embed_mounts(&out, &mounts)?;
     }
     let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
-    eprintln!(
+    esay!(
         "✓ Built {} ({:.1} MiB) in {:.1}s.",
         out.display(),
         size as f64 / (1 << 20) as f64,
@@ -180,7 +180,7 @@ pub fn component(path: &Path, state: Option<&Path>) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("creating {}", dir.display()))?;
     let cached = dir.join(format!("{key}.wasm"));
     if cached.is_file() {
-        eprintln!(
+        esay!(
             "✓ {} is unchanged; using its earlier build.",
             path.display()
         );

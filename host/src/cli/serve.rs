@@ -165,7 +165,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Where the served app answers, and what is watched.
 fn print_banner(file: &Path, name: &str, first: &Deployment, addr: SocketAddr) {
-    println!(
+    say!(
         "✓ Serving {} as app {name} v{} on http://{addr}",
         file.display(),
         first.version
@@ -246,13 +246,13 @@ async fn redeploy_on_change(
             Err(e) => Err(e),
         };
         match result {
-            Ok(d) => println!(
+            Ok(d) => say!(
                 "✓ Redeployed as v{} in {:.0} ms (v{} drained)",
                 d.version,
                 d.took_ms,
                 d.previous.unwrap_or(0)
             ),
-            Err(e) => println!("✗ Not redeployed (the running version keeps serving): {e:#}"),
+            Err(e) => say!("✗ Not redeployed (the running version keeps serving): {e:#}"),
         }
     }
 }

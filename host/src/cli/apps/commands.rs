@@ -88,7 +88,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     };
     let size = wasm.len() as u64;
     let deployed = client.deploy(&name, &query, wasm).await?;
-    print!("{}", render::deploy(&args.wasm, size, &deployed));
+    crate::cli::style::show(&render::deploy(&args.wasm, size, &deployed));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -134,7 +134,7 @@ pub async fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
     };
     if args.tree {
         let tree = client.tree(&args.id).await?.executions;
-        print!("{}", render::tree(&tree));
+        crate::cli::style::show(&render::tree(&tree));
         // A call made with `modal call` (not spawned) has a tree only.
         let spawned = client.result(&args.id, &query).await;
         if matches!(&spawned, Err(ClientError::Api { .. })) && !tree.is_empty() {
@@ -172,7 +172,7 @@ pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&apps)?;
             } else {
-                print!("{}", render::apps(&apps));
+                crate::cli::style::show(&render::apps(&apps));
             }
         }
         AppCommand::History { name, json, server } => {
@@ -180,7 +180,7 @@ pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&history.versions)?;
             } else {
-                print!("{}", render::history(&history));
+                crate::cli::style::show(&render::history(&history));
             }
         }
         AppCommand::Rollback {
@@ -194,7 +194,7 @@ pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
             };
             let deployed = server.client()?.rollback(&name, &query).await?;
             let size = deployed.deployment.size as u64;
-            print!("{}", render::deploy(Path::new(&name), size, &deployed));
+            crate::cli::style::show(&render::deploy(Path::new(&name), size, &deployed));
         }
         AppCommand::Logs {
             name,
@@ -208,17 +208,17 @@ pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&usage)?;
             } else {
-                print!("{}", render::stats(&usage));
+                crate::cli::style::show(&render::stats(&usage));
             }
         }
         AppCommand::Stop { name, server } => match server.client()?.stop(&name).await {
             Ok(stopped) => {
-                print!("{}", render::host_reports(&stopped.hosts, "stopped"));
-                println!("✓ Stopped app {name}: it takes no new calls; calls in progress drain.");
+                crate::cli::style::show(&render::host_reports(&stopped.hosts, "stopped"));
+                say!("✓ Stopped app {name}: it takes no new calls; calls in progress drain.");
             }
             // What was asked already holds: not a failure.
             Err(ClientError::Api { error, .. }) if error.kind == "app_stopped" => {
-                println!("✓ App {name} is already stopped.");
+                say!("✓ App {name} is already stopped.");
             }
             Err(e) => return Err(e.into()),
         },
@@ -241,14 +241,14 @@ async fn logs(
         follow: false,
     };
     let executions = client.logs(app, &query).await?.executions;
-    print!("{}", render::tree(&executions));
+    crate::cli::style::show(&render::tree(&executions));
     if follow {
         // Start after the last one printed: what ran in between comes first.
         let after = executions.last().map(|e| e.id);
         client
             .follow(app, function.as_deref(), after, |e| {
                 // Live, a call ends before its caller: indented by depth.
-                print!("{}", render::execution_at(&e, e.depth as usize));
+                crate::cli::style::show(&render::execution_at(&e, e.depth as usize));
                 let _ = std::io::stdout().flush();
             })
             .await?;
@@ -318,7 +318,7 @@ pub async fn secret(command: SecretCommand) -> anyhow::Result<ExitCode> {
                 .client()?
                 .create_secret(&name, &create, force)
                 .await?;
-            println!(
+            say!(
                 "✓ Created secret {} (revision {}) with {}.",
                 info.name,
                 info.revision,
@@ -337,7 +337,7 @@ pub async fn secret(command: SecretCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&secrets)?;
             } else {
-                print!("{}", render::secrets(&secrets));
+                crate::cli::style::show(&render::secrets(&secrets));
             }
         }
         SecretCommand::Delete {
@@ -346,7 +346,7 @@ pub async fn secret(command: SecretCommand) -> anyhow::Result<ExitCode> {
             server,
         } => {
             server.client()?.delete_secret(&name, force).await?;
-            println!("✓ Deleted secret {name}.");
+            say!("✓ Deleted secret {name}.");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -357,7 +357,7 @@ pub async fn dict(command: DictCommand) -> anyhow::Result<ExitCode> {
     match command {
         DictCommand::List { app, server } => {
             let dicts = server.client()?.dicts(&app).await?.dicts;
-            print!("{}", render::dicts(&dicts));
+            crate::cli::style::show(&render::dicts(&dicts));
         }
         DictCommand::Keys {
             app,
@@ -398,7 +398,7 @@ pub async fn dict(command: DictCommand) -> anyhow::Result<ExitCode> {
             client
                 .dict_put(&app, &bucket, &key, value.into_bytes())
                 .await?;
-            println!("✓ Set {key} in {app}/{bucket}.");
+            say!("✓ Set {key} in {app}/{bucket}.");
         }
         DictCommand::Clear {
             app,
@@ -406,7 +406,7 @@ pub async fn dict(command: DictCommand) -> anyhow::Result<ExitCode> {
             server,
         } => {
             server.client()?.dict_clear(&app, &bucket).await?;
-            println!("✓ Cleared {app}/{bucket}.");
+            say!("✓ Cleared {app}/{bucket}.");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -416,7 +416,7 @@ pub async fn schedule(command: ScheduleCommand) -> anyhow::Result<ExitCode> {
     match command {
         ScheduleCommand::List { app, server } => {
             let schedules = server.client()?.schedules(&app).await?.schedules;
-            print!("{}", render::schedules(&schedules));
+            crate::cli::style::show(&render::schedules(&schedules));
         }
         ScheduleCommand::Pause {
             app,
@@ -424,7 +424,7 @@ pub async fn schedule(command: ScheduleCommand) -> anyhow::Result<ExitCode> {
             server,
         } => {
             server.client()?.set_paused(&app, &function, true).await?;
-            println!("✓ Paused {app}.{function}.");
+            say!("✓ Paused {app}.{function}.");
         }
         ScheduleCommand::Resume {
             app,
@@ -432,7 +432,7 @@ pub async fn schedule(command: ScheduleCommand) -> anyhow::Result<ExitCode> {
             server,
         } => {
             server.client()?.set_paused(&app, &function, false).await?;
-            println!("✓ Resumed {app}.{function}.");
+            say!("✓ Resumed {app}.{function}.");
         }
         ScheduleCommand::Run {
             app,
@@ -492,7 +492,7 @@ pub async fn host(command: HostCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&hosts)?;
             } else {
-                print!("{}", render::hosts(&hosts));
+                crate::cli::style::show(&render::hosts(&hosts));
             }
         }
     }
