@@ -291,3 +291,46 @@ fn colours_only_on_request_or_a_terminal_and_never_with_no_color() {
     );
     assert!(!stdout(&off).contains('\x1b'), "{:?}", stdout(&off));
 }
+
+#[test]
+fn every_command_that_prints_data_prints_json_with_rfc3339_times() {
+    let state = tempfile::tempdir().unwrap();
+    let server = crate::server::Server::start(state.path());
+    let deployed = server.json(&["deploy", HELLO, "--json"]);
+    assert_eq!(deployed["deployment"]["version"], 1, "{deployed}");
+    let call = server.json(&["call", "hello", "square", "6", "--json"]);
+    assert_eq!(call["output"], 36, "{call}");
+    let spawned = server.json(&["spawn", "hello", "square", "5", "--json"]);
+    let id = spawned["call_id"].as_str().unwrap().to_string();
+    let result = server.json(&["result", &id, "--wait", "10s", "--json"]);
+    assert_eq!(result["state"], "succeeded", "{result}");
+    let at = result["created_at"].as_u64().unwrap() as i64;
+    let text = result["created_at_rfc3339"].as_str().unwrap();
+    let parsed = chrono::DateTime::parse_from_rfc3339(text).unwrap();
+    assert_eq!(parsed.timestamp_millis(), at, "the same time: {text}");
+    let logs = server.json(&["app", "logs", "hello", "--json"]);
+    let logs = logs.as_array().unwrap();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert!(
+        logs[0]["started_at_rfc3339"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    server.ok(&["deploy", CRON, "--name", "cron"]);
+    let schedules = server.json(&["schedule", "list", "cron", "--json"]);
+    assert!(schedules[0]["next_fire_rfc3339"].is_string(), "{schedules}");
+    let history = server.json(&["schedule", "history", "cron", "tick", "--json"]);
+    assert!(history.is_array(), "{history}");
+    server.ok(&["dict", "put", "hello", "notes", "a", "1"]);
+    assert_eq!(
+        server.json(&["dict", "keys", "hello", "notes", "--json"]),
+        serde_json::json!(["a"])
+    );
+    assert!(server.json(&["dict", "list", "hello", "--json"]).is_array());
+    // A call that failed: its JSON, and exit 1.
+    let failed = server.modal(&["call", "hello", "square", "\"x\"", "--json"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let failed: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert!(failed["error"]["message"].is_string(), "{failed}");
+}

@@ -44,6 +44,9 @@ pub struct DeployArgs {
     pub notify: Option<String>,
     #[command(flatten)]
     pub pool: PoolArgs,
+    /// Print JSON (times also as RFC 3339).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -93,6 +96,9 @@ pub struct CallArgs {
     /// Run this kept version instead of the live one.
     #[arg(long, value_name = "N")]
     pub version: Option<u64>,
+    /// Print JSON (times also as RFC 3339).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -110,6 +116,9 @@ pub struct ResultArgs {
     /// of any execution in `modal app logs`.
     #[arg(long)]
     pub tree: bool,
+    /// Print JSON (times also as RFC 3339).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -163,6 +172,9 @@ pub enum DictCommand {
     List {
         /// The app.
         app: String,
+        /// Print JSON (times also as RFC 3339).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -172,6 +184,9 @@ pub enum DictCommand {
         app: String,
         /// The bucket.
         bucket: String,
+        /// Print JSON (times also as RFC 3339).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -217,6 +232,9 @@ pub enum ScheduleCommand {
     List {
         /// The app.
         app: String,
+        /// Print JSON (times also as RFC 3339).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -256,6 +274,9 @@ pub enum ScheduleCommand {
         /// How many runs.
         #[arg(long, short = 'n', default_value_t = 20)]
         limit: usize,
+        /// Print JSON (times also as RFC 3339).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -305,6 +326,9 @@ pub enum AppCommand {
         /// How many recent executions to print first.
         #[arg(long, short = 'n', default_value_t = 20)]
         limit: usize,
+        /// Print JSON (times also as RFC 3339).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         server: ServerArgs,
     },

@@ -88,7 +88,11 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     };
     let size = wasm.len() as u64;
     let deployed = client.deploy(&name, &query, wasm).await?;
-    crate::cli::style::show(&render::deploy(&args.wasm, size, &deployed));
+    if args.json {
+        print_json(&deployed)?;
+    } else {
+        crate::cli::style::show(&render::deploy(&args.wasm, size, &deployed));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -100,6 +104,14 @@ pub async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     };
     let input = args.input.unwrap_or_default().into_bytes();
     let result = client.call(&args.app, &args.function, query, input).await?;
+    if args.json {
+        // Output, error and logs together; a call that failed exits 1.
+        print_json(&result)?;
+        return Ok(match result.error {
+            Some(_) => ExitCode::FAILURE,
+            None => ExitCode::SUCCESS,
+        });
+    }
     let _ = std::io::stderr().lock().write_all(result.logs.as_bytes());
     if let Some(error) = result.error {
         return Err(error.into());
@@ -119,7 +131,11 @@ pub async fn spawn(args: CallArgs) -> anyhow::Result<ExitCode> {
     let spawned = client
         .spawn(&args.app, &args.function, query, input)
         .await?;
-    println!("{}", spawned.call_id);
+    if args.json {
+        print_json(&spawned)?;
+    } else {
+        println!("{}", spawned.call_id);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -142,6 +158,14 @@ pub async fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let status = client.result(&args.id, &query).await?;
+    if args.json {
+        print_json(&status)?;
+        return Ok(match status.state {
+            CallState::Succeeded => ExitCode::SUCCESS,
+            CallState::Failed => ExitCode::FAILURE,
+            CallState::Pending => ExitCode::from(PENDING),
+        });
+    }
     match status.state {
         CallState::Succeeded => {
             println!("{}", status.output.map(|o| o.to_text()).unwrap_or_default());
@@ -160,8 +184,48 @@ pub async fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
 
 /// Prints `value` as indented JSON.
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    let mut value = serde_json::to_value(value)?;
+    with_rfc3339(&mut value);
+    println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
+}
+
+/// [`print_json`] on one line (a stream of records, one per line).
+fn print_json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(value)?;
+    with_rfc3339(&mut value);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(&value)?)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Beside every time in epoch ms (a field `*_at`, or `next_fire`), the
+/// same time in RFC 3339 (`*_at_rfc3339`), at any depth.
+fn with_rfc3339(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let times: Vec<(String, String)> = map
+                .iter()
+                .filter(|(k, _)| k.ends_with("_at") || *k == "next_fire")
+                .filter_map(|(k, v)| {
+                    let ms = i64::try_from(v.as_u64()?).ok()?;
+                    let at = chrono::DateTime::from_timestamp_millis(ms)?;
+                    let text = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                    Some((format!("{k}_rfc3339"), text))
+                })
+                .collect();
+            for v in map.values_mut() {
+                with_rfc3339(v);
+            }
+            for (k, text) in times {
+                map.insert(k, Value::String(text));
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(with_rfc3339),
+        _ => {}
+    }
 }
 
 /// `modal app ...`.
@@ -201,8 +265,9 @@ pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
             function,
             follow,
             limit,
+            json,
             server,
-        } => logs(&server.client()?, &name, function, follow, limit).await?,
+        } => logs(&server.client()?, &name, function, follow, limit, json).await?,
         AppCommand::Stats { name, json, server } => {
             let usage = server.client()?.usage(&name).await?.usage;
             if json {
@@ -234,6 +299,7 @@ async fn logs(
     function: Option<String>,
     follow: bool,
     limit: usize,
+    json: bool,
 ) -> anyhow::Result<()> {
     let query = LogsQuery {
         limit: Some(limit),
@@ -241,12 +307,26 @@ async fn logs(
         follow: false,
     };
     let executions = client.logs(app, &query).await?.executions;
-    crate::cli::style::show(&render::tree(&executions));
+    if json && !follow {
+        return print_json(&executions);
+    }
+    if json {
+        // A stream: one execution per line.
+        for e in &executions {
+            print_json_line(e)?;
+        }
+    } else {
+        crate::cli::style::show(&render::tree(&executions));
+    }
     if follow {
         // Start after the last one printed: what ran in between comes first.
         let after = executions.last().map(|e| e.id);
         client
             .follow(app, function.as_deref(), after, |e| {
+                if json {
+                    let _ = print_json_line(&e);
+                    return;
+                }
                 // Live, a call ends before its caller: indented by depth.
                 crate::cli::style::show(&render::execution_at(&e, e.depth as usize));
                 let _ = std::io::stdout().flush();
@@ -355,27 +435,41 @@ pub async fn secret(command: SecretCommand) -> anyhow::Result<ExitCode> {
 /// `modal dict ...`.
 pub async fn dict(command: DictCommand) -> anyhow::Result<ExitCode> {
     match command {
-        DictCommand::List { app, server } => {
+        DictCommand::List { app, json, server } => {
             let dicts = server.client()?.dicts(&app).await?.dicts;
-            crate::cli::style::show(&render::dicts(&dicts));
+            if json {
+                print_json(&dicts)?;
+            } else {
+                crate::cli::style::show(&render::dicts(&dicts));
+            }
         }
         DictCommand::Keys {
             app,
             bucket,
+            json,
             server,
         } => {
             let client = server.client()?;
             let mut cursor = 0;
+            let mut keys = Vec::new();
             let mut out = std::io::stdout().lock();
             loop {
                 let page = client.dict_keys(&app, &bucket, cursor).await?;
-                for key in &page.keys {
-                    writeln!(out, "{key}")?;
+                if json {
+                    keys.extend(page.keys);
+                } else {
+                    for key in &page.keys {
+                        writeln!(out, "{key}")?;
+                    }
                 }
                 match page.cursor {
                     Some(next) => cursor = next,
                     None => break,
                 }
+            }
+            drop(out);
+            if json {
+                print_json(&keys)?;
             }
         }
         DictCommand::Get {
@@ -414,9 +508,13 @@ pub async fn dict(command: DictCommand) -> anyhow::Result<ExitCode> {
 
 pub async fn schedule(command: ScheduleCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ScheduleCommand::List { app, server } => {
+        ScheduleCommand::List { app, json, server } => {
             let schedules = server.client()?.schedules(&app).await?.schedules;
-            crate::cli::style::show(&render::schedules(&schedules));
+            if json {
+                print_json(&schedules)?;
+            } else {
+                crate::cli::style::show(&render::schedules(&schedules));
+            }
         }
         ScheduleCommand::Pause {
             app,
@@ -446,8 +544,9 @@ pub async fn schedule(command: ScheduleCommand) -> anyhow::Result<ExitCode> {
             app,
             function,
             limit,
+            json,
             server,
-        } => schedule_history(&server.client()?, &app, function, limit).await?,
+        } => schedule_history(&server.client()?, &app, function, limit, json).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -459,6 +558,7 @@ async fn schedule_history(
     app: &str,
     function: String,
     limit: usize,
+    json: bool,
 ) -> anyhow::Result<()> {
     let query = LogsQuery {
         limit: Some(MAX_HISTORY),
@@ -470,7 +570,11 @@ async fn schedule_history(
         .iter()
         .filter(|e| e.trigger == Trigger::Schedule)
         .collect();
-    for e in &runs[runs.len().saturating_sub(limit)..] {
+    let runs = &runs[runs.len().saturating_sub(limit)..];
+    if json {
+        return print_json(&runs);
+    }
+    for e in runs {
         let run = e
             .run_id
             .as_deref()
