@@ -291,7 +291,7 @@ fn an_invalid_cron_expression_is_rejected_at_deploy() {
     let err = server.err(&["deploy", BAD_SCHEDULE]);
     assert!(
         err.starts_with(
-            "error: invalid app spec: function `never`: invalid cron expression `61 * * * * *`"
+            "error: invalid app spec: function `never`: invalid cron expression `0 0 12 * * FUNDAY`"
         ),
         "{err}"
     );

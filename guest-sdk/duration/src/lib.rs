@@ -1,7 +1,8 @@
 //! The one duration grammar of modal, shared by the host (deploy options,
 //! server flags), the CLI and the guest SDK's macros (`timeout = "2s"`,
 //! `schedule = period("1h30m")`), so that a duration means the same thing
-//! and fails with the same message everywhere.
+//! and fails with the same message everywhere. [`cron::check_ranges`]
+//! does the same for the numbers of cron expressions.
 //!
 //! A duration is one or more `NUMBER UNIT` terms written without spaces,
 //! whose values add up: `500ms`, `30s`, `5m`, `2h`, `7d`, `1h30m`. The units
@@ -20,6 +21,8 @@
 //! ```
 
 #![deny(missing_docs)]
+
+pub mod cron;
 
 use std::fmt;
 use std::time::Duration;

@@ -338,6 +338,12 @@ fn parse_schedule(expr: &Expr) -> syn::Result<Kind> {
                 ),
             ));
         }
+        if let Err(e) = modal_duration::cron::check_ranges(&expression) {
+            return Err(syn::Error::new(
+                arg.span(),
+                format!("invalid cron expression: {e}"),
+            ));
+        }
         Ok(Kind::Cron {
             expression,
             timezone: tz_arg,

@@ -122,7 +122,9 @@ fn kind(raw: &RawFunctionKind, problems: &mut Vec<String>) -> FunctionKind {
             expression,
             timezone,
         })) => {
-            if let Err(e) = cron::Schedule::from_str(expression) {
+            if let Err(e) = modal_duration::cron::check_ranges(expression) {
+                problems.push(format!("invalid cron expression: {}", shorten(&e)));
+            } else if let Err(e) = cron::Schedule::from_str(expression) {
                 problems.push(format!(
                     "invalid cron expression `{}`: {e} (expected `sec min hour day month weekday [year]`)",
                     shorten(expression)
