@@ -536,15 +536,31 @@ fn stubs(f: &Function) -> Option<TokenStream2> {
     })
 }
 
+/// A type as `describe` shows it: spaced as Rust code is written, and
+/// each path by its last segment (`modal_guest::Response` reads
+/// `Response`, as `Number` does beside it).
 fn type_text(ty: &impl ToTokens) -> String {
     let text = ty.to_token_stream().to_string();
-    text.replace(" :: ", "::")
+    let text = text
+        .replace(" :: ", "::")
         .replace(":: ", "::")
         .replace(" <", "<")
         .replace("< ", "<")
         .replace(" >", ">")
         .replace(" ,", ",")
-        .replace("& ", "&")
+        .replace("& ", "&");
+    let mut out = String::with_capacity(text.len());
+    for (i, part) in text.split("::").enumerate() {
+        if i > 0 {
+            // Drop the path segment that ends `out` (an identifier).
+            let keep = out
+                .trim_end_matches(|c: char| c.is_alphanumeric() || c == '_')
+                .len();
+            out.truncate(keep);
+        }
+        out.push_str(part);
+    }
+    out
 }
 
 fn signature(sig: &syn::Signature, params: &[(Ident, Type)]) -> String {
@@ -759,8 +775,23 @@ fn glue(functions: &[Function], enter: Option<&Ident>, exit: Option<&Ident>) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::{duration_ms, parse_duration_ms};
+    use super::{duration_ms, parse_duration_ms, type_text};
     use std::path::Path;
+
+    #[test]
+    fn types_read_by_their_last_segment() {
+        let text = |t: &str| type_text(&syn::parse_str::<syn::Type>(t).unwrap());
+        assert_eq!(text("modal_guest::Response"), "Response");
+        assert_eq!(
+            text("Result<std::vec::Vec<crate::Item>, std::string::String>"),
+            "Result<Vec<Item>, String>"
+        );
+        assert_eq!(text("&'static str"), "&'static str");
+        assert_eq!(
+            text("Option<(u32, core::primitive::u8)>"),
+            "Option<(u32, u8)>"
+        );
+    }
 
     #[test]
     fn durations() {
