@@ -163,7 +163,28 @@ fn parse_function(f: &ItemFn, attr: &Attribute) -> syn::Result<Function> {
                 return Err(syn::Error::new(r.span(), "modal functions take no `self`"));
             }
             FnArg::Typed(pt) => match &*pt.pat {
-                Pat::Ident(pi) => params.push((pi.ident.clone(), (*pt.ty).clone())),
+                Pat::Ident(pi) => {
+                    if let Some(borrowed) = borrowed_type(&pt.ty) {
+                        let owned = match type_text(&borrowed).as_str() {
+                            "str" => "String".to_string(),
+                            "[u8]" => "Vec<u8>".to_string(),
+                            other => other
+                                .trim_start_matches('[')
+                                .trim_end_matches(']')
+                                .to_string(),
+                        };
+                        return Err(syn::Error::new(
+                            pt.ty.span(),
+                            format!(
+                                "parameter `{}` borrows (`{}`); a modal function's arguments are decoded \
+                                 from JSON into owned values: take `{owned}` instead",
+                                pi.ident,
+                                type_text(&pt.ty)
+                            ),
+                        ));
+                    }
+                    params.push((pi.ident.clone(), (*pt.ty).clone()))
+                }
                 other => {
                     return Err(syn::Error::new(
                         other.span(),
@@ -536,6 +557,20 @@ fn stubs(f: &Function) -> Option<TokenStream2> {
     })
 }
 
+/// The type a parameter borrows (`&str` → `str`), if it is a reference
+/// anywhere at its top level or inside a tuple, slice or array.
+fn borrowed_type(ty: &Type) -> Option<Type> {
+    match ty {
+        Type::Reference(r) => Some((*r.elem).clone()),
+        Type::Paren(p) => borrowed_type(&p.elem),
+        Type::Group(g) => borrowed_type(&g.elem),
+        Type::Tuple(t) => t.elems.iter().find_map(borrowed_type),
+        Type::Array(a) => borrowed_type(&a.elem),
+        Type::Slice(s) => borrowed_type(&s.elem),
+        _ => None,
+    }
+}
+
 /// A type as `describe` shows it: spaced as Rust code is written, and
 /// each path by its last segment (`modal_guest::Response` reads
 /// `Response`, as `Number` does beside it).
@@ -777,6 +812,33 @@ fn glue(functions: &[Function], enter: Option<&Ident>, exit: Option<&Ident>) -> 
 mod tests {
     use super::{duration_ms, parse_duration_ms, type_text};
     use std::path::Path;
+
+    #[test]
+    fn a_borrowed_parameter_names_the_owned_type_to_take() {
+        use quote::ToTokens;
+        let message = |f: &str| {
+            let item: syn::ItemFn = syn::parse_str(f).unwrap();
+            let attr: syn::Attribute = syn::parse_quote!(#[function]);
+            match super::parse_function(&item, &attr) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{f} should be refused"),
+            }
+        };
+        assert_eq!(
+            message("fn greet(name: &str) -> String { String::new() }"),
+            "parameter `name` borrows (`&str`); a modal function's arguments are decoded \
+             from JSON into owned values: take `String` instead"
+        );
+        assert!(message("fn f(data: &[u8]) {}").ends_with("take `Vec<u8>` instead"));
+        assert!(message("fn f(p: (u32, &'static str)) {}").contains("parameter `p` borrows"));
+        let ok: syn::ItemFn = syn::parse_str("fn f(name: String, n: u32) {}").unwrap();
+        let attr: syn::Attribute = syn::parse_quote!(#[function]);
+        assert!(
+            super::parse_function(&ok, &attr).is_ok(),
+            "{}",
+            ok.to_token_stream()
+        );
+    }
 
     #[test]
     fn types_read_by_their_last_segment() {
