@@ -164,6 +164,18 @@ pub struct Execution {
     pub root_call_id: Option<String>,
     /// How deeply it is nested: 0 for a call from outside.
     pub depth: u32,
+    /// For a web execution, the request's method and target (`modal
+    /// serve` prints them; they are not stored).
+    pub request: Option<RequestLine>,
+}
+
+/// The method and target of a web request.
+#[derive(Clone, Debug)]
+pub struct RequestLine {
+    /// The method.
+    pub method: http::Method,
+    /// The target, as the client sent it (the query included).
+    pub uri: http::Uri,
 }
 
 impl Execution {
@@ -571,6 +583,7 @@ impl LoadedApp {
             parent_call_id: None,
             root_call_id: None,
             depth: 0,
+            request: None,
         }
     }
 

@@ -77,7 +77,9 @@ pub mod spec;
 mod trap;
 mod web;
 
-pub use app::{AppMeta, Execution, ExecutionSink, LoadedApp, Mount, Trigger, validate_mount_path};
+pub use app::{
+    AppMeta, Execution, ExecutionSink, LoadedApp, Mount, RequestLine, Trigger, validate_mount_path,
+};
 pub use compile::CompileStats;
 pub use config::{
     DEFAULT_DECOMMIT_BATCH, DEFAULT_DESCRIBE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOG_LIMIT,

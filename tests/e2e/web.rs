@@ -337,14 +337,28 @@ fn modal_serve_redeploys_on_change_without_dropping_requests() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("app.wasm");
     std::fs::copy(HELLO, &file).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_modal"))
-        .args(["serve", file.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let state = dir.path().join("state");
+    let serve = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_modal"))
+            .args(["serve", file.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .arg("--state")
+            .arg(&state)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = serve();
     let rx = crate::stdout_lines(&mut child);
+    let console = stderr_lines(&mut child);
     let first = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-    let addr = first.split("http://").nth(1).unwrap().trim().to_string();
+    assert!(first.contains("(compiled in "), "{first}");
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
     let lines: Vec<String> = (0..3)
         .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
         .collect();
@@ -359,6 +373,12 @@ fn modal_serve_redeploys_on_change_without_dropping_requests() {
     assert_eq!(
         get(&addr, &addr, "/?name=dev"),
         (200, "Hello, dev!".to_string())
+    );
+    // One line per request on the console (the path, not the query).
+    let line = console.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        line.starts_with("GET / 200 ") && line.ends_with(" ms"),
+        "{line}"
     );
 
     let rt = runtime();
@@ -415,6 +435,30 @@ fn modal_serve_redeploys_on_change_without_dropping_requests() {
             && !rest.iter().any(|l| l.contains("modal server")),
         "{rest:?}"
     );
+    // Started again on the same state: nothing to compile.
+    std::fs::copy(HELLO, &file).unwrap();
+    let mut child = serve();
+    let rx = crate::stdout_lines(&mut child);
+    let first = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(first.contains("(compiled code from the cache)"), "{first}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The lines a child process prints on its (piped) stderr, as they come.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    rx
 }
 
 /// A one-route HTTP server on 127.0.0.1 answering `pong`, for outbound
@@ -534,4 +578,39 @@ fn a_flood_beyond_max_instances_gets_503_with_retry_after() {
         ],
         "one request ran (and timed out); the others were refused after queueing"
     );
+}
+
+#[test]
+fn modal_serve_shows_guest_output_live_prefixed_with_the_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["serve", modal_test_support::CRON, "--listen", "127.0.0.1:0"])
+        .arg("--state")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let console = stderr_lines(&mut child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    let found = loop {
+        let Ok(line) = console.recv_timeout(Duration::from_secs(10)) else {
+            break false;
+        };
+        seen.push(line.clone());
+        if line.starts_with("[tick] tick at ") {
+            break true;
+        }
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+    };
+    assert!(found, "the scheduled function's print shows: {seen:?}");
+    // Then the execution's own line.
+    let summary = console.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        summary.starts_with("tick [schedule] ok ") && summary.ends_with(" ms"),
+        "{summary}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }

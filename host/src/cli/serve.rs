@@ -109,16 +109,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _cleanup = super::common::RemoveOnDrop(state.clone());
     let token =
         load_or_create_token(&state).with_context(|| format!("creating {}", state.display()))?;
-    let platform = Platform::open(
-        &state,
-        HostConfig::default(),
-        PlatformConfig::default(),
-        None,
-    )
-    .await?;
+    // The app lives in the temporary state; its compiled code goes to the
+    // user's state directory, so a restarted `serve` does not compile again.
+    let own = super::common::state_dir(args.state.as_deref())?;
+    let compiled = own.join("compiled");
+    modal_host::platform::state::private_dir(&compiled)
+        .with_context(|| format!("creating {}", compiled.display()))?;
+    let host = modal_host::Host::new(HostConfig {
+        cache_dir: Some(compiled),
+        ..HostConfig::default()
+    })?;
+    let stores = modal_host::platform::Stores::sqlite(&state)?;
+    let sink: modal_host::ExecutionSink = std::sync::Arc::new(print_execution);
+    let platform =
+        Platform::with_parts(host, stores, PlatformConfig::default(), Some(sink)).await?;
     // The user's secrets, copied (sealed again under the temporary state's
     // key) so that `--secret` and the secrets named in code resolve.
-    let own = super::common::state_dir(args.state.as_deref())?;
     for (secret, vars) in modal_host::platform::local_secrets(&own, None).await? {
         platform.create_secret(&secret, vars, false).await?;
     }
@@ -163,10 +169,49 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints an execution as it ends, on stderr: the guest's output line by
+/// line, prefixed with the function, then for a web request one line
+/// `GET /path 200 1.2 ms` (other executions: `tick [schedule] ok 0.8 ms`).
+fn print_execution(e: &modal_host::Execution) {
+    use std::io::Write;
+    let mut out = String::new();
+    for line in e.logs.lines() {
+        out.push_str(&format!("[{}] {line}\n", e.function));
+    }
+    let ms = e.duration.as_secs_f64() * 1e3;
+    match (&e.request, e.http_status) {
+        (Some(request), status) => {
+            let status = status.map_or_else(|| "-".to_string(), |s| s.to_string());
+            out.push_str(&format!(
+                "{} {} {status} {ms:.1} ms\n",
+                request.method,
+                request.uri.path()
+            ));
+        }
+        (None, _) => {
+            let outcome = match &e.outcome {
+                Ok(_) => "ok".to_string(),
+                Err(err) => format!("{}: {err}", err.kind()),
+            };
+            out.push_str(&format!(
+                "{} [{}] {outcome} {ms:.1} ms\n",
+                e.function,
+                e.trigger.as_str()
+            ));
+        }
+    }
+    let _ = std::io::stderr().lock().write_all(out.as_bytes());
+}
+
 /// Where the served app answers, and what is watched.
 fn print_banner(file: &Path, name: &str, first: &Deployment, addr: SocketAddr) {
+    let compiled = if first.compiled_from_cache {
+        "compiled code from the cache".to_string()
+    } else {
+        format!("compiled in {:.0} ms", first.compile_ms)
+    };
     say!(
-        "✓ Serving {} as app {name} v{} on http://{addr}",
+        "✓ Serving {} as app {name} v{} on http://{addr} ({compiled})",
         file.display(),
         first.version
     );

@@ -399,6 +399,7 @@ impl Scheduler {
             parent_call_id: None,
             root_call_id: None,
             depth: 0,
+            request: None,
         };
         self.runner.record(&execution);
     }

@@ -122,6 +122,10 @@ impl LoadedApp {
         B::Error: std::fmt::Display,
     {
         let function: &str = name;
+        let line = crate::app::RequestLine {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+        };
         let (request, head_request, exceeded) = self.guest_request(&pool, request);
         let timeout = pool.settings.timeout;
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
@@ -156,6 +160,7 @@ impl LoadedApp {
             started_at,
             start,
             error_id,
+            line,
         };
         let mut run = Detached::new(handler, ending, pool.prepared.clone());
         let too_large = || Error::TooLarge {
@@ -234,6 +239,7 @@ struct Ending {
     started_at: SystemTime,
     start: Instant,
     error_id: Option<ErrorId>,
+    line: crate::app::RequestLine,
 }
 
 impl Ending {
@@ -287,6 +293,7 @@ impl Ending {
             name,
             started_at,
             start,
+            line,
             ..
         } = self;
         let Ran {
@@ -300,6 +307,7 @@ impl Ending {
             app.execution(&name, Trigger::Web, started_at, start, outcome, logs, cold);
         execution.memory = memory;
         execution.http_status = status;
+        execution.request = Some(line);
         // A handler that called other functions is the root of their tree.
         execution.call_id = frame.call_id;
         execution.root_call_id = frame.root_call_id;
