@@ -317,3 +317,69 @@ fn metrics_parse_as_prometheus_text_and_count_the_calls() {
         "incr and slow each have a warm instance"
     );
 }
+
+#[test]
+fn metrics_forget_a_version_once_it_drained() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    server.ok(&["deploy", COUNTER]);
+    server.ok(&["call", "counter", "incr"]);
+    let metrics = || get(&server.addr, &server.addr, "/metrics").1;
+    let v1 = r#"app="counter",version="1",function="incr""#;
+    assert!(metrics().contains(v1), "{}", metrics());
+    server.ok(&["deploy", COUNTER]);
+    server.ok(&["call", "counter", "incr"]);
+    // v1 had nothing in flight: it drains at once, and its series go.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metrics().contains(r#"version="1""#) {
+        assert!(Instant::now() < deadline, "{}", metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let now = metrics();
+    assert!(
+        now.contains(r#"app="counter",version="2",function="incr""#),
+        "{now}"
+    );
+    assert!(now.contains("modal_deploys_total{host="), "{now}");
+}
+
+/// The example Grafana dashboard (`deploy/grafana/`) queries only series
+/// `/metrics` has, with the labels it filters on.
+#[test]
+fn the_grafana_dashboard_queries_series_the_host_exports() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/modal-dashboard.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    server.ok(&["deploy", COUNTER]);
+    server.ok(&["call", "counter", "incr"]);
+    server.err(&["call", "counter", "slow", "7"]);
+    let metrics = get(&server.addr, &server.addr, "/metrics").1;
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 6, "{exprs:?}");
+    for expr in &exprs {
+        for (at, _) in expr.match_indices("modal_") {
+            let name: String = expr[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let exported = metrics
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}{{host=\"")));
+            assert!(
+                exported,
+                "{name} (in {expr}) is not in /metrics:\n{metrics}"
+            );
+        }
+    }
+}

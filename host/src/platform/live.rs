@@ -148,6 +148,12 @@ impl Platform {
             platform
                 .draining()
                 .retain(|d| !Arc::ptr_eq(&d.app.inner, &old.inner));
+            let meta = old.meta();
+            platform
+                .inner
+                .recorder
+                .metrics
+                .forget(&meta.name, meta.version);
         });
     }
 

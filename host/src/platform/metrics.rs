@@ -1,5 +1,6 @@
 //! Prometheus metrics, kept in memory for the life of the process: counts
-//! and duration histograms per (app, version, function, trigger), and
+//! and duration histograms per (app, version, function, trigger), while
+//! the version is in memory (a drained version's series go with it), and
 //! deploys.
 //!
 //! The text exposition is written by hand rather than with
@@ -68,6 +69,13 @@ impl Metrics {
         if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
             s.buckets[i] += 1;
         }
+    }
+
+    /// Forgets the series of `version` of `app` (it is gone: replaced or
+    /// stopped, and drained), so `/metrics` shows only versions in memory.
+    pub(crate) fn forget(&self, app: &str, version: u64) {
+        let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        series.retain(|(a, v, _, _), _| !(&**a == app && *v == version));
     }
 
     /// Counts a deploy or rollback.
