@@ -334,3 +334,52 @@ fn every_command_that_prints_data_prints_json_with_rfc3339_times() {
     let failed: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
     assert!(failed["error"]["message"].is_string(), "{failed}");
 }
+
+#[test]
+fn call_and_run_take_arguments_by_name_or_json_from_stdin() {
+    use std::io::Write as _;
+    let state = tempfile::tempdir().unwrap();
+    let server = crate::server::Server::start(state.path());
+    server.ok(&["deploy", HELLO]);
+    assert_eq!(server.ok(&["call", "hello", "square", "--x", "7"]), "49\n");
+    assert_eq!(server.ok(&["call", "hello", "square", "--x=8"]), "64\n");
+    let out = server.json(&["call", "hello", "square", "--x", "3", "--json"]);
+    assert_eq!(out["output"], 9, "{out}");
+    assert_eq!(
+        server.ok(&["call", "hello", "square", "4", "--version", "1"]),
+        "16\n"
+    );
+    assert!(
+        server
+            .err(&["call", "hello", "square", "--y", "1"])
+            .contains("`square` has no parameter `y`; it takes --x")
+    );
+    let id = server.ok(&["spawn", "hello", "square", "--x", "5"]);
+    assert_eq!(server.ok(&["result", id.trim(), "--wait", "10s"]), "25\n");
+    // `-`: the JSON from stdin.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["call", "hello", "square", "-"])
+        .env("MODAL_SERVER", format!("http://{}", server.addr))
+        .env("MODAL_STATE", state.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"6\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "36\n");
+    // The same without a server.
+    assert_eq!(
+        succeeds(&["run", &target(HELLO, "square"), "--x", "9"]),
+        "81\n"
+    );
+    let e = modal(&[
+        "run",
+        &target(HELLO, "square"),
+        "--x",
+        "9",
+        "--memory",
+        "32",
+    ]);
+    assert_eq!(stdout(&e), "81\n", "{}", stderr(&e));
+}

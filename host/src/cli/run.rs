@@ -92,10 +92,20 @@ impl RunArgs {
         let Some(at) = self.input.iter().position(|a| a.starts_with("--")) else {
             return Ok(());
         };
-        let trailing = self.input.split_off(at);
+        let mut trailing = self.input.split_off(at);
         let command = RunArgs::augment_args(clap::Command::new("modal run"))
             .no_binary_name(true)
             .mut_arg("input", |a| a.allow_hyphen_values(false));
+        if at == 0 {
+            // The input is the function's arguments (`--x 7`): of the flags,
+            // those `modal run` has are its own, the rest the function's.
+            let (own, function) = super::common::split_own_flags(&command, trailing);
+            self.input = function;
+            trailing = own;
+            if trailing.is_empty() {
+                return Ok(());
+            }
+        }
         let parsed = command
             .try_get_matches_from(std::iter::once(self.target.clone()).chain(trailing))
             .and_then(|matches| Ok((RunArgs::from_arg_matches(&matches)?, matches)));
@@ -266,18 +276,34 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let web = matches!(f.kind, FunctionKind::Web { .. });
+    if !web && args.input.first().is_some_and(|a| a.starts_with("--")) {
+        // `--x 7`: the input built from the function's signature.
+        let params = f
+            .signature
+            .as_deref()
+            .and_then(parameters)
+            .with_context(|| format!("`{function}` reports no readable signature"))?;
+        let input = entrypoint_input(&function, &params, &args.input)?;
+        let output = app.call(&function, &input).await.outcome?;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&output)?;
+        stdout.write_all(b"\n")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let input = match args.input.as_slice() {
         [] => None,
-        [one] => Some(one.as_str()),
+        [dash] if dash == "-" && !web => Some(super::common::read_stdin()?),
+        [one] => Some(one.clone()),
         more => bail!(
-            "`{function}` takes one input, but {} were given (a Python local entrypoint \
-             takes --NAME VALUE arguments)",
+            "`{function}` takes one input, but {} were given (give JSON, or its \
+             arguments as --NAME VALUE)",
             more.len()
         ),
     };
     if let FunctionKind::Web { method } = &f.kind {
         let method = method.clone().unwrap_or_else(|| "GET".into());
-        return run_web(&app, &function, &method, input.unwrap_or("/")).await;
+        return run_web(&app, &function, &method, input.as_deref().unwrap_or("/")).await;
     }
     let execution = app
         .call(&function, input.unwrap_or_default().as_bytes())
@@ -291,7 +317,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// A parameter of a Python function, as its spec's signature shows it.
 #[derive(Debug, PartialEq, Eq)]
-struct Parameter {
+pub(crate) struct Parameter {
     name: String,
     /// Its default as the signature writes it (`'world'`), if it has one.
     default: Option<String>,
@@ -301,7 +327,7 @@ struct Parameter {
 /// (what the Python SDK reports, from `inspect.signature`) that a JSON
 /// input fills: not `*args`, `**kwargs` or the `/` and `*` markers. `None`
 /// when it does not read as one.
-fn parameters(signature: &str) -> Option<Vec<Parameter>> {
+pub(crate) fn parameters(signature: &str) -> Option<Vec<Parameter>> {
     let list = &signature[signature.find('(')? + 1..];
     let mut rest = &list[..top_level(list, |c, depth| c == ')' && depth == 0)?];
     let mut params = Vec::new();
@@ -382,7 +408,7 @@ fn takes(params: &[Parameter]) -> String {
 /// (or `--NAME=VALUE`) gives a parameter: a value that parses as JSON is
 /// that JSON, else a string; `--NAME` followed by another flag (or
 /// nothing) is `true`. Dashes in a name stand for underscores.
-fn entrypoint_input(
+pub(crate) fn entrypoint_input(
     function: &str,
     params: &[Parameter],
     args: &[String],

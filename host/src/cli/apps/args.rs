@@ -91,8 +91,14 @@ pub struct CallArgs {
     pub app: String,
     /// The function.
     pub function: String,
-    /// The JSON input (leave it out for a function without parameters).
-    pub input: Option<String>,
+    /// The input: JSON (leave it out for a function without parameters),
+    /// `-` to read the JSON from stdin, or the function's arguments as
+    /// `--NAME VALUE` (built into JSON from its signature: a value that
+    /// parses as JSON is that JSON, else a string).
+    // Hyphens allowed: `take_trailing_flags` tells this command's own
+    // flags from the function's arguments.
+    #[arg(value_name = "INPUT", allow_hyphen_values = true)]
+    pub input: Vec<String>,
     /// Run this kept version instead of the live one.
     #[arg(long, value_name = "N")]
     pub version: Option<u64>,
@@ -101,6 +107,55 @@ pub struct CallArgs {
     pub json: bool,
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+impl CallArgs {
+    /// Moves this command's own flags given among the input (`modal call
+    /// APP F 7 --json`, or `modal call APP F --x 7 --version 2`) to where
+    /// they belong: after a JSON input every flag must be one of them;
+    /// when the input is `--NAME VALUE` arguments, the others are the
+    /// function's.
+    pub fn take_trailing_flags(&mut self) -> anyhow::Result<()> {
+        use clap::{FromArgMatches, error::ErrorKind};
+        let Some(at) = self.input.iter().position(|a| a.starts_with("--")) else {
+            return Ok(());
+        };
+        let mut own = self.input.split_off(at);
+        let command = CallArgs::augment_args(clap::Command::new("modal call"))
+            .no_binary_name(true)
+            .mut_arg("input", |a| a.allow_hyphen_values(false));
+        if at == 0 {
+            let (flags, function) = crate::cli::common::split_own_flags(&command, own);
+            self.input = function;
+            own = flags;
+            if own.is_empty() {
+                return Ok(());
+            }
+        }
+        let given_server = own.iter().any(|a| {
+            ["--server", "--token", "--state"]
+                .iter()
+                .any(|f| a == f || a.starts_with(&format!("{f}=")))
+        });
+        let words = [self.app.clone(), self.function.clone()]
+            .into_iter()
+            .chain(own);
+        let later = match command.try_get_matches_from(words) {
+            Ok(matches) => CallArgs::from_arg_matches(&matches)?,
+            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp) => e.exit(),
+            Err(e) => {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                anyhow::bail!("{}", first.trim_start_matches("error: "))
+            }
+        };
+        self.version = later.version.or(self.version);
+        self.json |= later.json;
+        if given_server {
+            self.server = later.server;
+        }
+        Ok(())
+    }
 }
 
 /// Arguments of `modal result`.

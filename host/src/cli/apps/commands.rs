@@ -97,12 +97,13 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `modal call`: the output on stdout, the guest's logs on stderr.
-pub async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
+pub async fn call(mut args: CallArgs) -> anyhow::Result<ExitCode> {
+    args.take_trailing_flags()?;
     let client = args.server.client()?;
+    let input = call_input(&client, &args).await?;
     let query = VersionQuery {
         version: args.version,
     };
-    let input = args.input.unwrap_or_default().into_bytes();
     let result = client.call(&args.app, &args.function, query, input).await?;
     if args.json {
         // Output, error and logs together; a call that failed exits 1.
@@ -122,12 +123,13 @@ pub async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `modal spawn`: prints the call's id.
-pub async fn spawn(args: CallArgs) -> anyhow::Result<ExitCode> {
+pub async fn spawn(mut args: CallArgs) -> anyhow::Result<ExitCode> {
+    args.take_trailing_flags()?;
     let client = args.server.client()?;
+    let input = call_input(&client, &args).await?;
     let query = VersionQuery {
         version: args.version,
     };
-    let input = args.input.unwrap_or_default().into_bytes();
     let spawned = client
         .spawn(&args.app, &args.function, query, input)
         .await?;
@@ -137,6 +139,39 @@ pub async fn spawn(args: CallArgs) -> anyhow::Result<ExitCode> {
         println!("{}", spawned.call_id);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The input of `modal call` or `spawn`: the JSON given (or read from
+/// stdin for `-`), or built from `--NAME VALUE` arguments by the
+/// signature of the function (of the version called).
+async fn call_input(client: &Client, args: &CallArgs) -> anyhow::Result<Vec<u8>> {
+    let function = &args.function;
+    match args.input.as_slice() {
+        [] => return Ok(Vec::new()),
+        [dash] if dash == "-" => return Ok(crate::cli::common::read_stdin()?.into_bytes()),
+        [one] if !one.starts_with("--") => return Ok(one.clone().into_bytes()),
+        [first, ..] if !first.starts_with("--") => bail!(
+            "`{function}` takes one input, but {} were given (give JSON, or its arguments \
+             as --NAME VALUE)",
+            args.input.len()
+        ),
+        _ => {}
+    }
+    let detail = client.app(&args.app).await?;
+    let version = args.version.or(detail.app.record.live_version);
+    let signature = detail
+        .versions
+        .iter()
+        .find(|v| Some(v.record.version) == version)
+        .and_then(|v| v.record.spec.function(function))
+        .and_then(|f| f.signature.clone());
+    let params = signature
+        .as_deref()
+        .and_then(crate::cli::run::parameters)
+        .with_context(|| {
+            format!("`{function}` reports no readable signature; give its input as JSON")
+        })?;
+    crate::cli::run::entrypoint_input(function, &params, &args.input)
 }
 
 /// Exit code of `modal result` for a call still running.
