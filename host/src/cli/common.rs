@@ -176,6 +176,52 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// The whole of stdin, as text (`-` for a call's JSON input).
+pub fn read_stdin() -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .context("cannot read the input from stdin")?;
+    Ok(text)
+}
+
+/// Splits `args` into the flags `command` has (with their values) and
+/// the others (a function's `--NAME VALUE` arguments); after `--` every
+/// argument is the function's.
+pub fn split_own_flags(command: &clap::Command, args: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let takes_value = |name: &str| {
+        command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(name))
+            .map(|a| a.get_action().takes_values())
+    };
+    let (mut own, mut rest) = (Vec::new(), Vec::new());
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            rest.extend(args.by_ref());
+            break;
+        }
+        let flag = arg
+            .strip_prefix("--")
+            .map(|f| f.split('=').next().unwrap_or(f));
+        match flag.and_then(takes_value) {
+            Some(takes) => {
+                let inline = arg.contains('=');
+                own.push(arg);
+                if takes
+                    && !inline
+                    && let Some(value) = args.next()
+                {
+                    own.push(value);
+                }
+            }
+            None => rest.push(arg),
+        }
+    }
+    (own, rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,50 +290,4 @@ mod tests {
             Vec::<String>::new()
         );
     }
-}
-
-/// The whole of stdin, as text (`-` for a call's JSON input).
-pub fn read_stdin() -> anyhow::Result<String> {
-    use anyhow::Context as _;
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-        .context("cannot read the input from stdin")?;
-    Ok(text)
-}
-
-/// Splits `args` into the flags `command` has (with their values) and
-/// the others (a function's `--NAME VALUE` arguments); after `--` every
-/// argument is the function's.
-pub fn split_own_flags(command: &clap::Command, args: Vec<String>) -> (Vec<String>, Vec<String>) {
-    let takes_value = |name: &str| {
-        command
-            .get_arguments()
-            .find(|a| a.get_long() == Some(name))
-            .map(|a| a.get_action().takes_values())
-    };
-    let (mut own, mut rest) = (Vec::new(), Vec::new());
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        if arg == "--" {
-            rest.extend(args.by_ref());
-            break;
-        }
-        let flag = arg
-            .strip_prefix("--")
-            .map(|f| f.split('=').next().unwrap_or(f));
-        match flag.and_then(takes_value) {
-            Some(takes) => {
-                let inline = arg.contains('=');
-                own.push(arg);
-                if takes
-                    && !inline
-                    && let Some(value) = args.next()
-                {
-                    own.push(value);
-                }
-            }
-            None => rest.push(arg),
-        }
-    }
-    (own, rest)
 }
