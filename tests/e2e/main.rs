@@ -61,11 +61,20 @@ async fn load(host: &Host, example: &str, name: &str) -> LoadedApp {
 
 /// The lines a child process prints on its (piped) stdout, as they come.
 fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    lines_of(child.stdout.take().expect("stdout is piped"))
+}
+
+/// The same for its (piped) stderr.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    lines_of(child.stderr.take().expect("stderr is piped"))
+}
+
+/// The lines of `stream` as they come, read on a thread of their own.
+fn lines_of(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
     use std::io::BufRead;
-    let stdout = child.stdout.take().expect("stdout is piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
+        for line in std::io::BufReader::new(stream)
             .lines()
             .map_while(Result::ok)
         {

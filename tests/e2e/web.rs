@@ -350,7 +350,7 @@ fn modal_serve_redeploys_on_change_without_dropping_requests() {
     };
     let mut child = serve();
     let rx = crate::stdout_lines(&mut child);
-    let console = stderr_lines(&mut child);
+    let console = crate::stderr_lines(&mut child);
     let first = rx.recv_timeout(Duration::from_secs(60)).unwrap();
     assert!(first.contains("(compiled in "), "{first}");
     let addr = first
@@ -443,22 +443,6 @@ fn modal_serve_redeploys_on_change_without_dropping_requests() {
     assert!(first.contains("(compiled code from the cache)"), "{first}");
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// The lines a child process prints on its (piped) stderr, as they come.
-fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
-    use std::io::BufRead;
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    rx
 }
 
 /// A one-route HTTP server on 127.0.0.1 answering `pong`, for outbound
@@ -591,7 +575,7 @@ fn modal_serve_shows_guest_output_live_prefixed_with_the_function() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let console = stderr_lines(&mut child);
+    let console = crate::stderr_lines(&mut child);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut seen = Vec::new();
     let found = loop {

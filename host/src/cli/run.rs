@@ -260,7 +260,11 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         .into());
     };
-    if entrypoint.is_some() {
+    let web = matches!(f.kind, FunctionKind::Web { .. });
+    // A local entrypoint's arguments, or a function's given as `--x 7`:
+    // the input built from its signature.
+    let by_name = !web && args.input.first().is_some_and(|a| a.starts_with("--"));
+    if entrypoint.is_some() || by_name {
         let params = f
             .signature
             .as_deref()
@@ -268,27 +272,13 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("`{function}` reports no readable signature"))?;
         let input = entrypoint_input(&function, &params, &args.input)?;
         let output = app.call(&function, &input).await.outcome?;
-        // Its prints are its output; a result other than `None` follows.
-        if !output.is_empty() && output != b"null" {
+        // An entrypoint's prints are its output; a result other than
+        // `None` follows.
+        if entrypoint.is_none() || (!output.is_empty() && output != b"null") {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(&output)?;
             stdout.write_all(b"\n")?;
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let web = matches!(f.kind, FunctionKind::Web { .. });
-    if !web && args.input.first().is_some_and(|a| a.starts_with("--")) {
-        // `--x 7`: the input built from the function's signature.
-        let params = f
-            .signature
-            .as_deref()
-            .and_then(parameters)
-            .with_context(|| format!("`{function}` reports no readable signature"))?;
-        let input = entrypoint_input(&function, &params, &args.input)?;
-        let output = app.call(&function, &input).await.outcome?;
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(&output)?;
-        stdout.write_all(b"\n")?;
         return Ok(ExitCode::SUCCESS);
     }
     let input = match args.input.as_slice() {

@@ -493,6 +493,16 @@ impl Registry for PgRegistry {
                 &[&host.id, &report],
             )
             .await?;
+        // Hosts gone for long leave the table here, once per heartbeat,
+        // not on every read (a waiting deploy reads the hosts every few
+        // milliseconds).
+        self.pg
+            .query(
+                "forgetting old hosts",
+                &format!("DELETE FROM hosts WHERE seen_at < now() - interval '{FORGET_HOSTS}'"),
+                &[],
+            )
+            .await?;
         Ok(())
     }
 
@@ -514,13 +524,6 @@ impl Registry for PgRegistry {
 
     async fn hosts(&self, within: Duration) -> Result<Vec<HostRecord>, Error> {
         let within_ms = to_i64(within.as_millis() as u64);
-        self.pg
-            .query(
-                "forgetting old hosts",
-                &format!("DELETE FROM hosts WHERE seen_at < now() - interval '{FORGET_HOSTS}'"),
-                &[],
-            )
-            .await?;
         let rows = self
             .pg
             .query(
