@@ -59,6 +59,17 @@ async fn load(host: &Host, example: &str, name: &str) -> LoadedApp {
         .expect("example loads")
 }
 
+/// The address in `modal serve`'s first line (`✓ Serving ... on
+/// http://ADDR (...)`).
+fn served_address(first: &str) -> String {
+    first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string()
+}
+
 /// The lines a child process prints on its (piped) stdout, as they come.
 fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
     lines_of(child.stdout.take().expect("stdout is piped"))

@@ -192,12 +192,7 @@ fn serve_mounts_a_directory_and_packs_it_again_at_each_redeploy() {
         .unwrap();
     let rx = crate::stdout_lines(&mut child);
     let first = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let addr = crate::served_address(&first);
     assert_eq!(get(&addr, &addr, "/assets/"), (200, "first".to_string()));
     std::fs::write(assets.join("index.html"), "second").unwrap();
     // A change of the component redeploys, and packs the directory again.

@@ -353,12 +353,7 @@ fn modal_serve_redeploys_on_change_without_dropping_requests() {
     let console = crate::stderr_lines(&mut child);
     let first = rx.recv_timeout(Duration::from_secs(60)).unwrap();
     assert!(first.contains("(compiled in "), "{first}");
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let addr = crate::served_address(&first);
     let lines: Vec<String> = (0..3)
         .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
         .collect();

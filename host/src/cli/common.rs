@@ -222,6 +222,46 @@ pub fn split_own_flags(command: &clap::Command, args: Vec<String>) -> (Vec<Strin
     (own, rest)
 }
 
+/// The flags of command `T` given among its `input` (a list positional
+/// that allows hyphens, which clap fills with everything from the first
+/// input value on), parsed again after the positionals `leading`; `None`
+/// when there are none. After a value every flag must be `T`'s; when the
+/// input starts with a flag (a function's `--NAME VALUE` arguments), the
+/// flags `T` has are its own and the rest stay in `input`.
+pub fn trailing_flags<T: clap::Args + clap::FromArgMatches>(
+    name: &'static str,
+    leading: Vec<String>,
+    input: &mut Vec<String>,
+) -> anyhow::Result<Option<(T, clap::ArgMatches)>> {
+    let Some(at) = input.iter().position(|a| a.starts_with("--")) else {
+        return Ok(None);
+    };
+    let mut own = input.split_off(at);
+    let command = T::augment_args(clap::Command::new(name))
+        .no_binary_name(true)
+        .mut_arg("input", |a| a.allow_hyphen_values(false));
+    if at == 0 {
+        let (flags, function) = split_own_flags(&command, own);
+        *input = function;
+        own = flags;
+        if own.is_empty() {
+            return Ok(None);
+        }
+    }
+    let parsed = command
+        .try_get_matches_from(leading.into_iter().chain(own))
+        .and_then(|matches| Ok((T::from_arg_matches(&matches)?, matches)));
+    match parsed {
+        Ok(parsed) => Ok(Some(parsed)),
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp) => e.exit(),
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            anyhow::bail!("{}", first.trim_start_matches("error: "))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

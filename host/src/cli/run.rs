@@ -88,35 +88,11 @@ impl RunArgs {
     /// entrypoint takes flag-like arguments of its own.
     fn take_trailing_flags(&mut self) -> anyhow::Result<()> {
         use clap::parser::ValueSource;
-        use clap::{FromArgMatches, error::ErrorKind};
-        let Some(at) = self.input.iter().position(|a| a.starts_with("--")) else {
+        let leading = vec![self.target.clone()];
+        let parsed =
+            super::common::trailing_flags::<RunArgs>("modal run", leading, &mut self.input)?;
+        let Some((later, matches)) = parsed else {
             return Ok(());
-        };
-        let mut trailing = self.input.split_off(at);
-        let command = RunArgs::augment_args(clap::Command::new("modal run"))
-            .no_binary_name(true)
-            .mut_arg("input", |a| a.allow_hyphen_values(false));
-        if at == 0 {
-            // The input is the function's arguments (`--x 7`): of the flags,
-            // those `modal run` has are its own, the rest the function's.
-            let (own, function) = super::common::split_own_flags(&command, trailing);
-            self.input = function;
-            trailing = own;
-            if trailing.is_empty() {
-                return Ok(());
-            }
-        }
-        let parsed = command
-            .try_get_matches_from(std::iter::once(self.target.clone()).chain(trailing))
-            .and_then(|matches| Ok((RunArgs::from_arg_matches(&matches)?, matches)));
-        let (later, matches) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp) => e.exit(),
-            Err(e) => {
-                let text = e.render().to_string();
-                let first = text.lines().next().unwrap_or_default();
-                bail!("{}", first.trim_start_matches("error: "))
-            }
         };
         let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
         self.input.extend(later.input);

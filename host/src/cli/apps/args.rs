@@ -116,39 +116,15 @@ impl CallArgs {
     /// when the input is `--NAME VALUE` arguments, the others are the
     /// function's.
     pub fn take_trailing_flags(&mut self) -> anyhow::Result<()> {
-        use clap::{FromArgMatches, error::ErrorKind};
-        let Some(at) = self.input.iter().position(|a| a.starts_with("--")) else {
+        let leading = vec![self.app.clone(), self.function.clone()];
+        let parsed =
+            crate::cli::common::trailing_flags::<CallArgs>("modal call", leading, &mut self.input)?;
+        let Some((later, matches)) = parsed else {
             return Ok(());
         };
-        let mut own = self.input.split_off(at);
-        let command = CallArgs::augment_args(clap::Command::new("modal call"))
-            .no_binary_name(true)
-            .mut_arg("input", |a| a.allow_hyphen_values(false));
-        if at == 0 {
-            let (flags, function) = crate::cli::common::split_own_flags(&command, own);
-            self.input = function;
-            own = flags;
-            if own.is_empty() {
-                return Ok(());
-            }
-        }
-        let given_server = own.iter().any(|a| {
-            ["--server", "--token", "--state"]
-                .iter()
-                .any(|f| a == f || a.starts_with(&format!("{f}=")))
-        });
-        let words = [self.app.clone(), self.function.clone()]
-            .into_iter()
-            .chain(own);
-        let later = match command.try_get_matches_from(words) {
-            Ok(matches) => CallArgs::from_arg_matches(&matches)?,
-            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp) => e.exit(),
-            Err(e) => {
-                let text = e.render().to_string();
-                let first = text.lines().next().unwrap_or_default();
-                anyhow::bail!("{}", first.trim_start_matches("error: "))
-            }
-        };
+        let given =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        let given_server = ["server", "token", "state"].into_iter().any(given);
         self.version = later.version.or(self.version);
         self.json |= later.json;
         if given_server {
