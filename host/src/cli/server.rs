@@ -58,7 +58,7 @@ pub struct ServerArgs {
     /// With `--database`: how long the scheduler lease and this host's
     /// claims on spawned calls last without renewal, i.e. how soon another
     /// host takes over when this one dies.
-    #[arg(long, value_parser = parse_duration, default_value = LEASE_DEFAULT)]
+    #[arg(long, value_parser = parse_lease, default_value = LEASE_DEFAULT)]
     lease: Duration,
     /// Address to listen on (control API and web endpoints).
     #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
@@ -204,6 +204,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A `--lease`: a duration of at least one second (renewed every third of
+/// it, a shorter one would spend the database on renewals).
+fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease = parse_duration(text)?;
+    if lease < Duration::from_secs(1) {
+        return Err(format!("`{text}` is too short; a lease lasts at least 1s"));
+    }
+    Ok(lease)
+}
+
 /// Resolves on the first SIGTERM or Ctrl-C; a second one exits at once.
 /// `command` names what stops in the messages (`modal server`, `modal
 /// serve`).
@@ -243,9 +253,11 @@ mod tests {
         assert_eq!(parse_duration(GRACE_DEFAULT), Ok(DEFAULT_GRACE));
         assert_eq!(parse_duration(RETENTION_DEFAULT), Ok(DEFAULT_RETENTION));
         assert_eq!(
-            parse_duration(LEASE_DEFAULT),
+            parse_lease(LEASE_DEFAULT),
             Ok(modal_host::platform::DEFAULT_LEASE)
         );
+        assert!(parse_lease("0s").unwrap_err().contains("at least 1s"));
+        assert!(parse_lease("soon").is_err());
         assert_eq!(
             parse_duration(QUEUE_TIMEOUT_DEFAULT),
             Ok(modal_host::DEFAULT_QUEUE_TIMEOUT)

@@ -208,7 +208,7 @@ impl Platform {
         let weak = std::sync::Arc::downgrade(&self.inner);
         let lease = self.inner.config.lease;
         self.spawn_task(async move {
-            let mut tick = tokio::time::interval(lease / 3);
+            let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(10)));
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
