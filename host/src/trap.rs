@@ -62,33 +62,71 @@ pub(crate) fn holds_too_many_resources(error: &wasmtime::Error) -> bool {
     })
 }
 
-/// Replaces a bare trap message with the guest's panic message when its
-/// logs have one (Rust prints `panicked at FILE:LINE:COL:` then the
-/// message).
+/// Replaces a bare trap message with the guest's own account of it when
+/// its logs have one: a Python traceback's exception and the place it was
+/// raised (componentize-py traps after printing it), else a Rust panic's
+/// message (printed as `panicked at FILE:LINE:COL:` and then the message).
 pub(crate) fn refine(error: Error, logs: &str) -> Error {
     match error {
         Error::Trap { function, message } => {
-            let panic = logs
-                .lines()
-                .position(|l| l.contains("panicked at"))
-                .and_then(|i| logs.lines().nth(i + 1))
-                .map(str::trim)
-                .filter(|m| !m.is_empty());
-            match panic {
-                Some(p) => Error::Trap {
-                    function,
-                    message: format!("panicked: {p}"),
-                },
-                None => Error::Trap { function, message },
-            }
+            let message = python_exception(logs)
+                .or_else(|| rust_panic(logs).map(|p| format!("panicked: {p}")))
+                .unwrap_or(message);
+            Error::Trap { function, message }
         }
         other => other,
     }
 }
 
+fn rust_panic(logs: &str) -> Option<&str> {
+    logs.lines()
+        .position(|l| l.contains("panicked at"))
+        .and_then(|i| logs.lines().nth(i + 1))
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+}
+
+/// The last Python traceback in `logs` as `Exception: message (file, line
+/// N)`: its final line, and the last frame it names.
+fn python_exception(logs: &str) -> Option<String> {
+    let start = logs.rfind("Traceback (most recent call last):")?;
+    let lines: Vec<&str> = logs[start..].lines().skip(1).collect();
+    // The frames are indented; the exception is the first line that is not.
+    let end = lines
+        .iter()
+        .position(|l| !l.starts_with(' ') && !l.trim().is_empty())?;
+    let exception = lines[end].trim();
+    let place = lines[..end].iter().rev().find_map(|l| {
+        let frame = l.trim().strip_prefix("File \"")?;
+        let (file, rest) = frame.split_once('"')?;
+        let line = rest.trim_start_matches(", line ").split(',').next()?;
+        let file = file.rsplit('/').next().unwrap_or(file);
+        Some(format!(" ({file}, line {line})"))
+    });
+    Some(format!("{exception}{}", place.unwrap_or_default()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn python_tracebacks_replace_bare_traps() {
+        let trap = || Error::Trap {
+            function: "describe".into(),
+            message: "wasm trap: unreachable".into(),
+        };
+        let syntax = "Traceback (most recent call last):\n  File \"/modal/app/_dev.py\", line 31, in _load\n    importlib.import_module(MODULE)\n  File \"/modal/app/app.py\", line 14\n    def square(x)\n                 ^\nSyntaxError: expected ':'\nthread '<unnamed>' panicked at src/lib.rs:9:9:\nPython function threw an unexpected exception\n";
+        assert_eq!(
+            refine(trap(), syntax).to_string(),
+            "function `describe` trapped: SyntaxError: expected ':' (app.py, line 14)"
+        );
+        let missing = "Traceback (most recent call last):\n  File \"/modal/app/app.py\", line 3, in <module>\n    import nope\nModuleNotFoundError: No module named 'nope'\n";
+        assert_eq!(
+            refine(trap(), missing).to_string(),
+            "function `describe` trapped: ModuleNotFoundError: No module named 'nope' (app.py, line 3)"
+        );
+    }
 
     #[test]
     fn panic_messages_replace_bare_traps() {

@@ -14,6 +14,7 @@ mod podcasts;
 mod python;
 mod schedule;
 mod secrets;
+mod serve;
 mod server;
 mod state;
 mod storage;

@@ -19,9 +19,11 @@ macro_rules! esay {
 }
 
 mod apps;
+mod cargo;
 mod client;
 mod common;
 mod python;
+mod python_dev;
 mod run;
 mod serve;
 mod server;

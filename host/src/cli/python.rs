@@ -10,7 +10,7 @@ use std::time::Instant;
 /// The componentize-py release the Python SDK is tested with.
 pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
-const SDK: &[(&str, &str)] = &[
+pub(super) const SDK: &[(&str, &str)] = &[
     (
         "modal/__init__.py",
         include_str!("../../../guest-sdk/python/modal/__init__.py"),
@@ -20,12 +20,16 @@ const SDK: &[(&str, &str)] = &[
         include_str!("../../../guest-sdk/python/modal/_world.py"),
     ),
     (
+        "modal/_dev.py",
+        include_str!("../../../guest-sdk/python/modal/_dev.py"),
+    ),
+    (
         "modal/exception.py",
         include_str!("../../../guest-sdk/python/modal/exception.py"),
     ),
 ];
 
-const WIT: &[(&str, &str)] = &[
+pub(super) const WIT: &[(&str, &str)] = &[
     ("modal.wit", include_str!("../../../wit/modal.wit")),
     ("deps/cli.wit", include_str!("../../../wit/deps/cli.wit")),
     (
@@ -53,7 +57,7 @@ const WIT: &[(&str, &str)] = &[
 ];
 
 /// componentize-py: `$MODAL_COMPONENTIZE_PY`, else on `PATH`.
-fn componentize_py() -> anyhow::Result<PathBuf> {
+pub(super) fn componentize_py() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("MODAL_COMPONENTIZE_PY").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(path));
     }
@@ -82,15 +86,10 @@ fn write_all(dir: &Path, files: &[(&str, &str)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds `app.py` into `out` (default: `app.wasm` beside it); returns the
-/// component's path. `portable` leaves out the host's imports, `context`
-/// and `invoke` (see `world portable-app`). Progress goes to stderr.
-pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Result<PathBuf> {
-    let tool = componentize_py()?;
-    let source = source
-        .canonicalize()
-        .with_context(|| format!("cannot read {}", source.display()))?;
-    let module = source
+/// The module name of the Python file `source` (canonical), checked to be
+/// importable.
+pub(super) fn module_name(source: &Path) -> anyhow::Result<&str> {
+    source
         .file_stem()
         .and_then(|s| s.to_str())
         .filter(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
@@ -99,25 +98,26 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
                 "{} is not an importable Python module name",
                 source.display()
             )
-        })?;
-    // Read first: a declaration the build cannot use fails before the
-    // (long) componentize step.
-    let mounts = declared_mounts(&source)?;
-    let app_dir = source.parent().unwrap_or(Path::new("."));
-    let out = out.map_or_else(|| source.with_extension("wasm"), Path::to_path_buf);
+        })
+}
+
+/// Runs componentize-py on the entry module `entry` (its text), with the
+/// SDK, the WIT and `app_dir` on the Python path, writing the component to
+/// `out`. On failure, componentize-py's output is shown and its last line
+/// is the error.
+pub(super) fn componentize(
+    what: &Path,
+    entry: &str,
+    app_dir: &Path,
+    out: &Path,
+    portable: bool,
+) -> anyhow::Result<()> {
+    let tool = componentize_py()?;
     let work = std::env::temp_dir().join(format!("modal-build-{}", std::process::id()));
     let _cleanup = super::common::RemoveOnDrop(work.clone());
     write_all(&work.join("sdk"), SDK)?;
     write_all(&work.join("wit"), WIT)?;
-    std::fs::write(
-        work.join("modal_entry.py"),
-        format!(
-            "import {module}  # registers the functions\nfrom modal._world import Function, Lifecycle, IncomingHandler{}\n",
-            if portable { "" } else { ", Needs" }
-        ),
-    )?;
-    eprintln!("Building {} with componentize-py…", source.display());
-    let start = Instant::now();
+    std::fs::write(work.join("modal_entry.py"), entry)?;
     let output = Command::new(&tool)
         .arg("-d")
         .arg(work.join("wit"))
@@ -135,7 +135,7 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
         .arg(&work)
         .arg("modal_entry")
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .output()
         .with_context(|| format!("running {}", tool.display()))?;
     if !output.status.success() {
@@ -146,8 +146,31 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
             .find(|l| !l.trim().is_empty())
             .unwrap_or("no output");
         eprint!("{stderr}");
-        bail!("building {} failed: {}", source.display(), reason.trim());
+        bail!("building {} failed: {}", what.display(), reason.trim());
     }
+    Ok(())
+}
+
+/// Builds `app.py` into `out` (default: `app.wasm` beside it); returns the
+/// component's path. `portable` leaves out the host's imports, `context`
+/// and `invoke` (see `world portable-app`). Progress goes to stderr.
+pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Result<PathBuf> {
+    let source = source
+        .canonicalize()
+        .with_context(|| format!("cannot read {}", source.display()))?;
+    let module = module_name(&source)?;
+    // Read first: a declaration the build cannot use fails before the
+    // (long) componentize step.
+    let mounts = declared_mounts(&source)?;
+    let app_dir = source.parent().unwrap_or(Path::new("."));
+    let out = out.map_or_else(|| source.with_extension("wasm"), Path::to_path_buf);
+    let entry = format!(
+        "import {module}  # registers the functions\nfrom modal._world import Function, Lifecycle, IncomingHandler{}\n",
+        if portable { "" } else { ", Needs" }
+    );
+    eprintln!("Building {} with componentize-py…", source.display());
+    let start = Instant::now();
+    componentize(&source, &entry, app_dir, &out, portable)?;
     if !mounts.is_empty() {
         embed_mounts(&out, &mounts)?;
     }
@@ -218,11 +241,20 @@ fn sources_key(path: &Path) -> anyhow::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-fn collect_py(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+/// The `.py` files in `dir` and below (`depth` levels), skipping hidden
+/// entries, `__pycache__` and virtual environments (a `pyvenv.cfg`).
+pub(super) fn collect_py(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        if path.is_dir() && depth > 0 {
-            collect_py(&path, depth - 1, out);
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name == "__pycache__" {
+            continue;
+        }
+        if path.is_dir() {
+            if depth > 0 && !path.join("pyvenv.cfg").exists() {
+                collect_py(&path, depth - 1, out);
+            }
         } else if path.extension().is_some_and(|e| e == "py") {
             out.push(path);
         }
@@ -256,6 +288,16 @@ for node in ast.walk(tree):
 print(json.dumps(found))
 "#;
 
+/// The Python interpreter that reads modules with `ast`: the one beside
+/// componentize-py (its venv), else `python3`.
+pub(super) fn interpreter() -> PathBuf {
+    componentize_py()
+        .ok()
+        .and_then(|tool| Some(tool.parent()?.join("python3")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
 /// The mounts the module `source` declares, directories resolved against
 /// the module's own directory and checked as `--mount` checks them.
 pub fn declared_mounts(source: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
@@ -264,12 +306,7 @@ pub fn declared_mounts(source: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> 
     if !text.contains("from_local_dir") {
         return Ok(Vec::new());
     }
-    // The interpreter beside componentize-py (its venv), else python3.
-    let python = componentize_py()
-        .ok()
-        .and_then(|tool| Some(tool.parent()?.join("python3")))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("python3"));
+    let python = interpreter();
     let output = Command::new(&python)
         .args(["-c", FIND_MOUNTS])
         .arg(source)
