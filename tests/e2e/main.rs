@@ -17,6 +17,7 @@ mod secrets;
 mod server;
 mod state;
 mod storage;
+mod tls;
 mod web;
 
 use modal_host::{AppMeta, Host, HostConfig, LoadedApp, PoolingLimits};
