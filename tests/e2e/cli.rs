@@ -248,23 +248,39 @@ fn completion_scripts_complete_the_subcommands_in_a_real_bash() {
     assert!(stderr(&o).contains("[possible values: bash, elvish, fish, powershell, zsh]"));
 }
 
+/// `modal ARGS` against `server` with the environment `env` and no
+/// colour settings but those.
+fn with_env(server: &crate::server::Server, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_modal"));
+    command
+        .args(args)
+        .env("MODAL_SERVER", format!("http://{}", server.addr))
+        .env("MODAL_STATE", &server.state)
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+/// `text` without its colour codes.
+fn uncoloured(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('\x1b') {
+        out.push_str(&rest[..at]);
+        let end = rest[at..].find('m').map_or(rest.len(), |m| at + m + 1);
+        rest = &rest[end..];
+    }
+    out + rest
+}
+
 #[test]
 fn colours_only_on_request_or_a_terminal_and_never_with_no_color() {
     let state = tempfile::tempdir().unwrap();
     let server = crate::server::Server::start(state.path());
-    let run = |env: &[(&str, &str)], args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_modal"));
-        command
-            .args(args)
-            .env("MODAL_SERVER", format!("http://{}", server.addr))
-            .env("MODAL_STATE", state.path())
-            .env_remove("NO_COLOR")
-            .env_remove("CLICOLOR_FORCE");
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        command.output().unwrap()
-    };
+    let run = |env: &[(&str, &str)], args: &[&str]| with_env(&server, env, args);
     // Piped: plain text.
     let plain = run(&[], &["deploy", HELLO]);
     assert!(
@@ -288,6 +304,79 @@ fn colours_only_on_request_or_a_terminal_and_never_with_no_color() {
     let off = run(
         &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")],
         &["deploy", HELLO],
+    );
+    assert!(!stdout(&off).contains('\x1b'), "{:?}", stdout(&off));
+}
+
+#[test]
+fn states_in_tables_are_coloured_on_request_and_plain_when_piped() {
+    let state = tempfile::tempdir().unwrap();
+    let server = crate::server::Server::start(state.path());
+    server.ok(&["deploy", HELLO]);
+    server.ok(&["deploy", CRON, "--name", "cron"]);
+    server.ok(&["schedule", "pause", "cron", "tick"]);
+    server.ok(&["call", "hello", "square", "3"]);
+    let forced = [("CLICOLOR_FORCE", "1")];
+    // Records are written in the background: wait for the call's.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.json(&["app", "logs", "hello", "--json"]) == serde_json::json!([]) {
+        assert!(std::time::Instant::now() < deadline, "the call is recorded");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Each command: coloured when forced, plain and otherwise the same
+    // when piped (but for the rows of the schedules that still run, whose
+    // counts may widen their columns meanwhile).
+    let steady = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with("cron ") && !l.starts_with("flaky "))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let both = |args: &[&str]| {
+        let coloured = stdout(&with_env(&server, &forced, args));
+        let piped = stdout(&with_env(&server, &[], args));
+        assert!(!piped.contains('\x1b'), "{args:?}: {piped:?}");
+        assert_eq!(steady(&uncoloured(&coloured)), steady(&piped), "{args:?}");
+        coloured
+    };
+    let green = |word: &str| format!("\x1b[32m{word}\x1b[0m");
+    let list = both(&["app", "list"]);
+    assert!(list.contains(&green("deployed")), "{list:?}");
+    assert!(
+        list.contains(&format!("v1 {} (", green("live"))),
+        "{list:?}"
+    );
+    let history = both(&["app", "history", "hello"]);
+    assert!(history.contains(&green("live")), "{history:?}");
+    let schedules = both(&["schedule", "list", "cron"]);
+    assert!(
+        schedules
+            .lines()
+            .any(|l| l.starts_with("tick ") && l.contains("\x1b[33mpaused\x1b[0m")),
+        "{schedules:?}"
+    );
+    let logs = both(&["app", "logs", "hello"]);
+    assert!(
+        logs.contains(&format!("[call] {} ", green("ok"))),
+        "{logs:?}"
+    );
+    server.ok(&["app", "stop", "hello"]);
+    let list = both(&["app", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("hello ") && l.contains("\x1b[31mstopped\x1b[0m")),
+        "{list:?}"
+    );
+    let history = both(&["app", "history", "hello"]);
+    assert!(
+        history.starts_with("(app \x1b[31mstopped\x1b[0m)\n"),
+        "{history:?}"
+    );
+    // NO_COLOR wins over CLICOLOR_FORCE.
+    let off = with_env(
+        &server,
+        &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")],
+        &["app", "list"],
     );
     assert!(!stdout(&off).contains('\x1b'), "{:?}", stdout(&off));
 }

@@ -615,10 +615,7 @@ async fn schedule_history(
             .as_deref()
             .map(|r| format!("  ({r})"))
             .unwrap_or_default();
-        print!(
-            "{}",
-            render::execution(e).replacen('\n', &format!("{run}\n"), 1)
-        );
+        crate::cli::style::show(&render::execution(e).replacen('\n', &format!("{run}\n"), 1));
     }
     Ok(())
 }
