@@ -1,6 +1,6 @@
 //! The real `modal` binary: `modal run` and `modal describe`.
 
-use modal_test_support::{COUNTER, CRON, FAULTY, HELLO, HTTP_PLAIN};
+use modal_test_support::{COUNTER, CRON, FAULTY, HELLO, HTTP_PLAIN, SITE, SITE_ASSETS};
 use std::process::{Command, Output};
 
 /// Runs `modal` with a private state directory.
@@ -72,6 +72,77 @@ fn run_serves_a_web_function_a_path() {
     assert_eq!(
         succeeds(&["run", &target(HTTP_PLAIN, "web"), "/x"]),
         "Hello from wasi:http! You asked for /x\n"
+    );
+}
+
+#[test]
+fn run_sends_a_web_function_the_method_headers_and_body_given() {
+    use std::io::Write as _;
+    let web = target(HTTP_PLAIN, "web");
+    // --data: POST by default (the function declares no method), echoed.
+    assert_eq!(succeeds(&["run", &web, "--data", "a body"]), "a body\n");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), b"line one\nline two\n").unwrap();
+    let at_file = format!("@{}", file.path().display());
+    assert_eq!(
+        succeeds(&["run", &web, "/echo", "--data", &at_file]),
+        "line one\nline two\n"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["run", &web, "--data", "-"])
+        .env("MODAL_STATE", state.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "from stdin\n");
+    // --method wins over the default (the guest ignores a GET's body).
+    assert_eq!(
+        succeeds(&["run", &web, "/x", "--method", "get", "--data", "ignored"]),
+        "Hello from wasi:http! You asked for /x\n"
+    );
+    // A method the function does not take: its 405, and exit 1.
+    let o = modal(&["run", &target(HELLO, "greet"), "--method", "POST"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "`greet` accepts GET requests only\n");
+    assert_eq!(
+        stderr(&o),
+        "error: the web function answered 405 Method Not Allowed\n"
+    );
+    // --header reaches the guest: a revalidation gets 304, said on stderr.
+    let mount = format!("{SITE_ASSETS}:/assets");
+    let site = target(SITE, "web");
+    let page = ["run", &site, "/assets/index.html", "--mount", &mount];
+    assert!(succeeds(&page).contains("<html"));
+    let o = modal(&[&page[..], &["--header", "If-None-Match: *"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(stderr(&o), "the web function answered 304 Not Modified\n");
+    // Bad flags: usage errors, or one line.
+    let o = modal(&["run", &site, "--header", "no colon"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("expected 'NAME: VALUE', got `no colon`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = modal(&["run", &site, "--method", "G T"]);
+    assert!(stderr(&o).contains("`G T` is not an HTTP method"));
+    fails_with(
+        &["run", &target(HELLO, "square"), "3", "--data", "x"],
+        "--method, --header and --data are for web functions; `square` is not one",
+    );
+    fails_with(
+        &["run", &web, "--data", "@/nonexistent/body"],
+        "cannot read the request body from /nonexistent/body: No such file or directory (os error 2)",
     );
 }
 
