@@ -11,6 +11,7 @@ mod library;
 mod mounts;
 mod observe;
 mod podcasts;
+mod progress;
 mod python;
 mod schedule;
 mod secrets;

@@ -3,10 +3,11 @@
 //! types of [`modal_host::api`]. A failure the server reports becomes
 //! [`ClientError::Api`], which keeps its kind and message.
 
+use super::progress::Progress;
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use modal_host::api::{
@@ -307,8 +308,67 @@ impl tokio::io::AsyncWrite for Socket {
     }
 }
 
+/// Bytes of a request body handed to the connection at a time: small
+/// enough for an upload's progress to move, large enough to cost nothing.
+const UPLOAD_CHUNK: usize = 256 << 10;
+
+/// A request body: its bytes handed to the connection in chunks of
+/// [`UPLOAD_CHUNK`], each reported to the upload's progress, if any.
+pub struct Upload {
+    data: Bytes,
+    sent: usize,
+    progress: Option<Progress>,
+}
+
+impl Upload {
+    /// `data`, reporting its progress to `progress`.
+    pub fn new(data: Vec<u8>, progress: Option<Progress>) -> Upload {
+        Upload {
+            data: Bytes::from(data),
+            sent: 0,
+            progress,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Upload {
+    fn from(data: Vec<u8>) -> Upload {
+        Upload::new(data, None)
+    }
+}
+
+impl hyper::body::Body for Upload {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let total = self.data.len();
+        if self.sent >= total {
+            return Poll::Ready(None);
+        }
+        let end = (self.sent + UPLOAD_CHUNK).min(total);
+        let chunk = self.data.slice(self.sent..end);
+        self.sent = end;
+        if let Some(progress) = &self.progress {
+            progress(end as u64, total as u64);
+        }
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sent >= self.data.len()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact((self.data.len() - self.sent) as u64)
+    }
+}
+
 /// A request sender on a fresh HTTP/1.1 connection.
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+type Sender = hyper::client::conn::http1::SendRequest<Upload>;
 
 /// Starts HTTP/1.1 on `io`; the connection runs in a task of its own.
 async fn handshake<T>(io: T) -> anyhow::Result<Sender>
@@ -373,7 +433,7 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Vec<u8>,
+        body: Upload,
         last_event_id: Option<&str>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let mut request = Request::builder()
@@ -387,9 +447,7 @@ impl Client {
         if let Some(id) = last_event_id {
             request = request.header(sse::LAST_EVENT_ID, id);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .context("building the request")?;
+        let request = request.body(body).context("building the request")?;
         let mut sender = self.connect().await?;
         Ok(sender
             .send_request(request)
@@ -402,9 +460,9 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Vec<u8>,
+        body: impl Into<Upload>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let response = self.send(method, path, body, None).await?;
+        let response = self.send(method, path, body.into(), None).await?;
         let status = response.status();
         let bytes = response
             .into_body()
@@ -420,7 +478,7 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Vec<u8>,
+        body: impl Into<Upload>,
     ) -> Result<T, ClientError> {
         let (status, bytes) = self.exchange(method, path, body).await?;
         if !status.is_success() {
@@ -433,13 +491,21 @@ impl Client {
         self.request(Method::GET, path, Vec::new()).await
     }
 
-    async fn post<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T, ClientError> {
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: impl Into<Upload>,
+    ) -> Result<T, ClientError> {
         self.request(Method::POST, path, body).await
     }
 
-    /// Uploads a mount archive unless the server has it; returns its
-    /// digest and whether it was uploaded.
-    pub async fn put_archive(&self, archive: Vec<u8>) -> Result<(String, bool), ClientError> {
+    /// Uploads a mount archive unless the server has it, reporting to
+    /// `progress`; returns its digest and whether it was uploaded.
+    pub async fn put_archive(
+        &self,
+        archive: Vec<u8>,
+        progress: Option<Progress>,
+    ) -> Result<(String, bool), ClientError> {
         let digest = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(&archive))
@@ -449,7 +515,8 @@ impl Client {
         if status.is_success() {
             return Ok((digest, false));
         }
-        let _: serde_json::Value = self.request(Method::PUT, &path, archive).await?;
+        let upload = Upload::new(archive, progress);
+        let _: serde_json::Value = self.request(Method::PUT, &path, upload).await?;
         Ok((digest, true))
     }
 
@@ -542,15 +609,17 @@ impl Client {
         self.get(&path(&["apps", app, "history"], "")).await
     }
 
-    /// Deploys `wasm` as a new live version of `app`.
+    /// Deploys `wasm` as a new live version of `app`, reporting the
+    /// upload to `progress`.
     pub async fn deploy(
         &self,
         app: &str,
         query: &DeployQuery,
         wasm: Vec<u8>,
+        progress: Option<Progress>,
     ) -> Result<Deployed, ClientError> {
-        self.post(&path(&["apps", app, "deploy"], &query.to_query()), wasm)
-            .await
+        let path = path(&["apps", app, "deploy"], &query.to_query());
+        self.post(&path, Upload::new(wasm, progress)).await
     }
 
     /// Makes an earlier version's code live again, as a new version.
@@ -712,7 +781,7 @@ impl Client {
         on_record: &mut impl FnMut(ExecutionRecord),
     ) -> Result<(), ClientError> {
         let response = self
-            .send(Method::GET, path, Vec::new(), last_id.as_deref())
+            .send(Method::GET, path, Vec::new().into(), last_id.as_deref())
             .await?;
         let status = response.status();
         if !status.is_success() {
@@ -774,6 +843,30 @@ mod tests {
             "/api/v1/apps/a%2Fb%20c/logs?limit=5"
         );
         assert_eq!(path(&["gc"], ""), "/api/v1/gc");
+    }
+
+    #[tokio::test]
+    async fn uploads_go_out_in_chunks_and_report_their_progress() {
+        use hyper::body::Body as _;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let report = seen.clone();
+        let progress: Progress = Arc::new(move |sent, total| {
+            report.lock().unwrap().push((sent, total));
+        });
+        let total = 2 * UPLOAD_CHUNK + 1000;
+        let upload = Upload::new(vec![7; total], Some(progress));
+        assert_eq!(upload.size_hint().exact(), Some(total as u64));
+        let body = upload.collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), total);
+        let chunk = UPLOAD_CHUNK as u64;
+        let total = total as u64;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [(chunk, total), (2 * chunk, total), (total, total)]
+        );
+        let empty = Upload::from(Vec::new());
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
     }
 
     #[test]

@@ -21,6 +21,7 @@ macro_rules! esay {
 mod apps;
 mod client;
 mod common;
+mod progress;
 mod python;
 mod run;
 mod serve;
@@ -98,6 +99,18 @@ pub fn main() -> ExitCode {
         // server and the commands that drive child processes keep
         // ignoring it and see the write error instead.
         sigpipe::reset();
+    }
+    if matches!(
+        cli.command,
+        Command::Deploy(_)
+            | Command::Build(_)
+            | Command::Run(_)
+            | Command::Describe(_)
+            | Command::App(apps::AppCommand::Rollback { .. })
+    ) {
+        // Their long work (uploads, compiles, Python builds) shows a
+        // spinner on a terminal; nothing else writes to stderr meanwhile.
+        progress::enable();
     }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

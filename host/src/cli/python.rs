@@ -116,7 +116,10 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
             if portable { "" } else { ", Needs" }
         ),
     )?;
-    eprintln!("Building {} with componentize-py…", source.display());
+    let building = super::progress::Spinner::or_line(format!(
+        "Building {} with componentize-py…",
+        source.display()
+    ));
     let start = Instant::now();
     let output = Command::new(&tool)
         .arg("-d")
@@ -138,6 +141,7 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
         .arg(&out)
         .output()
         .with_context(|| format!("running {}", tool.display()))?;
+    drop(building);
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let reason = stderr

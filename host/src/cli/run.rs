@@ -2,6 +2,7 @@
 //! server. `modal run app.py` runs a Python module's local entrypoint with
 //! the arguments of the command line.
 
+use super::progress::Spinner;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
@@ -276,9 +277,11 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     });
     meta.secrets = local_secret_env(&args, &args.secrets).await?;
+    let compiling = Spinner::start(format!("Compiling {}…", component.display()));
     let (mut app, _) = host
         .load_with(&wasm, meta.clone(), Some(sink.clone()))
         .await?;
+    drop(compiling);
     // The secrets the code names are known once it described itself; it
     // is loaded again with them (from the compiled-code cache).
     let named: Vec<String> = app
@@ -569,7 +572,9 @@ pub async fn describe(args: DescribeArgs) -> anyhow::Result<ExitCode> {
     let component = super::python::component(&args.wasm, args.cache.state.as_deref())?;
     let wasm = read_wasm(&component)?;
     let host = args.cache.host(DEFAULT_MEMORY_LIMIT)?;
+    let compiling = Spinner::start(format!("Compiling {}…", component.display()));
     let spec = host.describe(&wasm).await?;
+    drop(compiling);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&spec)?);
     } else {
