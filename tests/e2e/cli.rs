@@ -335,18 +335,6 @@ fn with_env(server: &crate::server::Server, env: &[(&str, &str)], args: &[&str])
     command.output().unwrap()
 }
 
-/// `text` without its colour codes.
-fn uncoloured(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find('\x1b') {
-        out.push_str(&rest[..at]);
-        let end = rest[at..].find('m').map_or(rest.len(), |m| at + m + 1);
-        rest = &rest[end..];
-    }
-    out + rest
-}
-
 #[test]
 fn colours_only_on_request_or_a_terminal_and_never_with_no_color() {
     let state = tempfile::tempdir().unwrap();
@@ -407,7 +395,8 @@ fn states_in_tables_are_coloured_on_request_and_plain_when_piped() {
         let coloured = stdout(&with_env(&server, &forced, args));
         let piped = stdout(&with_env(&server, &[], args));
         assert!(!piped.contains('\x1b'), "{args:?}: {piped:?}");
-        assert_eq!(steady(&uncoloured(&coloured)), steady(&piped), "{args:?}");
+        let uncoloured = anstream::adapter::strip_str(&coloured).to_string();
+        assert_eq!(steady(&uncoloured), steady(&piped), "{args:?}");
         coloured
     };
     let green = |word: &str| format!("\x1b[32m{word}\x1b[0m");

@@ -277,7 +277,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     });
     meta.secrets = local_secret_env(&args, &args.secrets).await?;
-    let compiling = Spinner::start(format!("Compiling {}…", component.display()));
+    let compiling = Spinner::start(format!("Compiling {}…", path.display()));
     let (mut app, _) = host
         .load_with(&wasm, meta.clone(), Some(sink.clone()))
         .await?;
@@ -572,7 +572,7 @@ pub async fn describe(args: DescribeArgs) -> anyhow::Result<ExitCode> {
     let component = super::python::component(&args.wasm, args.cache.state.as_deref())?;
     let wasm = read_wasm(&component)?;
     let host = args.cache.host(DEFAULT_MEMORY_LIMIT)?;
-    let compiling = Spinner::start(format!("Compiling {}…", component.display()));
+    let compiling = Spinner::start(format!("Compiling {}…", args.wasm.display()));
     let spec = host.describe(&wasm).await?;
     drop(compiling);
     if args.json {
