@@ -1,6 +1,6 @@
 //! The real `modal` binary: `modal run` and `modal describe`.
 
-use modal_test_support::{COUNTER, CRON, FAULTY, HELLO, HTTP_PLAIN};
+use modal_test_support::{COUNTER, CRON, FAULTY, HELLO, HTTP_PLAIN, SITE, SITE_ASSETS};
 use std::process::{Command, Output};
 
 /// Runs `modal` with a private state directory.
@@ -72,6 +72,77 @@ fn run_serves_a_web_function_a_path() {
     assert_eq!(
         succeeds(&["run", &target(HTTP_PLAIN, "web"), "/x"]),
         "Hello from wasi:http! You asked for /x\n"
+    );
+}
+
+#[test]
+fn run_sends_a_web_function_the_method_headers_and_body_given() {
+    use std::io::Write as _;
+    let web = target(HTTP_PLAIN, "web");
+    // --data: POST by default (the function declares no method), echoed.
+    assert_eq!(succeeds(&["run", &web, "--data", "a body"]), "a body\n");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), b"line one\nline two\n").unwrap();
+    let at_file = format!("@{}", file.path().display());
+    assert_eq!(
+        succeeds(&["run", &web, "/echo", "--data", &at_file]),
+        "line one\nline two\n"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["run", &web, "--data", "-"])
+        .env("MODAL_STATE", state.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "from stdin\n");
+    // --method wins over the default (the guest ignores a GET's body).
+    assert_eq!(
+        succeeds(&["run", &web, "/x", "--method", "get", "--data", "ignored"]),
+        "Hello from wasi:http! You asked for /x\n"
+    );
+    // A method the function does not take: its 405, and exit 1.
+    let o = modal(&["run", &target(HELLO, "greet"), "--method", "POST"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "`greet` accepts GET requests only\n");
+    assert_eq!(
+        stderr(&o),
+        "error: the web function answered 405 Method Not Allowed\n"
+    );
+    // --header reaches the guest: a revalidation gets 304, said on stderr.
+    let mount = format!("{SITE_ASSETS}:/assets");
+    let site = target(SITE, "web");
+    let page = ["run", &site, "/assets/index.html", "--mount", &mount];
+    assert!(succeeds(&page).contains("<html"));
+    let o = modal(&[&page[..], &["--header", "If-None-Match: *"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(stderr(&o), "the web function answered 304 Not Modified\n");
+    // Bad flags: usage errors, or one line.
+    let o = modal(&["run", &site, "--header", "no colon"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("expected 'NAME: VALUE', got `no colon`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = modal(&["run", &site, "--method", "G T"]);
+    assert!(stderr(&o).contains("`G T` is not an HTTP method"));
+    fails_with(
+        &["run", &target(HELLO, "square"), "3", "--data", "x"],
+        "--method, --header and --data are for web functions; `square` is not one",
+    );
+    fails_with(
+        &["run", &web, "--data", "@/nonexistent/body"],
+        "cannot read the request body from /nonexistent/body: No such file or directory (os error 2)",
     );
 }
 
@@ -248,23 +319,27 @@ fn completion_scripts_complete_the_subcommands_in_a_real_bash() {
     assert!(stderr(&o).contains("[possible values: bash, elvish, fish, powershell, zsh]"));
 }
 
+/// `modal ARGS` against `server` with the environment `env` and no
+/// colour settings but those.
+fn with_env(server: &crate::server::Server, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_modal"));
+    command
+        .args(args)
+        .env("MODAL_SERVER", format!("http://{}", server.addr))
+        .env("MODAL_STATE", &server.state)
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
 #[test]
 fn colours_only_on_request_or_a_terminal_and_never_with_no_color() {
     let state = tempfile::tempdir().unwrap();
     let server = crate::server::Server::start(state.path());
-    let run = |env: &[(&str, &str)], args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_modal"));
-        command
-            .args(args)
-            .env("MODAL_SERVER", format!("http://{}", server.addr))
-            .env("MODAL_STATE", state.path())
-            .env_remove("NO_COLOR")
-            .env_remove("CLICOLOR_FORCE");
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        command.output().unwrap()
-    };
+    let run = |env: &[(&str, &str)], args: &[&str]| with_env(&server, env, args);
     // Piped: plain text.
     let plain = run(&[], &["deploy", HELLO]);
     assert!(
@@ -288,6 +363,80 @@ fn colours_only_on_request_or_a_terminal_and_never_with_no_color() {
     let off = run(
         &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")],
         &["deploy", HELLO],
+    );
+    assert!(!stdout(&off).contains('\x1b'), "{:?}", stdout(&off));
+}
+
+#[test]
+fn states_in_tables_are_coloured_on_request_and_plain_when_piped() {
+    let state = tempfile::tempdir().unwrap();
+    let server = crate::server::Server::start(state.path());
+    server.ok(&["deploy", HELLO]);
+    server.ok(&["deploy", CRON, "--name", "cron"]);
+    server.ok(&["schedule", "pause", "cron", "tick"]);
+    server.ok(&["call", "hello", "square", "3"]);
+    let forced = [("CLICOLOR_FORCE", "1")];
+    // Records are written in the background: wait for the call's.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.json(&["app", "logs", "hello", "--json"]) == serde_json::json!([]) {
+        assert!(std::time::Instant::now() < deadline, "the call is recorded");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Each command: coloured when forced, plain and otherwise the same
+    // when piped (but for the rows of the schedules that still run, whose
+    // counts may widen their columns meanwhile).
+    let steady = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with("cron ") && !l.starts_with("flaky "))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let both = |args: &[&str]| {
+        let coloured = stdout(&with_env(&server, &forced, args));
+        let piped = stdout(&with_env(&server, &[], args));
+        assert!(!piped.contains('\x1b'), "{args:?}: {piped:?}");
+        let uncoloured = anstream::adapter::strip_str(&coloured).to_string();
+        assert_eq!(steady(&uncoloured), steady(&piped), "{args:?}");
+        coloured
+    };
+    let green = |word: &str| format!("\x1b[32m{word}\x1b[0m");
+    let list = both(&["app", "list"]);
+    assert!(list.contains(&green("deployed")), "{list:?}");
+    assert!(
+        list.contains(&format!("v1 {} (", green("live"))),
+        "{list:?}"
+    );
+    let history = both(&["app", "history", "hello"]);
+    assert!(history.contains(&green("live")), "{history:?}");
+    let schedules = both(&["schedule", "list", "cron"]);
+    assert!(
+        schedules
+            .lines()
+            .any(|l| l.starts_with("tick ") && l.contains("\x1b[33mpaused\x1b[0m")),
+        "{schedules:?}"
+    );
+    let logs = both(&["app", "logs", "hello"]);
+    assert!(
+        logs.contains(&format!("[call] {} ", green("ok"))),
+        "{logs:?}"
+    );
+    server.ok(&["app", "stop", "hello"]);
+    let list = both(&["app", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("hello ") && l.contains("\x1b[31mstopped\x1b[0m")),
+        "{list:?}"
+    );
+    let history = both(&["app", "history", "hello"]);
+    assert!(
+        history.starts_with("(app \x1b[31mstopped\x1b[0m)\n"),
+        "{history:?}"
+    );
+    // NO_COLOR wins over CLICOLOR_FORCE.
+    let off = with_env(
+        &server,
+        &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")],
+        &["app", "list"],
     );
     assert!(!stdout(&off).contains('\x1b'), "{:?}", stdout(&off));
 }

@@ -11,6 +11,7 @@ mod library;
 mod mounts;
 mod observe;
 mod podcasts;
+mod progress;
 mod python;
 mod schedule;
 mod secrets;
@@ -18,6 +19,7 @@ mod serve;
 mod server;
 mod state;
 mod storage;
+mod tls;
 mod web;
 
 use modal_host::{AppMeta, Host, HostConfig, LoadedApp, PoolingLimits};

@@ -17,7 +17,7 @@ fn repo() -> PathBuf {
 
 /// componentize-py: `$MODAL_COMPONENTIZE_PY`, else the one `.ci/setup`
 /// installs.
-fn componentize_py() -> PathBuf {
+pub fn componentize_py() -> PathBuf {
     let path = std::env::var_os("MODAL_COMPONENTIZE_PY")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join(".cache/venv/bin/componentize-py"));
@@ -45,6 +45,16 @@ fn python_hello() -> &'static PathBuf {
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert!(result.status.success(), "modal build failed:\n{stderr}");
         assert!(stderr.contains("✓ Built "), "{stderr}");
+        // Piped, the build says what it does in a plain line (no spinner).
+        let source = repo().join("examples/python-hello/app.py");
+        let first = format!(
+            "Building {} with componentize-py…\n✓ Built ",
+            source.canonicalize().unwrap().display()
+        );
+        assert!(
+            stderr.starts_with(&first) && !stderr.contains('\r'),
+            "{stderr:?}"
+        );
         out
     })
 }

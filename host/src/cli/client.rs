@@ -3,10 +3,11 @@
 //! types of [`modal_host::api`]. A failure the server reports becomes
 //! [`ClientError::Api`], which keeps its kind and message.
 
+use super::progress::Progress;
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use modal_host::api::{
@@ -19,6 +20,9 @@ use modal_host::platform::SecretInfo;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 /// The address the CLI talks to when none is given.
@@ -27,9 +31,15 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8000";
 /// How to reach the server.
 #[derive(Args, Clone)]
 pub struct ServerArgs {
-    /// The server's URL.
+    /// The server's URL: `http://HOST:PORT`, or `https://HOST[:PORT]` for a
+    /// server behind a TLS proxy (its certificate must be signed by a public
+    /// certificate authority or by one given with --ca-cert).
     #[arg(long, env = "MODAL_SERVER", default_value = DEFAULT_SERVER, global = true)]
     server: String,
+    /// A PEM file of certificate authorities to trust for an `https://`
+    /// server besides the public ones (a private CA of your TLS proxy).
+    #[arg(long, env = "MODAL_CA_CERT", value_name = "FILE", global = true)]
+    ca_cert: Option<PathBuf>,
     /// The control token; by default read from the state directory's
     /// `token` file (written by `modal server` on first start).
     #[arg(long, env = "MODAL_TOKEN", hide_env_values = true, global = true)]
@@ -51,16 +61,24 @@ impl ServerArgs {
             .server
             .parse()
             .with_context(|| format!("`{}` is not a server URL", self.server))?;
-        if uri.scheme_str().is_some_and(|s| s != "http") {
-            bail!(
-                "only http:// server URLs are supported, not `{}`",
-                self.server
-            );
-        }
+        let https = match uri.scheme_str() {
+            None | Some("http") => false,
+            Some("https") => true,
+            Some(_) => bail!("`{}` is not an http:// or https:// server URL", self.server),
+        };
         let host = uri
             .host()
             .ok_or_else(|| anyhow!("`{}` has no host", self.server))?;
-        let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        let default_port = if https { 443 } else { 80 };
+        let address = format!("{host}:{}", uri.port_u16().unwrap_or(default_port));
+        let authority = uri
+            .authority()
+            .map_or_else(|| address.clone(), |a| a.as_str().to_string());
+        let tls = if https {
+            Some(Tls::new(host, self.ca_cert.as_deref())?)
+        } else {
+            None
+        };
         let token = match &self.token {
             Some(t) => t.clone(),
             None => {
@@ -79,9 +97,64 @@ impl ServerArgs {
             }
         };
         Ok(Client {
+            address,
             authority,
             base: self.server.trim_end_matches('/').to_string(),
             token,
+            tls,
+        })
+    }
+}
+
+/// What an `https://` connection needs: the client settings (trusted
+/// authorities) and the name the certificate must carry.
+struct Tls {
+    connector: tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl Tls {
+    /// Settings for a server named `host`, trusting the public certificate
+    /// authorities (the Mozilla set of `webpki-roots`) and those in the PEM
+    /// file `ca_cert`.
+    fn new(host: &str, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Tls> {
+        use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if let Some(path) = ca_cert {
+            let unreadable = || format!("cannot read the CA certificates in {}", path.display());
+            let certs = CertificateDer::pem_file_iter(path)
+                .with_context(unreadable)?
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(unreadable)?;
+            if certs.is_empty() {
+                bail!(
+                    "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    path.display()
+                );
+            }
+            for cert in certs {
+                roots.add(cert).with_context(|| {
+                    format!("{} holds a certificate rustls cannot use", path.display())
+                })?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("setting up TLS")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        // The client speaks HTTP/1.1 only.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // `[::1]` names the address `::1`.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(bare.to_string())
+            .with_context(|| format!("`{host}` is not a host name TLS can check"))?;
+        Ok(Tls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            name,
         })
     }
 }
@@ -110,6 +183,10 @@ pub enum ClientError {
     /// The server could not be reached, or the exchange broke.
     #[error(transparent)]
     Transport(#[from] anyhow::Error),
+    /// The TLS handshake failed: the server's certificate is not trusted,
+    /// or it does not speak TLS. Retrying does not help.
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl ClientError {
@@ -136,7 +213,7 @@ impl ClientError {
                     | StatusCode::SERVICE_UNAVAILABLE
                     | StatusCode::GATEWAY_TIMEOUT
             ),
-            ClientError::Decode(_) => false,
+            ClientError::Decode(_) | ClientError::Tls(_) => false,
         }
     }
 }
@@ -182,17 +259,133 @@ const STREAM_IDLE_LIMIT: Duration = Duration::from_secs(45);
 
 /// A connection target and credentials.
 pub struct Client {
+    /// Where to connect: `host:port`.
+    address: String,
+    /// The `Host` header: the URL's host and port, as given.
     authority: String,
     base: String,
     token: String,
+    /// For an `https://` server.
+    tls: Option<Tls>,
+}
+
+/// The TCP stream of a connection to the server, written without
+/// vectored writes. A plain write is a `send` with `MSG_NOSIGNAL`, while
+/// `writev` raises SIGPIPE when the server has closed the connection (as
+/// a TLS peer that refused the handshake does), and the client commands
+/// restore SIGPIPE's default action (see `cli::main`), which would end the
+/// process without a word.
+struct Socket(tokio::net::TcpStream);
+
+impl tokio::io::AsyncRead for Socket {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Socket {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// Bytes of a request body handed to the connection at a time: small
+/// enough for an upload's progress to move, large enough to cost nothing.
+const UPLOAD_CHUNK: usize = 256 << 10;
+
+/// A request body: its bytes handed to the connection in chunks of
+/// [`UPLOAD_CHUNK`], each reported to the upload's progress, if any.
+pub struct Upload {
+    data: Bytes,
+    sent: usize,
+    progress: Option<Progress>,
+}
+
+impl Upload {
+    /// `data`, reporting its progress to `progress`.
+    pub fn new(data: Vec<u8>, progress: Option<Progress>) -> Upload {
+        Upload {
+            data: Bytes::from(data),
+            sent: 0,
+            progress,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Upload {
+    fn from(data: Vec<u8>) -> Upload {
+        Upload::new(data, None)
+    }
+}
+
+impl hyper::body::Body for Upload {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let total = self.data.len();
+        if self.sent >= total {
+            return Poll::Ready(None);
+        }
+        let end = (self.sent + UPLOAD_CHUNK).min(total);
+        let chunk = self.data.slice(self.sent..end);
+        self.sent = end;
+        if let Some(progress) = &self.progress {
+            progress(end as u64, total as u64);
+        }
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sent >= self.data.len()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact((self.data.len() - self.sent) as u64)
+    }
+}
+
+/// A request sender on a fresh HTTP/1.1 connection.
+type Sender = hyper::client::conn::http1::SendRequest<Upload>;
+
+/// Starts HTTP/1.1 on `io`; the connection runs in a task of its own.
+async fn handshake<T>(io: T) -> anyhow::Result<Sender>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .context("HTTP handshake with the server failed")?;
+    tokio::spawn(conn);
+    Ok(sender)
 }
 
 impl Client {
-    /// A fresh HTTP/1.1 connection to the server.
-    async fn connect(
-        &self,
-    ) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
-        let stream = tokio::net::TcpStream::connect(&self.authority)
+    /// A fresh HTTP/1.1 connection to the server, over TLS for `https://`.
+    async fn connect(&self) -> Result<Sender, ClientError> {
+        let stream = tokio::net::TcpStream::connect(&self.address)
             .await
             .with_context(|| {
                 format!(
@@ -201,11 +394,38 @@ impl Client {
                 )
             })?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .context("HTTP handshake with the server failed")?;
-        tokio::spawn(conn);
-        Ok(sender)
+        let stream = Socket(stream);
+        let Some(tls) = &self.tls else {
+            return Ok(handshake(stream).await?);
+        };
+        match tls.connector.connect(tls.name.clone(), stream).await {
+            Ok(stream) => Ok(handshake(stream).await?),
+            Err(e) => Err(self.tls_error(e)),
+        }
+    }
+
+    /// The error of a failed TLS handshake: one line saying what to do
+    /// when the certificate is not trusted; a connection that broke is a
+    /// transport error (worth a retry).
+    fn tls_error(&self, e: std::io::Error) -> ClientError {
+        let base = &self.base;
+        match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+            Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
+                ClientError::Tls(format!(
+                    "the certificate of {base} is signed by an unknown certificate \
+                     authority: trust it with --ca-cert FILE (or MODAL_CA_CERT)"
+                ))
+            }
+            Some(e @ rustls::Error::InvalidCertificate(_)) => {
+                ClientError::Tls(format!("the certificate of {base} is not accepted: {e}"))
+            }
+            Some(e) => ClientError::Tls(format!(
+                "TLS with {base} failed: {e} (is it an https:// server?)"
+            )),
+            None => anyhow::Error::new(e)
+                .context(format!("TLS with {base} failed"))
+                .into(),
+        }
     }
 
     /// Sends a request with the server's host and the token.
@@ -213,9 +433,9 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Vec<u8>,
+        body: Upload,
         last_event_id: Option<&str>,
-    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -227,14 +447,12 @@ impl Client {
         if let Some(id) = last_event_id {
             request = request.header(sse::LAST_EVENT_ID, id);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .context("building the request")?;
+        let request = request.body(body).context("building the request")?;
         let mut sender = self.connect().await?;
-        sender
+        Ok(sender
             .send_request(request)
             .await
-            .context("the request to the server failed")
+            .context("the request to the server failed")?)
     }
 
     /// Sends a request and reads the whole answer.
@@ -242,9 +460,9 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Vec<u8>,
+        body: impl Into<Upload>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let response = self.send(method, path, body, None).await?;
+        let response = self.send(method, path, body.into(), None).await?;
         let status = response.status();
         let bytes = response
             .into_body()
@@ -260,7 +478,7 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Vec<u8>,
+        body: impl Into<Upload>,
     ) -> Result<T, ClientError> {
         let (status, bytes) = self.exchange(method, path, body).await?;
         if !status.is_success() {
@@ -273,13 +491,21 @@ impl Client {
         self.request(Method::GET, path, Vec::new()).await
     }
 
-    async fn post<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T, ClientError> {
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: impl Into<Upload>,
+    ) -> Result<T, ClientError> {
         self.request(Method::POST, path, body).await
     }
 
-    /// Uploads a mount archive unless the server has it; returns its
-    /// digest and whether it was uploaded.
-    pub async fn put_archive(&self, archive: Vec<u8>) -> Result<(String, bool), ClientError> {
+    /// Uploads a mount archive unless the server has it, reporting to
+    /// `progress`; returns its digest and whether it was uploaded.
+    pub async fn put_archive(
+        &self,
+        archive: Vec<u8>,
+        progress: Option<Progress>,
+    ) -> Result<(String, bool), ClientError> {
         let digest = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(&archive))
@@ -289,7 +515,8 @@ impl Client {
         if status.is_success() {
             return Ok((digest, false));
         }
-        let _: serde_json::Value = self.request(Method::PUT, &path, archive).await?;
+        let upload = Upload::new(archive, progress);
+        let _: serde_json::Value = self.request(Method::PUT, &path, upload).await?;
         Ok((digest, true))
     }
 
@@ -382,15 +609,17 @@ impl Client {
         self.get(&path(&["apps", app, "history"], "")).await
     }
 
-    /// Deploys `wasm` as a new live version of `app`.
+    /// Deploys `wasm` as a new live version of `app`, reporting the
+    /// upload to `progress`.
     pub async fn deploy(
         &self,
         app: &str,
         query: &DeployQuery,
         wasm: Vec<u8>,
+        progress: Option<Progress>,
     ) -> Result<Deployed, ClientError> {
-        self.post(&path(&["apps", app, "deploy"], &query.to_query()), wasm)
-            .await
+        let path = path(&["apps", app, "deploy"], &query.to_query());
+        self.post(&path, Upload::new(wasm, progress)).await
     }
 
     /// Makes an earlier version's code live again, as a new version.
@@ -552,7 +781,7 @@ impl Client {
         on_record: &mut impl FnMut(ExecutionRecord),
     ) -> Result<(), ClientError> {
         let response = self
-            .send(Method::GET, path, Vec::new(), last_id.as_deref())
+            .send(Method::GET, path, Vec::new().into(), last_id.as_deref())
             .await?;
         let status = response.status();
         if !status.is_success() {
@@ -614,6 +843,30 @@ mod tests {
             "/api/v1/apps/a%2Fb%20c/logs?limit=5"
         );
         assert_eq!(path(&["gc"], ""), "/api/v1/gc");
+    }
+
+    #[tokio::test]
+    async fn uploads_go_out_in_chunks_and_report_their_progress() {
+        use hyper::body::Body as _;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let report = seen.clone();
+        let progress: Progress = Arc::new(move |sent, total| {
+            report.lock().unwrap().push((sent, total));
+        });
+        let total = 2 * UPLOAD_CHUNK + 1000;
+        let upload = Upload::new(vec![7; total], Some(progress));
+        assert_eq!(upload.size_hint().exact(), Some(total as u64));
+        let body = upload.collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), total);
+        let chunk = UPLOAD_CHUNK as u64;
+        let total = total as u64;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [(chunk, total), (2 * chunk, total), (total, total)]
+        );
+        let empty = Upload::from(Vec::new());
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
     }
 
     #[test]

@@ -178,11 +178,17 @@ impl Drop for RemoveOnDrop {
 
 /// The whole of stdin, as text (`-` for a call's JSON input).
 pub fn read_stdin() -> anyhow::Result<String> {
+    String::from_utf8(read_stdin_bytes()?)
+        .map_err(|_| anyhow::anyhow!("the input on stdin is not UTF-8 text"))
+}
+
+/// The whole of stdin, as bytes (`--data -`).
+pub fn read_stdin_bytes() -> anyhow::Result<Vec<u8>> {
     use anyhow::Context as _;
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
         .context("cannot read the input from stdin")?;
-    Ok(text)
+    Ok(bytes)
 }
 
 /// Splits `args` into the flags `command` has (with their values) and

@@ -22,6 +22,7 @@ mod apps;
 mod cargo;
 mod client;
 mod common;
+mod progress;
 mod python;
 mod python_dev;
 mod run;
@@ -100,6 +101,18 @@ pub fn main() -> ExitCode {
         // server and the commands that drive child processes keep
         // ignoring it and see the write error instead.
         sigpipe::reset();
+    }
+    if matches!(
+        cli.command,
+        Command::Deploy(_)
+            | Command::Build(_)
+            | Command::Run(_)
+            | Command::Describe(_)
+            | Command::App(apps::AppCommand::Rollback { .. })
+    ) {
+        // Their long work (uploads, compiles, Python builds) shows a
+        // spinner on a terminal; nothing else writes to stderr meanwhile.
+        progress::enable();
     }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

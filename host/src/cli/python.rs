@@ -103,10 +103,12 @@ pub(super) fn module_name(source: &Path) -> anyhow::Result<&str> {
 
 /// Runs componentize-py on the entry module `entry` (its text), with the
 /// SDK, the WIT and `app_dir` on the Python path, writing the component to
-/// `out`. On failure, componentize-py's output is shown and its last line
-/// is the error.
+/// `out`, with `label` on a spinner (a line when not on a terminal). On
+/// failure, componentize-py's output is shown and its last line is the
+/// error.
 pub(super) fn componentize(
     what: &Path,
+    label: String,
     entry: &str,
     app_dir: &Path,
     out: &Path,
@@ -118,6 +120,7 @@ pub(super) fn componentize(
     write_all(&work.join("sdk"), SDK)?;
     write_all(&work.join("wit"), WIT)?;
     std::fs::write(work.join("modal_entry.py"), entry)?;
+    let building = super::progress::Spinner::or_line(label);
     let output = Command::new(&tool)
         .arg("-d")
         .arg(work.join("wit"))
@@ -138,6 +141,7 @@ pub(super) fn componentize(
         .arg(out)
         .output()
         .with_context(|| format!("running {}", tool.display()))?;
+    drop(building);
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let reason = stderr
@@ -168,9 +172,9 @@ pub fn build(source: &Path, out: Option<&Path>, portable: bool) -> anyhow::Resul
         "import {module}  # registers the functions\nfrom modal._world import Function, Lifecycle, IncomingHandler{}\n",
         if portable { "" } else { ", Needs" }
     );
-    eprintln!("Building {} with componentize-py…", source.display());
     let start = Instant::now();
-    componentize(&source, &entry, app_dir, &out, portable)?;
+    let label = format!("Building {} with componentize-py…", source.display());
+    componentize(&source, label, &entry, app_dir, &out, portable)?;
     if !mounts.is_empty() {
         embed_mounts(&out, &mounts)?;
     }

@@ -185,10 +185,6 @@ pub fn component(
         hex::encode(Sha256::digest(text.as_bytes()))
     };
     let name = format!("{prefix}-{}", &key[..16]);
-    esay!(
-        "Building the development component for {} (again only when it imports new modules)…",
-        source.display()
-    );
     let start = Instant::now();
     let tmp = dir.join(format!(".{name}.{}.wasm", std::process::id()));
     // An empty directory stands for the app's: its modules must not be in
@@ -196,7 +192,11 @@ pub fn component(
     let empty = dir.join(format!(".empty-{}", std::process::id()));
     std::fs::create_dir_all(&empty)?;
     let _cleanup = super::common::RemoveOnDrop(empty.clone());
-    componentize(&source, &text, &empty, &tmp, false)?;
+    let label = format!(
+        "Building the development component for {} (again only when it imports new modules)…",
+        source.display()
+    );
+    componentize(&source, label, &text, &empty, &tmp, false)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
     let wasm = dir.join(format!("{name}.wasm"));

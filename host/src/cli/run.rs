@@ -2,6 +2,7 @@
 //! server. `modal run app.py` runs a Python module's local entrypoint with
 //! the arguments of the command line.
 
+use super::progress::Spinner;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
@@ -25,7 +26,8 @@ pub struct RunArgs {
     target: String,
     /// The input. For a plain or scheduled function: JSON (leave it out for
     /// a function without parameters). For a web function: the request
-    /// path and query, e.g. `/?name=Ada` (default `/`). For a Python local
+    /// path and query, e.g. `/?name=Ada` (default `/`; see --method,
+    /// --header and --data). For a Python local
     /// entrypoint: its arguments, `--NAME VALUE` (a value that parses as
     /// JSON is that JSON, else a string) or `--NAME` for `true`; from the
     /// first of them on, every argument is the entrypoint's (`--` before
@@ -53,8 +55,75 @@ pub struct RunArgs {
     /// state); the secrets the code names are read too.
     #[arg(long = "secret", value_name = "NAME")]
     secrets: Vec<String>,
+    /// For a web function: the request's method. Default: the method the
+    /// function declares, else POST with --data, else GET.
+    #[arg(long, value_name = "METHOD", value_parser = parse_method)]
+    method: Option<hyper::Method>,
+    /// For a web function: a request header, `'NAME: VALUE'` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+    /// For a web function: the request body; `@FILE` sends the file's
+    /// bytes, `-` (or `@-`) reads it from stdin.
+    #[arg(long, value_name = "BODY|@FILE|-")]
+    data: Option<String>,
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+/// A `--method`: an HTTP method (any case; sent in upper case).
+fn parse_method(s: &str) -> Result<hyper::Method, String> {
+    hyper::Method::from_bytes(s.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("`{s}` is not an HTTP method"))
+}
+
+/// A `--header 'NAME: VALUE'`.
+fn parse_header(
+    s: &str,
+) -> Result<(hyper::header::HeaderName, hyper::header::HeaderValue), String> {
+    let Some((name, value)) = s.split_once(':') else {
+        return Err(format!("expected 'NAME: VALUE', got `{s}`"));
+    };
+    let name = hyper::header::HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| format!("`{}` is not a header name", name.trim()))?;
+    let value = hyper::header::HeaderValue::from_str(value.trim())
+        .map_err(|_| format!("the value of header `{name}` holds characters a header cannot"))?;
+    Ok((name, value))
+}
+
+/// The request of a web function that `modal run` sends: `--method`,
+/// `--header` and `--data`.
+struct WebRequest<'a> {
+    /// The method given, if any.
+    method: Option<&'a hyper::Method>,
+    headers: &'a [(hyper::header::HeaderName, hyper::header::HeaderValue)],
+    /// The body, read from `--data`.
+    body: Option<Vec<u8>>,
+}
+
+impl RunArgs {
+    /// What `--method`, `--header` and `--data` give a web function's
+    /// request; an error for another function.
+    fn web_request(&self, function: &str, web: bool) -> anyhow::Result<WebRequest<'_>> {
+        if !web && (self.method.is_some() || !self.headers.is_empty() || self.data.is_some()) {
+            bail!("--method, --header and --data are for web functions; `{function}` is not one");
+        }
+        let body = match self.data.as_deref() {
+            None => None,
+            Some("-" | "@-") => Some(super::common::read_stdin_bytes()?),
+            Some(data) => match data.strip_prefix('@') {
+                Some(file) => Some(
+                    std::fs::read(file)
+                        .with_context(|| format!("cannot read the request body from {file}"))?,
+                ),
+                None => Some(data.as_bytes().to_vec()),
+            },
+        };
+        Ok(WebRequest {
+            method: self.method.as_ref(),
+            headers: &self.headers,
+            body,
+        })
+    }
 }
 
 /// Arguments of `modal describe`.
@@ -100,6 +169,13 @@ impl RunArgs {
         self.allow_http.extend(later.allow_http);
         self.mounts.extend(later.mounts);
         self.secrets.extend(later.secrets);
+        self.headers.extend(later.headers);
+        if given("method") {
+            self.method = later.method;
+        }
+        if given("data") {
+            self.data = later.data;
+        }
         if given("memory") {
             self.memory = later.memory;
         }
@@ -201,9 +277,11 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     });
     meta.secrets = local_secret_env(&args, &args.secrets).await?;
+    let compiling = Spinner::start(format!("Compiling {}…", path.display()));
     let (mut app, _) = host
         .load_with(&wasm, meta.clone(), Some(sink.clone()))
         .await?;
+    drop(compiling);
     // The secrets the code names are known once it described itself; it
     // is loaded again with them (from the compiled-code cache).
     let named: Vec<String> = app
@@ -237,6 +315,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         .into());
     };
     let web = matches!(f.kind, FunctionKind::Web { .. });
+    let request = args.web_request(&function, web)?;
     // A local entrypoint's arguments, or a function's given as `--x 7`:
     // the input built from its signature.
     let by_name = !web && args.input.first().is_some_and(|a| a.starts_with("--"));
@@ -267,9 +346,16 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             more.len()
         ),
     };
-    if let FunctionKind::Web { method } = &f.kind {
-        let method = method.clone().unwrap_or_else(|| "GET".into());
-        return run_web(&app, &function, &method, input.as_deref().unwrap_or("/")).await;
+    if let FunctionKind::Web { method: declared } = &f.kind {
+        // The method given, else the one declared, else what curl sends.
+        let method = match (request.method, declared) {
+            (Some(given), _) => given.clone(),
+            (None, Some(declared)) => parse_method(declared).map_err(anyhow::Error::msg)?,
+            (None, None) if request.body.is_some() => hyper::Method::POST,
+            (None, None) => hyper::Method::GET,
+        };
+        let path = input.as_deref().unwrap_or("/");
+        return run_web(&app, &function, method, path, request).await;
     }
     let execution = app
         .call(&function, input.unwrap_or_default().as_bytes())
@@ -428,22 +514,36 @@ pub(crate) fn entrypoint_input(
     })
 }
 
+/// Sends web function `function` of `app` one request, `method` on `path`
+/// with `given`'s headers and body, and prints the answer's body. An
+/// answer other than 2xx is said on stderr: a 4xx or 5xx fails the
+/// command.
 async fn run_web(
     app: &modal_host::LoadedApp,
     function: &str,
-    method: &str,
+    method: hyper::Method,
     path: &str,
+    given: WebRequest<'_>,
 ) -> anyhow::Result<ExitCode> {
     let path = if path.starts_with('/') {
         path.to_string()
     } else {
         format!("/{path}")
     };
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(&path)
-        .header("host", "localhost")
-        .body(Full::new(Bytes::new()))
+    let mut builder = hyper::Request::builder().method(method).uri(&path);
+    let has = |name: hyper::header::HeaderName| given.headers.iter().any(|(n, _)| *n == name);
+    if !has(hyper::header::HOST) {
+        builder = builder.header(hyper::header::HOST, "localhost");
+    }
+    let body = given.body.unwrap_or_default();
+    if !body.is_empty() && !has(hyper::header::CONTENT_LENGTH) {
+        builder = builder.header(hyper::header::CONTENT_LENGTH, body.len());
+    }
+    for (name, value) in given.headers {
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(body)))
         .with_context(|| format!("`{path}` is not a valid request path"))?;
     let response = app.serve_http(function, request).await?;
     let status = response.status();
@@ -456,11 +556,14 @@ async fn run_web(
     // Let the handler task finish and drop its instance before exiting.
     app.drain().await;
     std::io::stdout().lock().write_all(&body)?;
-    if !body.ends_with(b"\n") {
+    if !body.is_empty() && !body.ends_with(b"\n") {
         println!();
     }
     if status.is_client_error() || status.is_server_error() {
         bail!("the web function answered {status}");
+    }
+    if !status.is_success() {
+        eprintln!("the web function answered {status}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -469,7 +572,9 @@ pub async fn describe(args: DescribeArgs) -> anyhow::Result<ExitCode> {
     let component = super::python::component(&args.wasm, args.cache.state.as_deref())?;
     let wasm = read_wasm(&component)?;
     let host = args.cache.host(DEFAULT_MEMORY_LIMIT)?;
+    let compiling = Spinner::start(format!("Compiling {}…", args.wasm.display()));
     let spec = host.describe(&wasm).await?;
+    drop(compiling);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&spec)?);
     } else {
@@ -615,6 +720,34 @@ mod tests {
             parse(&["f.wasm::f", "1", "--bogus"], false).err(),
             Some("unexpected argument '--bogus' found".into())
         );
+        // A web function's request, given after its path.
+        let a = parse(
+            &[
+                "f.wasm::web",
+                "/p",
+                "--header",
+                "A: b",
+                "--method",
+                "put",
+                "--data",
+                "x",
+                "--header",
+                "c:d",
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(a.input, ["/p"]);
+        assert_eq!(
+            (a.method, a.data),
+            (Some(hyper::Method::PUT), Some("x".into()))
+        );
+        let headers: Vec<String> = a
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}={}", v.to_str().unwrap()))
+            .collect();
+        assert_eq!(headers, ["a=b", "c=d"]);
         // A local entrypoint's arguments: every one after the first is its.
         let a = parse(
             &["app.py", "--env", "A=1", "--name", "Ada", "--memory", "8"],

@@ -7,6 +7,7 @@ use super::args::{
 };
 use super::render;
 use crate::cli::client::{Client, ClientError};
+use crate::cli::progress::Spinner;
 use anyhow::{Context, bail};
 use modal_host::api::{
     CallState, DeployQuery, ExecutionRecord, GitInfo, LogsQuery, ResultQuery, RollbackQuery,
@@ -63,9 +64,13 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| crate::cli::common::app_name(&args.wasm));
     let mut mounts = Vec::new();
     for (dir, path) in &crate::cli::python::with_declared_mounts(&args.mounts, &wasm)? {
+        let source = dir.display().to_string();
+        let spinner = Spinner::start(format!("Packing {source}…"));
         let archive = modal_host::platform::pack_dir(dir)?;
         let info = modal_host::platform::archive_info(&archive)?;
-        let (digest, _uploaded) = client.put_archive(archive).await?;
+        let progress = spinner.upload(&source, &format!("Storing {source}…"));
+        let (digest, _uploaded) = client.put_archive(archive, progress).await?;
+        drop(spinner);
         mounts.push(modal_host::platform::MountRecord {
             digest,
             path: path.clone(),
@@ -87,7 +92,14 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         pool: args.pool.settings(),
     };
     let size = wasm.len() as u64;
-    let deployed = client.deploy(&name, &query, wasm).await?;
+    let file = args.wasm.display().to_string();
+    let spinner = Spinner::start(format!("Uploading {file}…"));
+    let progress = spinner.upload(
+        &file,
+        &format!("Compiling and starting {name} on the server…"),
+    );
+    let deployed = client.deploy(&name, &query, wasm, progress).await?;
+    drop(spinner);
     if args.json {
         print_json(&deployed)?;
     } else {
@@ -291,7 +303,9 @@ pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
                 version,
                 deployer: deployer(),
             };
+            let spinner = Spinner::start(format!("Rolling back {name}…"));
             let deployed = server.client()?.rollback(&name, &query).await?;
+            drop(spinner);
             let size = deployed.deployment.size as u64;
             crate::cli::style::show(&render::deploy(Path::new(&name), size, &deployed));
         }
@@ -615,10 +629,7 @@ async fn schedule_history(
             .as_deref()
             .map(|r| format!("  ({r})"))
             .unwrap_or_default();
-        print!(
-            "{}",
-            render::execution(e).replacen('\n', &format!("{run}\n"), 1)
-        );
+        crate::cli::style::show(&render::execution(e).replacen('\n', &format!("{run}\n"), 1));
     }
     Ok(())
 }

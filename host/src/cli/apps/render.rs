@@ -1,6 +1,7 @@
 //! What the client commands print: the deploy report, tables of apps,
 //! versions, usage and schedules, and executions with their logs.
 
+use crate::cli::style;
 use bytesize::ByteSize;
 use comfy_table::{ColumnConstraint, Table, presets};
 use modal_host::api::{
@@ -18,17 +19,64 @@ const COLUMN_GAP: u16 = 2;
 /// A table without borders: a header row, then one row per item, columns
 /// left-aligned and `COLUMN_GAP` apart.
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    coloured_table(header, rows, &[])
+}
+
+/// How the cells of a column are coloured: the cell's text with colour
+/// codes (see `style`).
+type Paint = fn(&str) -> String;
+
+/// [`table`] with the cells of the columns `paint` names coloured. They
+/// are coloured once laid out, since the layout would count colour codes
+/// as width; on a pipe `style::show` removes them again.
+fn coloured_table(header: &[&str], rows: Vec<Vec<String>>, paint: &[(usize, Paint)]) -> String {
     let mut table = Table::new();
     table
         .load_style(presets::NOTHING)
         .set_header(header.to_vec())
-        .add_rows(rows);
+        .add_rows(rows.iter().cloned());
     for column in table.column_iter_mut() {
         column.set_padding((0, COLUMN_GAP));
         // Never wrap: a row stays one line a script can split.
         column.set_constraint(ColumnConstraint::ContentWidth);
     }
-    table.trim_fmt() + "\n"
+    let text = table.trim_fmt();
+    let one_line = rows.iter().flatten().all(|cell| !cell.contains('\n'));
+    if paint.is_empty() || !one_line {
+        return text + "\n";
+    }
+    let mut lines = text.lines();
+    let mut out = String::with_capacity(text.len() * 2);
+    out.extend(lines.next());
+    out.push('\n');
+    for (line, row) in lines.zip(&rows) {
+        out.push_str(&paint_row(line, row, paint));
+        out.push('\n');
+    }
+    out
+}
+
+/// A laid-out table row `line` of `cells`, with the cells of the columns
+/// `paint` names coloured. Each cell is found after the one before it.
+fn paint_row(line: &str, cells: &[String], paint: &[(usize, Paint)]) -> String {
+    let mut out = String::with_capacity(line.len() * 2);
+    let mut at = 0;
+    for (column, cell) in cells.iter().enumerate() {
+        let Some(start) = line[at..].find(cell.as_str()).map(|s| at + s) else {
+            break;
+        };
+        let end = start + cell.len();
+        match paint.iter().find(|(c, _)| *c == column) {
+            Some((_, paint)) if !cell.is_empty() => {
+                out.push_str(&line[at..start]);
+                out.push_str(&paint(cell));
+            }
+            _ => out.push_str(&line[at..end]),
+        }
+        at = end;
+    }
+    out.push_str(&line[at..]);
+    out
 }
 
 /// A byte count in binary units (`512 B`, `1.5 KiB`, `20.0 MiB`).
@@ -156,7 +204,7 @@ pub fn hosts(hosts: &[HostRecord]) -> String {
             ]
         })
         .collect();
-    table(
+    coloured_table(
         &[
             "HOST",
             "ADDRESS",
@@ -167,6 +215,7 @@ pub fn hosts(hosts: &[HostRecord]) -> String {
             "IN FLIGHT",
         ],
         rows,
+        &[(4, style::marked_states)],
     )
 }
 
@@ -247,7 +296,7 @@ pub fn execution_at(e: &ExecutionRecord, indent: usize) -> String {
         e.version,
         e.function,
         e.trigger.as_str(),
-        e.outcome.as_str(),
+        style::states(e.outcome.as_str()),
         e.duration_ms,
     );
     if let Some(status) = e.http_status {
@@ -358,7 +407,11 @@ pub fn schedules(schedules: &[ScheduleStatus]) -> String {
             ]
         })
         .collect();
-    table(&["FUNCTION", "SCHEDULE", "STATE", "NEXT FIRE"], rows)
+    coloured_table(
+        &["FUNCTION", "SCHEDULE", "STATE", "NEXT FIRE"],
+        rows,
+        &[(2, style::states)],
+    )
 }
 
 /// An app's state as the API names it.
@@ -420,7 +473,7 @@ pub fn apps(apps: &[AppStatus]) -> String {
             ]
         })
         .collect();
-    table(
+    coloured_table(
         &[
             "NAME",
             "STATE",
@@ -432,6 +485,7 @@ pub fn apps(apps: &[AppStatus]) -> String {
             "NEXT FIRE",
         ],
         rows,
+        &[(1, style::states), (2, style::states)],
     )
 }
 
@@ -476,7 +530,8 @@ pub fn history(history: &History) -> String {
         ""
     };
     let header = ["VERSION", "STATE", "DEPLOYED", "DEPLOYER", "TAG", "COMMIT"];
-    format!("{stopped}{}", table(&header, rows))
+    let table = coloured_table(&header, rows, &[(1, style::states)]);
+    format!("{}{table}", style::states(stopped))
 }
 
 #[cfg(test)]
@@ -499,6 +554,39 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(20 << 20), "20.0 MiB");
+    }
+
+    #[test]
+    fn states_are_coloured_after_the_layout() {
+        let rows = || {
+            vec![
+                vec!["live".into(), "deployed".into(), "v2 live (1 warm)".into()],
+                vec!["failed".into(), "stopped".into(), String::new()],
+                vec![
+                    "ümlaut".into(),
+                    "deployed".into(),
+                    "v1 draining (2 in flight)".into(),
+                ],
+            ]
+        };
+        let header = ["NAME", "STATE", "VERSION"];
+        let paint: &[(usize, Paint)] = &[(1, style::states), (2, style::states)];
+        let coloured = coloured_table(&header, rows(), paint);
+        // As a pipe gets it (`style::show` strips the codes), the same layout.
+        let plain = anstream::adapter::strip_str(&coloured).to_string();
+        assert_eq!(plain, table(&header, rows()));
+        let lines: Vec<&str> = coloured.lines().collect();
+        assert_eq!(
+            lines[0], "NAME    STATE     VERSION",
+            "the header stays plain"
+        );
+        // Names that read as states keep their colour; state columns change.
+        assert_eq!(
+            lines[1],
+            "live    \x1b[32mdeployed\x1b[0m  v2 \x1b[32mlive\x1b[0m (1 warm)"
+        );
+        assert_eq!(lines[2], "failed  \x1b[31mstopped\x1b[0m");
+        assert!(lines[3].contains("v1 \x1b[33mdraining\x1b[0m (2 in flight)"));
     }
 
     #[test]
