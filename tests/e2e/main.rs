@@ -13,6 +13,7 @@ mod observe;
 mod podcasts;
 mod python;
 mod schedule;
+mod sdk;
 mod secrets;
 mod server;
 mod state;
