@@ -47,19 +47,33 @@ fn target(url: &str) -> Result<Target<'_>, String> {
     })
 }
 
-/// The request for `method url` with `headers`, ready to be handed to
-/// the host.
-fn outgoing(method: &str, url: &str, headers: &[(&str, &str)]) -> Result<OutgoingRequest, String> {
+/// The request for `method url` with `headers` and a body of `body_len`
+/// bytes, ready to be handed to the host. A body goes with its
+/// `content-length` unless `headers` give one: without it the body would
+/// be sent chunked, which some servers refuse.
+fn outgoing(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body_len: usize,
+) -> Result<OutgoingRequest, String> {
     let target = target(url)?;
     let scheme = if target.https {
         Scheme::Https
     } else {
         Scheme::Http
     };
-    let entries: Vec<(String, Vec<u8>)> = headers
+    let mut entries: Vec<(String, Vec<u8>)> = headers
         .iter()
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
         .collect();
+    if body_len > 0
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
+        entries.push(("content-length".into(), body_len.to_string().into_bytes()));
+    }
     let fields = Fields::from_list(&entries).map_err(|e| format!("invalid header: {e:?}"))?;
     let request = OutgoingRequest::new(fields);
     let set = request.set_scheme(Some(&scheme)).is_ok()
@@ -80,8 +94,9 @@ fn send(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
+    body_len: usize,
 ) -> Result<(OutgoingBody, FutureIncomingResponse), String> {
-    let request = outgoing(method, url, headers)?;
+    let request = outgoing(method, url, headers, body_len)?;
     let body = request.body().map_err(|()| "no request body".to_string())?;
     let pending = outgoing_handler::handle(request, None).map_err(|e| describe(&e))?;
     Ok((body, pending))
@@ -136,7 +151,8 @@ fn receive(
 /// The host denies every request unless the app was granted the
 /// destination at deploy (`--allow-http HOST:PORT`); a denial, a bad URL or
 /// a network failure is an `Err` with one line saying which. A response
-/// with any status (404 too) is `Ok`.
+/// with any status (404 too) is `Ok`. A body is sent with its
+/// `content-length` unless `headers` give one.
 ///
 /// It blocks the guest until the response is read; inside an `async fn`,
 /// use [`fetch_async`] so that other tasks go on meanwhile.
@@ -152,7 +168,7 @@ pub fn fetch(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Response, String> {
-    let (outgoing, pending) = send(method, url, headers)?;
+    let (outgoing, pending) = send(method, url, headers, body.len())?;
     let sent = (|| {
         let stream = outgoing
             .write()
@@ -194,7 +210,7 @@ pub async fn fetch_async(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Response, String> {
-    let (outgoing, pending) = send(method, url, headers)?;
+    let (outgoing, pending) = send(method, url, headers, body.len())?;
     let sent = async {
         let stream = AsyncOutputStream::new(
             outgoing

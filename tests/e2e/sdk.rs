@@ -146,6 +146,55 @@ fn barrier_server() -> u16 {
     port
 }
 
+/// The body `counting_server` answers with after the count: large enough
+/// to take many reads.
+const COUNTED_TAIL: usize = 200_000;
+
+/// An HTTP server on 127.0.0.1 that reads a request's whole body (by its
+/// `content-length`) and answers `N ` (the bytes it got) followed by
+/// [`COUNTED_TAIL`] bytes of `y`.
+fn counting_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut got = Vec::new();
+                let mut buf = [0u8; 64 * 1024];
+                let (head_len, length) = loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                    if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        break (end + 4, length);
+                    }
+                };
+                while got.len() < head_len + length {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = format!("{} {}", got.len() - head_len, "y".repeat(COUNTED_TAIL));
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
 /// Scheduled runs of `heartbeat` that succeeded.
 fn heartbeats(server: &Server) -> Vec<Value> {
     let path = "/api/v1/apps/async-fetch/logs?limit=100&function=heartbeat";
@@ -162,6 +211,7 @@ fn heartbeats(server: &Server) -> Vec<Value> {
 #[test]
 fn async_functions_fetch_concurrently_await_calls_and_run_on_schedules() {
     let port = barrier_server();
+    let counting = format!("127.0.0.1:{}", counting_server());
     let state = tempfile::tempdir().unwrap();
     let server = Server::start(state.path());
     let grant = format!("127.0.0.1:{port}");
@@ -172,6 +222,8 @@ fn async_functions_fetch_concurrently_await_calls_and_run_on_schedules() {
         "async-fetch",
         "--allow-http",
         &grant,
+        "--allow-http",
+        &counting,
     ]);
 
     // An async web function awaits two fetches at once: each is held by
@@ -200,6 +252,18 @@ fn async_functions_fetch_concurrently_await_calls_and_run_on_schedules() {
             500,
             "the host denied the request (grant it at deploy with --allow-http HOST:PORT)".into()
         )
+    );
+
+    // Bodies of many writes and reads each way.
+    let input = format!(r#"{{"url": "http://{counting}/upload", "size": 300000}}"#);
+    let answer: String =
+        serde_json::from_str(&server.ok(&["call", "async-fetch", "post", &input])).unwrap();
+    let expected = format!("200 300000 {}", "y".repeat(COUNTED_TAIL));
+    assert!(
+        answer == expected,
+        "{} bytes: {}…",
+        answer.len(),
+        &answer[..40.min(answer.len())]
     );
 
     // An async plain function awaits calls to another function.

@@ -4,7 +4,8 @@
 //! hosts at deploy: `modal deploy async-fetch.wasm --allow-http
 //! example.com`), then
 //! `curl 'http://async-fetch--both.localhost:8000/?a=http://example.com/a&b=http://example.com/b'`
-//! answers both bodies as JSON. `modal call async-fetch fourth_power 3`
+//! answers both bodies as JSON; `post` sends a body of `size` bytes.
+//! `modal call async-fetch fourth_power 3`
 //! prints `81`, computed by awaiting two calls to `square`; `heartbeat`
 //! runs every second and awaits a timer.
 
@@ -46,6 +47,16 @@ mod async_fetch {
         };
         let (a, b) = futures_lite::future::zip(get(&a), get(&b)).await;
         Ok(Both { a: a?, b: b? })
+    }
+
+    /// Posts `size` bytes to `url`; answers `STATUS BODY`.
+    #[function(timeout = "30s")]
+    async fn post(url: String, size: usize) -> Result<String, String> {
+        let body = vec![b'x'; size];
+        let headers = [("content-type", "application/octet-stream")];
+        let response = fetch_async("POST", &url, &headers, &body).await?;
+        let text = String::from_utf8_lossy(&response.body);
+        Ok(format!("{} {text}", response.status))
     }
 
     /// Squares a number.
