@@ -1,12 +1,46 @@
 //! Calling other functions from a function: of the same app through the
 //! typed stubs `#[app]` generates (`square::remote(7)`), of any app through
 //! [`Function::lookup`]. Inputs and outputs travel as JSON.
+//!
+//! Each call has an `_async` form for `async fn` functions
+//! (`square::remote_async(7).await`). The host's `modal:app/invoke`
+//! imports are synchronous, so an async call yields to the runtime once
+//! (the futures beside it start their work: a `fetch_async` sends its
+//! request) and then blocks the guest until the host answers. Requests
+//! already sent go on in the host meanwhile, but no other task of the
+//! guest runs until the call returns.
 
 use crate::__bindings::modal::app::invoke;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+/// Returns `Pending` once (waking its task at once), then `Ready`: lets
+/// the other futures of the task, and the other tasks, run before a
+/// blocking host call.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// What every async form awaits before its blocking host call.
+fn yield_once() -> YieldOnce {
+    YieldOnce(false)
+}
 
 /// Why a call to another function failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,6 +234,36 @@ impl Function {
         }
         results
     }
+
+    /// [`call`](Function::call) in an `async fn`: yields once, then blocks
+    /// the guest for the call (see the module's documentation).
+    pub async fn call_async<I: Serialize + ?Sized, O: DeserializeOwned>(
+        &self,
+        input: &I,
+    ) -> Result<O, CallFailure> {
+        yield_once().await;
+        self.call(input)
+    }
+
+    /// [`spawn`](Function::spawn) in an `async fn`: yields once, then
+    /// blocks the guest until the host stored the call (not until it ran).
+    pub async fn spawn_async<I: Serialize + ?Sized, O>(
+        &self,
+        input: &I,
+    ) -> Result<FunctionCall<O>, CallFailure> {
+        yield_once().await;
+        self.spawn(input)
+    }
+
+    /// [`map`](Function::map) in an `async fn`: yields once, then blocks
+    /// the guest while the host runs the calls in parallel.
+    pub async fn map_async<I: Serialize, O: DeserializeOwned>(
+        &self,
+        inputs: impl IntoIterator<Item = I>,
+    ) -> Vec<Result<O, CallFailure>> {
+        yield_once().await;
+        self.map(inputs)
+    }
 }
 
 /// A spawned call: its id, and its output once it finished.
@@ -236,6 +300,13 @@ impl<O: DeserializeOwned> FunctionCall<O> {
         }
     }
 
+    /// [`get`](FunctionCall::get) in an `async fn`: yields once, then
+    /// blocks the guest until the output is there.
+    pub async fn get_async(&self) -> Result<O, CallFailure> {
+        yield_once().await;
+        self.get()
+    }
+
     /// The output if the call finishes within `wait`, else `None`.
     pub fn get_within(&self, wait: Duration) -> Result<Option<O>, CallFailure> {
         let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
@@ -261,6 +332,18 @@ pub trait Typed<I, O> {
     fn spawn(function: &str, input: &I) -> Result<FunctionCall<O>, CallFailure>;
     /// Maps `function` of the caller's app over `inputs`.
     fn map(function: &str, inputs: Vec<I>) -> Vec<Result<O, CallFailure>>;
+    /// [`Typed::remote`], awaited.
+    fn remote_async(function: &str, input: I) -> impl Future<Output = Result<O, CallFailure>>;
+    /// [`Typed::spawn`], awaited.
+    fn spawn_async(
+        function: &str,
+        input: I,
+    ) -> impl Future<Output = Result<FunctionCall<O>, CallFailure>>;
+    /// [`Typed::map`], awaited.
+    fn map_async(
+        function: &str,
+        inputs: Vec<I>,
+    ) -> impl Future<Output = Vec<Result<O, CallFailure>>>;
 }
 
 impl<I: Serialize, O: DeserializeOwned> Typed<I, O> for Checked<'_, I, O> {
@@ -274,5 +357,17 @@ impl<I: Serialize, O: DeserializeOwned> Typed<I, O> for Checked<'_, I, O> {
 
     fn map(function: &str, inputs: Vec<I>) -> Vec<Result<O, CallFailure>> {
         Function::own(function).map(inputs)
+    }
+
+    async fn remote_async(function: &str, input: I) -> Result<O, CallFailure> {
+        Function::own(function).call_async(&input).await
+    }
+
+    async fn spawn_async(function: &str, input: I) -> Result<FunctionCall<O>, CallFailure> {
+        Function::own(function).spawn_async(&input).await
+    }
+
+    async fn map_async(function: &str, inputs: Vec<I>) -> Vec<Result<O, CallFailure>> {
+        Function::own(function).map_async(inputs).await
     }
 }

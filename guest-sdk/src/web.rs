@@ -1,9 +1,7 @@
 //! Web functions: the request and response types and the `wasi:http`
 //! handler that routes a request to the function the host names.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::fmt::Display;
 use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
@@ -17,8 +15,8 @@ const FUNCTION_HEADER: &str = "modal-function";
 /// streams accept at most 4096 bytes per `blocking-write-and-flush`.
 pub(crate) const WRITE_CHUNK: usize = 4096;
 
-/// Bytes asked of the request body stream at a time.
-const READ_CHUNK: u64 = 64 * 1024;
+/// Bytes asked of a body stream at a time.
+pub(crate) const READ_CHUNK: u64 = 64 * 1024;
 
 /// An HTTP request as a web function sees it: the body is read whole.
 #[derive(Debug, Clone)]
@@ -141,18 +139,6 @@ impl Response {
             .with_body(body.into().into_bytes())
     }
 
-    /// A `200` JSON response; a value that cannot be encoded gives a `500`.
-    pub fn json<T: Serialize + ?Sized>(value: &T) -> Self {
-        match serde_json::to_vec(value) {
-            Ok(body) => Response::new(200)
-                .with_header("content-type", "application/json")
-                .with_body(body),
-            Err(e) => {
-                Response::text(format!("could not encode the response: {e}")).with_status(500)
-            }
-        }
-    }
-
     /// The same response with another status.
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = status;
@@ -177,45 +163,6 @@ impl Response {
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
         self
-    }
-}
-
-/// What a web function may return.
-pub trait IntoResponse {
-    /// Converts the value into a response.
-    fn into_response(self) -> Response;
-}
-
-impl IntoResponse for Response {
-    fn into_response(self) -> Response {
-        self
-    }
-}
-
-impl IntoResponse for String {
-    fn into_response(self) -> Response {
-        Response::text(self)
-    }
-}
-
-impl IntoResponse for &'static str {
-    fn into_response(self) -> Response {
-        Response::text(self)
-    }
-}
-
-impl IntoResponse for () {
-    fn into_response(self) -> Response {
-        Response::new(204)
-    }
-}
-
-impl<R: IntoResponse, E: Display> IntoResponse for Result<R, E> {
-    fn into_response(self) -> Response {
-        match self {
-            Ok(r) => r.into_response(),
-            Err(e) => Response::text(e.to_string()).with_status(500),
-        }
     }
 }
 
@@ -505,13 +452,5 @@ mod tests {
             Request::new("GET", "/assets/my%20file.txt", "").with_header("if-none-match", &etag);
         assert_eq!(serve_dir(&again, "/assets", root).status, 304);
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn results_become_responses() {
-        let r: Result<&'static str, String> = Err("nope".into());
-        assert_eq!(r.into_response().status, 500);
-        assert_eq!(().into_response().status, 204);
-        assert_eq!(Response::json(&[1, 2]).body, b"[1,2]");
     }
 }

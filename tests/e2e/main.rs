@@ -14,6 +14,7 @@ mod podcasts;
 mod progress;
 mod python;
 mod schedule;
+mod sdk;
 mod secrets;
 mod serve;
 mod server;

@@ -3,7 +3,9 @@
 //! paths to `src/lib.rs`.
 
 use std::path::PathBuf;
-use std::process::Command;
+
+#[path = "src/guests.rs"]
+mod guests;
 
 /// The example apps, by crate name.
 const EXAMPLES: &[&str] = &[
@@ -19,6 +21,8 @@ const EXAMPLES: &[&str] = &[
     "http-plain",
     "fetch",
     "bad-schedule",
+    "json-api",
+    "async-fetch",
 ];
 
 fn main() {
@@ -29,37 +33,12 @@ fn main() {
         .canonicalize()
         .expect("the repository root exists");
     let examples = root.join("examples");
-    // A directory of its own: the outer cargo holds the lock of its build
-    // directory, so a nested build there would wait forever.
     let target_dir = root.join("target").join("guests");
     for watched in ["examples", "guest-sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(&examples)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&target_dir);
-    // Settings meant for the host build must not leak into the guests'.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_PROFILE_RELEASE_DEBUG",
-    ] {
-        command.env_remove(var);
-    }
-    let status = command
+    let status = guests::build_command(&cargo, &root, &examples)
         .status()
         .expect("running cargo to build the example guests");
     if !status.success() {

@@ -19,7 +19,11 @@
 //!   components (`modal-test-support`), see [`DeployCase`];
 //! - `duration/CASE.txt`: a duration option (`--timeout`, `period(..)`),
 //!   read by [`parse_duration`]; the guest SDK's macros are checked
-//!   against the same files.
+//!   against the same files;
+//! - `guest/CASE.rs`: the `lib.rs` of a guest crate that must not compile
+//!   (a web function returning what is not a response, ...), built for
+//!   `wasm32-wasip2` beside the examples; the message is the compiler's
+//!   errors ([`compile_guest`]).
 
 use modal_host::spec::{PoolSettings, RawAppSpec};
 use modal_host::{
@@ -270,5 +274,144 @@ async fn deploy_errors() {
             Err(e) => Ok(e.to_string()),
         }
     })
+    .await;
+}
+
+/// The repository's root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `[profile.release]` section of `examples/Cargo.toml`, so that a
+/// guest case is built with the examples' settings and reuses their
+/// compiled dependencies.
+fn examples_release_profile() -> String {
+    let manifest = read(&root().join("examples/Cargo.toml"));
+    let start = manifest
+        .find("[profile.release]")
+        .expect("examples/Cargo.toml has a [profile.release]");
+    let rest = &manifest[start..];
+    let end = rest[1..].find("\n[").map_or(rest.len(), |i| i + 2);
+    rest[..end].to_string()
+}
+
+/// Builds the guest whose `lib.rs` is `input` (in a crate of its own under
+/// `target/ui-guests/`, with the examples' lock file, profile and target
+/// directory, so only the case itself compiles) and returns its errors,
+/// each as its message, where it points (`src/lib.rs:LINE:COL: label`)
+/// and its notes; `Err` if it compiled.
+fn compile_guest(input: &Path) -> Result<String, String> {
+    let root = root();
+    let name = stem(input);
+    let dir = root.join("target/ui-guests").join(&name);
+    std::fs::create_dir_all(dir.join("src")).expect("the case's crate directory");
+    let sdk = root.join("guest-sdk");
+    let manifest = format!(
+        "[package]\nname = \"ui-{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+         [lib]\ncrate-type = [\"cdylib\"]\n\n\
+         [dependencies]\nmodal-guest = {{ path = {sdk:?} }}\n\
+         serde = {{ version = \"1\", features = [\"derive\"] }}\n\n\
+         # Not a member of the repository's workspace.\n[workspace]\n\n{}",
+        examples_release_profile()
+    );
+    std::fs::write(dir.join("Cargo.toml"), manifest).expect("writing the case's manifest");
+    std::fs::copy(root.join("examples/Cargo.lock"), dir.join("Cargo.lock"))
+        .expect("copying the examples' lock file");
+    std::fs::copy(input, dir.join("src/lib.rs")).expect("copying the case");
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let mut command = modal_test_support::guests::build_command(cargo, &root, &dir);
+    command.args(["--offline", "--message-format", "json"]);
+    let output = command.output().expect("cargo runs");
+    let mut errors = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<CargoMessage>(line) else {
+            continue;
+        };
+        if let Some(diagnostic) = message.message.filter(|d| d.level == "error") {
+            errors.push(diagnostic.render(&root));
+        }
+    }
+    if output.status.success() {
+        return Err("it compiled".to_string());
+    }
+    if errors.is_empty() {
+        panic!(
+            "building {} failed without a compiler error:\n{}",
+            input.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(errors.join("\n").trim_end().to_string())
+}
+
+/// One line of `cargo build --message-format json`.
+#[derive(Deserialize)]
+struct CargoMessage {
+    message: Option<Diagnostic>,
+}
+
+/// A compiler diagnostic, as much of it as a golden file shows.
+#[derive(Deserialize)]
+struct Diagnostic {
+    level: String,
+    message: String,
+    code: Option<DiagnosticCode>,
+    #[serde(default)]
+    spans: Vec<DiagnosticSpan>,
+    #[serde(default)]
+    children: Vec<Diagnostic>,
+}
+
+#[derive(Deserialize)]
+struct DiagnosticCode {
+    code: String,
+}
+
+#[derive(Deserialize)]
+struct DiagnosticSpan {
+    file_name: String,
+    line_start: u32,
+    column_start: u32,
+    is_primary: bool,
+    label: Option<String>,
+}
+
+impl Diagnostic {
+    /// `error[CODE]: message`, then `  at FILE:LINE:COL: label` and one
+    /// line per note; paths inside the repository are shown from its root
+    /// (`$ROOT/guest-sdk/...`).
+    fn render(&self, root: &Path) -> String {
+        let code = self
+            .code
+            .as_ref()
+            .map(|c| format!("[{}]", c.code))
+            .unwrap_or_default();
+        let mut text = format!("{}{code}: {}\n", self.level, self.message);
+        let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+        for span in self.spans.iter().filter(|s| s.is_primary) {
+            let file = span.file_name.replace(&*root.to_string_lossy(), "$ROOT");
+            text.push_str(&format!(
+                "  at {file}:{}:{}",
+                span.line_start, span.column_start
+            ));
+            if let Some(label) = span.label.as_deref().filter(|l| !l.is_empty()) {
+                text.push_str(&format!(": {label}"));
+            }
+            text.push('\n');
+        }
+        for child in &self.children {
+            text.push_str(&format!("  {}: {}\n", child.level, child.message));
+        }
+        text
+    }
+}
+
+#[tokio::test]
+async fn guest_compile_errors() {
+    check(
+        "guest",
+        &["rs"],
+        |input| async move { compile_guest(&input) },
+    )
     .await;
 }

@@ -3,7 +3,7 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
-use quote::{ToTokens, format_ident, quote};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
@@ -55,7 +55,12 @@ struct Function {
     /// The secrets it uses (`secrets = ["openai"]`).
     secrets: Vec<String>,
     params: Vec<(Ident, Type)>,
+    /// `async fn`: run on the SDK's async runtime.
+    is_async: bool,
     returns_result: bool,
+    /// Where a compile error about the return type points: the return
+    /// type, or the name of a function without one.
+    output_span: proc_macro2::Span,
     /// What a caller gets back: the return type, the `T` of a
     /// `Result<T, E>`, `()` without one; `None` when it cannot be named
     /// (`impl Trait`), which leaves the function without stubs.
@@ -144,12 +149,6 @@ fn check_hook(
 
 fn parse_function(f: &ItemFn, attr: &Attribute) -> syn::Result<Function> {
     let sig = &f.sig;
-    if let Some(a) = &sig.asyncness {
-        return Err(syn::Error::new(
-            a.span(),
-            "modal functions are synchronous: remove `async`",
-        ));
-    }
     if !sig.generics.params.is_empty() {
         return Err(syn::Error::new(
             sig.generics.span(),
@@ -204,7 +203,12 @@ fn parse_function(f: &ItemFn, attr: &Attribute) -> syn::Result<Function> {
         max_instances: None,
         max_requests: None,
         secrets: Vec::new(),
+        is_async: sig.asyncness.is_some(),
         returns_result: returns_result(&sig.output),
+        output_span: match &sig.output {
+            ReturnType::Type(_, ty) => ty.span(),
+            ReturnType::Default => sig.ident.span(),
+        },
         output: output_type(&sig.output),
         signature: signature(sig, &params),
         params,
@@ -519,6 +523,13 @@ fn stubs(f: &Function) -> Option<TokenStream2> {
             ""
         }
     );
+    let doc_async = |what: &str| {
+        format!(
+            "[`{what}`] for `async fn` functions: yields once, then blocks until the host answers (calls between functions are synchronous host imports)."
+        )
+    };
+    let (doc_remote_async, doc_spawn_async, doc_map_async) =
+        (doc_async("remote"), doc_async("spawn"), doc_async("map"));
     let map = (!f.params.is_empty()).then(|| {
         quote! {
             #[doc = #doc_map]
@@ -528,6 +539,15 @@ fn stubs(f: &Function) -> Option<TokenStream2> {
             #bound
             {
                 #typed::map(#name, inputs.into_iter().collect())
+            }
+
+            #[doc = #doc_map_async]
+            pub async fn map_async<'m>(
+                inputs: impl ::core::iter::IntoIterator<Item = #input_ty>,
+            ) -> ::std::vec::Vec<::core::result::Result<#output, ::modal_guest::CallFailure>>
+            #bound
+            {
+                #typed::map_async(#name, inputs.into_iter().collect()).await
             }
         }
     });
@@ -550,6 +570,20 @@ fn stubs(f: &Function) -> Option<TokenStream2> {
             #bound
             {
                 #typed::spawn(#name, &#input)
+            }
+
+            #[doc = #doc_remote_async]
+            pub async fn remote_async<'m>(#(#params),*) -> ::core::result::Result<#output, ::modal_guest::CallFailure>
+            #bound
+            {
+                #typed::remote_async(#name, #input).await
+            }
+
+            #[doc = #doc_spawn_async]
+            pub async fn spawn_async<'m>(#(#params),*) -> ::core::result::Result<::modal_guest::FunctionCall<#output>, ::modal_guest::CallFailure>
+            #bound
+            {
+                #typed::spawn_async(#name, #input).await
             }
 
             #map
@@ -696,10 +730,15 @@ fn call_adapter(f: &Function) -> TokenStream2 {
             }
         }
     };
-    let encode = if f.returns_result {
-        quote!(#p::encode_result(#ident(#(#names),*)))
+    let run = if f.is_async {
+        quote!(#p::block_on(#ident(#(#names),*)))
     } else {
-        quote!(#p::encode(&#ident(#(#names),*)))
+        quote!(#ident(#(#names),*))
+    };
+    let encode = if f.returns_result {
+        quote!(#p::encode_result(#run))
+    } else {
+        quote!(#p::encode(&#run))
     };
     quote! {
         fn #adapter(input: &[u8]) -> ::core::result::Result<::std::vec::Vec<u8>, #p::CallError> {
@@ -748,14 +787,49 @@ fn glue(functions: &[Function], enter: Option<&Ident>, exit: Option<&Ident>) -> 
                 Kind::Web { method: Some(m) } => quote!(::core::option::Option::Some(#m)),
                 _ => quote!(::core::option::Option::None),
             };
-            let call = if f.params.is_empty() {
-                quote!(|_request| ::modal_guest::IntoResponse::into_response(#ident()))
+            let (param, args) = if f.params.is_empty() {
+                (quote!(_request), quote!())
             } else {
-                quote!(|request| ::modal_guest::IntoResponse::into_response(#ident(request)))
+                (quote!(request), quote!(request))
+            };
+            // The first of IntoResponse, Result<Serialize, Display> and
+            // Serialize that the return type meets (autoref
+            // specialization, see modal-guest's respond.rs); an error
+            // about it points at the return type and names the function.
+            let respond = quote_spanned! {f.output_span=> (&&&&returned).respond() };
+            let respond = quote! {
+                let returned = #p::Returned::<_, __modal_web_functions::#ident>::new(value);
+                #respond
+            };
+            let body = if f.is_async {
+                quote!(#p::block_on(async move {
+                    let value = #ident(#args).await;
+                    #respond
+                }))
+            } else {
+                quote!({
+                    let value = #ident(#args);
+                    #respond
+                })
+            };
+            let call = quote! {
+                |#param: ::modal_guest::Request| {
+                    #[allow(unused_imports)]
+                    use #p::{ViaIntoResponse as _, ViaResult as _, ViaSerialize as _};
+                    #body
+                }
             };
             quote!(#p::WebHandler { name: #name, method: #method, run: #call })
         });
+        let markers = web.iter().map(|f| &f.ident);
         quote! {
+            /// One type per web function, named like it: the compile
+            /// error of a return type that is not a response names it.
+            #[allow(non_camel_case_types, dead_code)]
+            mod __modal_web_functions {
+                #(pub struct #markers {})*
+            }
+
             impl #p::HttpGuest for __ModalApp {
                 fn handle(request: #p::IncomingRequest, out: #p::ResponseOutparam) {
                     #p::serve(request, out, &[#(#handlers),*]);
@@ -837,6 +911,24 @@ mod tests {
             super::parse_function(&ok, &attr).is_ok(),
             "{}",
             ok.to_token_stream()
+        );
+    }
+
+    #[test]
+    fn async_functions_are_accepted_and_hooks_stay_plain() {
+        let attr: syn::Attribute = syn::parse_quote!(#[function(web)]);
+        let item: syn::ItemFn =
+            syn::parse_str("async fn page(req: Request) -> Result<Page, String> { todo!() }")
+                .unwrap();
+        let f = super::parse_function(&item, &attr).expect("an async web function");
+        assert!(f.is_async && f.returns_result);
+        assert_eq!(f.signature, "page(req: Request) -> Result<Page, String>");
+        let hook: syn::ItemFn = syn::parse_str("async fn load() {}").unwrap();
+        let enter: syn::Attribute = syn::parse_quote!(#[enter]);
+        let error = super::check_hook(&hook, &enter, "enter", &mut None).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "an `#[enter]` hook is a plain `fn` without parameters"
         );
     }
 

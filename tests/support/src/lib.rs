@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+pub mod guests;
 pub mod pg;
 
 /// `examples/hello`: `square` (plain) and `greet` (web, GET).
@@ -47,6 +48,16 @@ pub const FETCH: &str = env!("MODAL_EXAMPLE_FETCH");
 
 /// `examples/bad-schedule`: a fixture with an invalid cron expression.
 pub const BAD_SCHEDULE: &str = env!("MODAL_EXAMPLE_BAD_SCHEDULE");
+
+/// `examples/json-api`: web functions returning `Vec<Item>`, `Item`,
+/// `Result<Item, String>`, `Result<Response, String>`, `String`, and
+/// `Response::json` of a `Result`.
+pub const JSON_API: &str = env!("MODAL_EXAMPLE_JSON_API");
+
+/// `examples/async-fetch`: `async fn`s: `both` (web) fetches two URLs
+/// concurrently, `fourth_power` awaits two calls to `square`, `heartbeat`
+/// runs every second and awaits a timer.
+pub const ASYNC_FETCH: &str = env!("MODAL_EXAMPLE_ASYNC_FETCH");
 
 /// Resident memory of process `pid` (this process with `None`), in bytes,
 /// from `/proc`.
