@@ -3,7 +3,7 @@
 
 use super::Platform;
 use super::live::Slot;
-use super::records::{ExecutionRecord, Usage};
+use super::records::{Buckets, ExecutionPage, ExecutionQuery, ExecutionRecord, Usage};
 use super::registry::{AppRecord, AppState, VersionRecord};
 use super::scheduler::ScheduleStatus;
 use crate::error::Error;
@@ -233,6 +233,37 @@ impl Platform {
     /// New executions of every app, as they are recorded.
     pub fn follow(&self) -> tokio::sync::broadcast::Receiver<ExecutionRecord> {
         self.inner.recorder.follow()
+    }
+
+    /// Calls, errors and p50/p99 durations per minute, version and
+    /// function of the executions of `app` that started in `[from, to)`
+    /// (Unix ms), reading at most `max_rows` executions (the newest).
+    pub async fn buckets(
+        &self,
+        app: &str,
+        from: u64,
+        to: u64,
+        max_rows: usize,
+    ) -> Result<Buckets, Error> {
+        self.record(app).await?;
+        let store = &self.inner.recorder.store;
+        store.buckets(app, from, to, max_rows).await
+    }
+
+    /// One page of the executions of an app that match `query`, newest
+    /// first, once every execution recorded so far is stored.
+    pub async fn search(&self, query: &ExecutionQuery) -> Result<ExecutionPage, Error> {
+        self.record(&query.app).await?;
+        self.inner.recorder.flush().await;
+        self.inner.recorder.store.search(query).await
+    }
+
+    /// Execution `id` of `app`, once every execution recorded so far is
+    /// stored; `None` if there is none (or it was pruned).
+    pub async fn execution(&self, app: &str, id: u64) -> Result<Option<ExecutionRecord>, Error> {
+        self.record(app).await?;
+        self.inner.recorder.flush().await;
+        self.inner.recorder.store.execution(app, id).await
     }
 
     /// Usage per version and function of an app.
