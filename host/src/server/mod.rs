@@ -85,8 +85,8 @@ impl ServerConfig {
 
 pub(crate) struct State {
     pub(crate) platform: Platform,
-    /// Logged-in page sessions: id → CSRF token.
-    sessions: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Logged-in page sessions by id.
+    sessions: std::sync::Mutex<std::collections::HashMap<String, pages::Session>>,
     pub(crate) config: ServerConfig,
     /// The address clients reach the server at, for URLs in responses.
     pub(crate) addr: SocketAddr,
@@ -95,7 +95,7 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn sessions(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, pages::Session>> {
         self.sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
