@@ -854,6 +854,14 @@ pub(crate) mod conformance {
             .await
             .unwrap();
         assert_eq!((ids(&last), last.next), (vec![2, 1], None));
+        // A cursor that is gone, or of another app, ends the pages.
+        for gone in [999, 200] {
+            let page = store
+                .search(&query(&|q| q.before = Some(gone)))
+                .await
+                .unwrap();
+            assert_eq!(page, ExecutionPage::default(), "{gone}");
+        }
         // Filters.
         let web = store
             .search(&query(&|q| q.function = Some("web".into())))

@@ -9,6 +9,7 @@ use super::scheduler::ScheduleStatus;
 use crate::error::Error;
 use crate::pool::PoolStats;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// One version as `list` and `history` show it.
@@ -96,7 +97,23 @@ const TREE_LIMIT: usize = 20_000;
 impl Platform {
     /// Every app, with its live version's figures and draining versions.
     pub async fn apps(&self) -> Result<Vec<AppStatus>, Error> {
-        let totals = self.inner.recorder.store.totals().await?;
+        let totals = self.totals().await?;
+        self.apps_with(&totals).await
+    }
+
+    /// Executions and failed executions per app, within the retention
+    /// (what [`apps`](Self::apps) adds to each app). It counts every
+    /// stored execution: a view that refreshes often keeps it a while.
+    pub async fn totals(&self) -> Result<BTreeMap<String, (u64, u64)>, Error> {
+        self.inner.recorder.store.totals().await
+    }
+
+    /// Every app as [`apps`](Self::apps) shows it, with `totals` (from
+    /// [`totals`](Self::totals)) as its calls and errors.
+    pub async fn apps_with(
+        &self,
+        totals: &BTreeMap<String, (u64, u64)>,
+    ) -> Result<Vec<AppStatus>, Error> {
         let apps = self.inner.registry.apps().await?;
         Ok(apps
             .into_iter()

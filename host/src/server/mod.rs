@@ -87,6 +87,8 @@ pub(crate) struct State {
     pub(crate) platform: Platform,
     /// Logged-in page sessions by id.
     sessions: std::sync::Mutex<std::collections::HashMap<String, pages::Session>>,
+    /// The execution totals the apps list last read.
+    pub(crate) totals: pages::Totals,
     pub(crate) config: ServerConfig,
     /// The address clients reach the server at, for URLs in responses.
     pub(crate) addr: SocketAddr,
@@ -138,6 +140,7 @@ impl Server {
             state: Arc::new(State {
                 platform,
                 sessions: Default::default(),
+                totals: Default::default(),
                 config,
                 addr,
             }),

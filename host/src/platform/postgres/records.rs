@@ -351,28 +351,49 @@ impl RecordStore for PgRecords {
     }
 
     async fn search(&self, query: &ExecutionQuery) -> Result<ExecutionPage, Error> {
-        // The newest `scan` executions from the cursor on, then the
-        // filters: one page never reads more than `scan` rows.
+        let doing = "searching executions";
+        // Where the page starts: before the cursor (its start time, then
+        // its id), or at the newest.
+        let (at, id) = match query.before {
+            None => (i64::MAX, i64::MAX),
+            Some(before) => {
+                let rows = self
+                    .pg
+                    .query(
+                        doing,
+                        "SELECT started_at, id FROM executions WHERE id = $1 AND app = $2",
+                        &[&to_i64(before), &query.app],
+                    )
+                    .await?;
+                match rows.first() {
+                    Some(row) => (row.get(0), row.get(1)),
+                    None => return Ok(ExecutionPage::default()),
+                }
+            }
+        };
+        // The newest `scan` executions from the cursor on (a range of
+        // `executions_by_app`), then the filters: one page never reads more
+        // than `scan` rows.
         let sql = format!(
             "SELECT {EXECUTION_COLUMNS} FROM (
-                 SELECT * FROM executions WHERE app = $1 AND ($2::BIGINT IS NULL OR
-                     (started_at, id) < (SELECT started_at, id FROM executions WHERE id = $2))
-                 ORDER BY started_at DESC, id DESC LIMIT $3) AS newest
-             WHERE ($4::TEXT IS NULL OR function = $4) AND ($5::BIGINT IS NULL OR version = $5)
-               AND ($6::TEXT IS NULL OR outcome = $6) AND ($7::TEXT IS NULL OR trigger = $7)
-               AND ($8::TEXT IS NULL OR logs ILIKE $8 ESCAPE '\\' OR error ILIKE $8 ESCAPE '\\')
-             ORDER BY started_at DESC, id DESC LIMIT $9"
+                 SELECT * FROM executions
+                 WHERE app = $1 AND started_at <= $2 AND (started_at < $2 OR id < $3)
+                 ORDER BY started_at DESC, id DESC LIMIT $4) AS newest
+             WHERE ($5::TEXT IS NULL OR function = $5) AND ($6::BIGINT IS NULL OR version = $6)
+               AND ($7::TEXT IS NULL OR outcome = $7) AND ($8::TEXT IS NULL OR trigger = $8)
+               AND ($9::TEXT IS NULL OR logs ILIKE $9 ESCAPE '\\' OR error ILIKE $9 ESCAPE '\\')
+             ORDER BY started_at DESC, id DESC LIMIT $10"
         );
-        let before = query.before.map(to_i64);
         let scan = to_i64(query.scan as u64);
         let rows = self
             .pg
             .query(
-                "searching executions",
+                doing,
                 &sql,
                 &[
                     &query.app,
-                    &before,
+                    &at,
+                    &id,
                     &scan,
                     &query.function,
                     &query.version.map(to_i64),
@@ -390,11 +411,11 @@ impl RecordStore for PgRecords {
             let rows = self
                 .pg
                 .query(
-                    "searching executions",
-                    "SELECT id FROM executions WHERE app = $1 AND ($2::BIGINT IS NULL OR
-                         (started_at, id) < (SELECT started_at, id FROM executions WHERE id = $2))
-                     ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET $3",
-                    &[&query.app, &before, &(scan - 1)],
+                    doing,
+                    "SELECT id FROM executions
+                     WHERE app = $1 AND started_at <= $2 AND (started_at < $2 OR id < $3)
+                     ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET $4",
+                    &[&query.app, &at, &id, &(scan - 1)],
                 )
                 .await?;
             stopped_at = rows.first().map(|r| to_u64(r.get(0)));

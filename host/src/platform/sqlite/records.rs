@@ -338,22 +338,39 @@ impl RecordStore for SqliteRecords {
         let records = self
             .db
             .run("searching executions", move |conn| {
-                // The newest `scan` executions from the cursor on, then the
-                // filters: one page never reads more than `scan` rows.
+                // Where the page starts: before the cursor (its start time,
+                // then its id), or at the newest.
+                let cursor: Option<(i64, i64)> = match q.before {
+                    None => Some((i64::MAX, i64::MAX)),
+                    Some(id) => conn
+                        .query_row(
+                            "SELECT started_at, id FROM executions WHERE id = ?1 AND app = ?2",
+                            params![id, q.app],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()?,
+                };
+                let Some((at, id)) = cursor else {
+                    return Ok((Vec::new(), None));
+                };
+                // The newest `scan` executions from the cursor on (a range
+                // of `executions_by_app_time`), then the filters: one page
+                // never reads more than `scan` rows.
                 let sql = format!(
                     "SELECT {EXECUTION_COLUMNS} FROM (
-                         SELECT * FROM executions WHERE app = ?1 AND (?2 IS NULL OR
-                             (started_at, id) < (SELECT started_at, id FROM executions WHERE id = ?2))
-                         ORDER BY started_at DESC, id DESC LIMIT ?3)
-                     WHERE (?4 IS NULL OR function = ?4) AND (?5 IS NULL OR version = ?5)
-                       AND (?6 IS NULL OR outcome = ?6) AND (?7 IS NULL OR trigger = ?7)
-                       AND (?8 IS NULL OR logs LIKE ?8 ESCAPE '\\' OR error LIKE ?8 ESCAPE '\\')
-                     ORDER BY started_at DESC, id DESC LIMIT ?9"
+                         SELECT * FROM executions
+                         WHERE app = ?1 AND started_at <= ?2 AND (started_at < ?2 OR id < ?3)
+                         ORDER BY started_at DESC, id DESC LIMIT ?4)
+                     WHERE (?5 IS NULL OR function = ?5) AND (?6 IS NULL OR version = ?6)
+                       AND (?7 IS NULL OR outcome = ?7) AND (?8 IS NULL OR trigger = ?8)
+                       AND (?9 IS NULL OR logs LIKE ?9 ESCAPE '\\' OR error LIKE ?9 ESCAPE '\\')
+                     ORDER BY started_at DESC, id DESC LIMIT ?10"
                 );
                 let mut stmt = conn.prepare_cached(&sql)?;
                 let params = params![
                     q.app,
-                    q.before,
+                    at,
+                    id,
                     q.scan as i64,
                     q.function,
                     q.version,
@@ -362,18 +379,19 @@ impl RecordStore for SqliteRecords {
                     q.text.as_deref().map(like_pattern),
                     q.limit as i64,
                 ];
-                let records: Vec<ExecutionRecord> =
-                    stmt.query_map(params, execution_row)?.collect::<Result<_, _>>()?;
+                let records: Vec<ExecutionRecord> = stmt
+                    .query_map(params, execution_row)?
+                    .collect::<Result<_, _>>()?;
                 if records.len() >= q.limit || q.scan == 0 {
                     return Ok((records, None));
                 }
                 // A short page: was the scan cut at its bound?
                 let last: Option<u64> = conn
                     .query_row(
-                        "SELECT id FROM executions WHERE app = ?1 AND (?2 IS NULL OR
-                             (started_at, id) < (SELECT started_at, id FROM executions WHERE id = ?2))
-                         ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?3",
-                        params![q.app, q.before, q.scan as i64 - 1],
+                        "SELECT id FROM executions
+                         WHERE app = ?1 AND started_at <= ?2 AND (started_at < ?2 OR id < ?3)
+                         ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?4",
+                        params![q.app, at, id, q.scan as i64 - 1],
                         |r| r.get(0),
                     )
                     .optional()?;

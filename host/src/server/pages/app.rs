@@ -24,12 +24,19 @@ struct Overview {
     executions: Vec<ExecutionRecord>,
 }
 
-async fn overview(state: &State, name: &str) -> Result<Overview, crate::Error> {
+/// The figures of app `name`; its usage only `with_usage` (it reads
+/// every stored execution of the app, so the parts that update
+/// themselves leave it out).
+async fn overview(state: &State, name: &str, with_usage: bool) -> Result<Overview, crate::Error> {
     let platform = &state.platform;
     let app = platform.app(name).await?;
     Ok(Overview {
         versions: platform.history(name).await?,
-        usage: platform.usage(name).await?,
+        usage: if with_usage {
+            platform.usage(name).await?
+        } else {
+            Vec::new()
+        },
         executions: platform.logs(name, None, RECENT).await?,
         app,
     })
@@ -42,14 +49,15 @@ pub(super) async fn page(
     mut chrome: Chrome,
     query: &Pairs,
 ) -> Response<Body> {
-    let o = match overview(state, name).await {
+    let live = given(query, "part").as_deref() == Some("live");
+    let o = match overview(state, name, !live).await {
         Ok(o) => o,
         Err(e) => return layout::platform_error(&chrome, &e),
     };
     let parts = parts(state, name, &o);
-    if given(query, "part").as_deref() == Some("live") {
+    if live {
         return layout::fragment(html! {
-            (parts.functions) (parts.versions) (parts.usage) (parts.executions)
+            (parts.functions) (parts.versions) (parts.executions)
         });
     }
     let charts = charts_section(state, name, &o, query).await;
@@ -75,8 +83,8 @@ pub(super) async fn page(
     )
 }
 
-/// The parts of the page that update themselves: functions, versions,
-/// usage, recent executions.
+/// The parts of the page: functions, versions and recent executions
+/// update themselves; usage is read when the page loads.
 struct Parts {
     functions: Markup,
     versions: Markup,
@@ -150,7 +158,7 @@ fn parts(state: &State, name: &str, o: &Overview) -> Parts {
         }
     };
     let usage = html! {
-        div #usage-part data-part="usage" {
+        div #usage-part {
             h2 { "Usage" }
             div.scroll { table #usage {
                 thead { tr { th { "Version" } th { "Function" } th.num { "Calls" } th.num { "Errors" } th.num { "p50" } th.num { "p99" } th.num.secondary { "Peak memory" } } }
@@ -201,9 +209,7 @@ async fn charts_section(state: &State, name: &str, o: &Overview, query: &Pairs) 
         .platform
         .buckets(name, window.from, window.to, MAX_ROWS)
         .await;
-    let mut functions: Vec<&str> = o.usage.iter().map(|u| u.function.as_str()).collect();
-    functions.sort_unstable();
-    functions.dedup();
+    let functions = layout::function_names(&o.versions);
     html! {
         section #charts {
             h2 { "Charts" }
@@ -213,7 +219,7 @@ async fn charts_section(state: &State, name: &str, o: &Overview, query: &Pairs) 
                 } }
                 label { "Function" select name="function" {
                     option value="" { "all" }
-                    @for f in &functions { option value=(f) selected[function.as_deref() == Some(*f)] { (f) } }
+                    @for f in &functions { option value=(f) selected[function.as_deref() == Some(f.as_str())] { (f) } }
                 } }
                 label { "Version" select name="version" {
                     option value="" { "all" }

@@ -4,12 +4,54 @@
 use super::super::{Body, State};
 use super::form::{Pairs, given};
 use super::layout::{self, Chrome, state_badge, time};
+use crate::platform::Platform;
 use hyper::Response;
 use maud::html;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How old the execution totals of a list that updates itself may be:
+/// counting them reads every stored execution, so an open tab (asking
+/// every 2 s) reads them at most this often; loading the page reads them
+/// afresh.
+const TOTALS_MAX_AGE: Duration = Duration::from_secs(15);
+
+/// Executions and failed executions per app.
+type Counts = Arc<BTreeMap<String, (u64, u64)>>;
+
+/// The execution totals per app the list last read (and when), shared by
+/// the sessions of one server.
+#[derive(Default)]
+pub(crate) struct Totals(Mutex<Option<(Instant, Counts)>>);
+
+impl Totals {
+    /// The totals, read again if they are older than `max_age`.
+    async fn get(&self, platform: &Platform, max_age: Duration) -> Result<Counts, crate::Error> {
+        let cached = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some((_, totals)) = cached.filter(|(at, _)| at.elapsed() <= max_age) {
+            return Ok(totals);
+        }
+        let totals = Arc::new(platform.totals().await?);
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), totals.clone()));
+        Ok(totals)
+    }
+}
 
 /// `GET /apps` (or only its live part with `part=live`).
 pub(super) async fn page(state: &State, mut chrome: Chrome, query: &Pairs) -> Response<Body> {
-    let apps = match state.platform.apps().await {
+    let live = given(query, "part").as_deref() == Some("live");
+    let max_age = if live { TOTALS_MAX_AGE } else { Duration::ZERO };
+    let totals = match state.totals.get(&state.platform, max_age).await {
+        Ok(totals) => totals,
+        Err(e) => return layout::platform_error(&chrome, &e),
+    };
+    let apps = match state.platform.apps_with(&totals).await {
         Ok(apps) => apps,
         Err(e) => return layout::platform_error(&chrome, &e),
     };
@@ -38,7 +80,7 @@ pub(super) async fn page(state: &State, mut chrome: Chrome, query: &Pairs) -> Re
             }
         }
     };
-    if given(query, "part").as_deref() == Some("live") {
+    if live {
         return layout::fragment(part);
     }
     chrome.live = Some("/apps?part=live".to_string());

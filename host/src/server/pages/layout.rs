@@ -338,6 +338,17 @@ pub(super) fn state_badge(app: &AppStatus) -> Markup {
     html! { span class={"badge " (class)} data-state=(label) { (label) } }
 }
 
+/// The names of the functions of every version, sorted, once each.
+pub(super) fn function_names(versions: &[crate::platform::VersionStatus]) -> Vec<String> {
+    let mut names: Vec<String> = versions
+        .iter()
+        .flat_map(|v| v.record.spec.names())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 /// The tabs of an app's pages, `current` highlighted.
 pub(super) fn app_tabs(app: &str, current: &str) -> Markup {
     html! {

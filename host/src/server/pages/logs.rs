@@ -108,21 +108,7 @@ pub(super) async fn page(
         Err(e) => return layout::platform_error(&chrome, &e),
     };
     let versions = platform.history(name).await.unwrap_or_default();
-    let mut functions: Vec<String> = platform
-        .usage(name)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|u| u.function)
-        .chain(
-            platform
-                .live(name)
-                .map(|l| l.spec().names())
-                .unwrap_or_default(),
-        )
-        .collect();
-    functions.sort_unstable();
-    functions.dedup();
+    let functions = layout::function_names(&versions);
     let filtered = f.function.is_some()
         || f.version.is_some()
         || f.outcome.is_some()

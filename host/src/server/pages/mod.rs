@@ -24,6 +24,7 @@ mod layout;
 mod logs;
 mod session;
 
+pub(crate) use apps::Totals;
 pub(crate) use session::Session;
 
 use super::{Body, RequestBody, State};
