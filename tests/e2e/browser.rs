@@ -468,6 +468,16 @@ fn the_dashboard_in_a_real_browser() {
         "the page was reloaded"
     );
     assert_eq!(browser.text("#live-status"), "live");
+    // Every 30 s the page also asks for its charts, which then count the
+    // new request.
+    let slow = browser.script(
+        "const x = new XMLHttpRequest(); \
+         x.open('GET', document.querySelector('main').dataset.live + '&slow=1', false); \
+         x.send(); return x.responseText;",
+    );
+    let slow = slow.as_str().unwrap_or_default();
+    assert!(slow.contains("62 executions, 1 failed"), "{slow}");
+    assert!(slow.contains("id=\"chart-calls\""), "{slow}");
     // The charts (drawn when the page loads) have points for the minutes
     // with calls.
     browser.go(&format!("{base}/apps/hello"));

@@ -4,7 +4,7 @@
 
 use super::super::{Body, State};
 use super::charts::{self, DEFAULT_HOURS, HOURS, MAX_ROWS, Window};
-use super::form::{Pairs, encode, given};
+use super::form::{Pairs, encode, given, url};
 use super::layout::{self, Chrome, app_tabs, mib, millis, outcome_badge, state_badge, time};
 use crate::platform::{
     AppState, AppStatus, ExecutionRecord, VersionState, VersionStatus, tree_order,
@@ -55,13 +55,18 @@ pub(super) async fn page(
         Err(e) => return layout::platform_error(&chrome, &e),
     };
     let parts = parts(state, name, &o);
+    let choice = ChartChoice::read(query);
     if live {
+        let charts = match given(query, "slow") {
+            Some(_) => charts_part(state, name, &choice).await,
+            None => html! {},
+        };
         return layout::fragment(html! {
-            (parts.functions) (parts.versions) (parts.executions)
+            (parts.functions) (parts.versions) (parts.executions) (charts)
         });
     }
-    let charts = charts_section(state, name, &o, query).await;
-    chrome.live = Some(format!("/apps/{name}?part=live"));
+    let charts = charts_section(state, name, &o, &choice).await;
+    chrome.live = Some(choice.live_url(name));
     layout::page(
         name,
         &chrome,
@@ -195,42 +200,59 @@ fn parts(state: &State, name: &str, o: &Overview) -> Parts {
     }
 }
 
-/// The charts with their picker (window, function, version).
-async fn charts_section(state: &State, name: &str, o: &Overview, query: &Pairs) -> Markup {
-    let hours = given(query, "hours")
-        .and_then(|h| h.parse::<u64>().ok())
-        .filter(|h| HOURS.contains(h))
-        .unwrap_or(DEFAULT_HOURS);
-    let function = given(query, "function");
-    let version =
-        given(query, "version").and_then(|v| v.trim_start_matches('v').parse::<u64>().ok());
+/// What the charts show: the window and, if picked, one function or
+/// version (from the page's query string).
+struct ChartChoice {
+    hours: u64,
+    function: Option<String>,
+    version: Option<u64>,
+}
+
+impl ChartChoice {
+    fn read(query: &Pairs) -> ChartChoice {
+        ChartChoice {
+            hours: given(query, "hours")
+                .and_then(|h| h.parse::<u64>().ok())
+                .filter(|h| HOURS.contains(h))
+                .unwrap_or(DEFAULT_HOURS),
+            function: given(query, "function"),
+            version: given(query, "version")
+                .and_then(|v| v.trim_start_matches('v').parse::<u64>().ok()),
+        }
+    }
+
+    /// The page's live URL, which keeps this choice.
+    fn live_url(&self, name: &str) -> String {
+        url(
+            &format!("/apps/{name}"),
+            &[
+                ("part", "live".to_string()),
+                ("hours", self.hours.to_string()),
+                ("function", self.function.clone().unwrap_or_default()),
+                (
+                    "version",
+                    self.version.map(|v| v.to_string()).unwrap_or_default(),
+                ),
+            ],
+        )
+    }
+}
+
+/// The charts and their summary (a part that the page refreshes with its
+/// slow parts).
+async fn charts_part(state: &State, name: &str, choice: &ChartChoice) -> Markup {
+    let hours = choice.hours;
     let window = Window::last(hours, crate::platform::now_ms());
     let buckets = state
         .platform
         .buckets(name, window.from, window.to, MAX_ROWS)
         .await;
-    let functions = layout::function_names(&o.versions);
     html! {
-        section #charts {
-            h2 { "Charts" }
-            form.filters method="get" action={"/apps/" (name)} {
-                label { "Window" select name="hours" {
-                    @for h in HOURS { option value=(h) selected[h == hours] { "last " (h) " h" } }
-                } }
-                label { "Function" select name="function" {
-                    option value="" { "all" }
-                    @for f in &functions { option value=(f) selected[function.as_deref() == Some(f.as_str())] { (f) } }
-                } }
-                label { "Version" select name="version" {
-                    option value="" { "all" }
-                    @for v in o.versions.iter().rev() { option value=(v.record.version) selected[version == Some(v.record.version)] { "v" (v.record.version) } }
-                } }
-                button type="submit" { "Show" }
-            }
+        div #charts-part data-part="charts" {
             @match buckets {
                 Err(e) => { p.error-text { "The charts could not be read: " (e) } }
                 Ok(buckets) => {
-                    @let (lines, hidden) = charts::lines(&buckets, &window, function.as_deref(), version);
+                    @let (lines, hidden) = charts::lines(&buckets, &window, choice.function.as_deref(), choice.version);
                     @let calls: u64 = buckets.buckets.iter().map(|b| b.calls).sum();
                     @let errors: u64 = buckets.buckets.iter().map(|b| b.errors).sum();
                     p.muted #chart-summary {
@@ -243,6 +265,31 @@ async fn charts_section(state: &State, name: &str, o: &Overview, query: &Pairs) 
                     (charts::charts(&window, &lines))
                 }
             }
+        }
+    }
+}
+
+/// The charts with their picker (window, function, version).
+async fn charts_section(state: &State, name: &str, o: &Overview, choice: &ChartChoice) -> Markup {
+    let functions = layout::function_names(&o.versions);
+    html! {
+        section #charts {
+            h2 { "Charts" }
+            form.filters method="get" action={"/apps/" (name)} {
+                label { "Window" select name="hours" {
+                    @for h in HOURS { option value=(h) selected[h == choice.hours] { "last " (h) " h" } }
+                } }
+                label { "Function" select name="function" {
+                    option value="" { "all" }
+                    @for f in &functions { option value=(f) selected[choice.function.as_deref() == Some(f.as_str())] { (f) } }
+                } }
+                label { "Version" select name="version" {
+                    option value="" { "all" }
+                    @for v in o.versions.iter().rev() { option value=(v.record.version) selected[choice.version == Some(v.record.version)] { "v" (v.record.version) } }
+                } }
+                button type="submit" { "Show" }
+            }
+            (charts_part(state, name, choice).await)
         }
     }
 }
