@@ -91,6 +91,21 @@ impl Browser {
     }
 
     fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        match self.try_command(method, path, body) {
+            Ok(value) => value,
+            Err((status, value)) => {
+                panic!("WebDriver {method} {path} failed ({status}): {value}")
+            }
+        }
+    }
+
+    /// A WebDriver command; its status and answer when it failed.
+    fn try_command(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (u16, Value)> {
         let port = self.port;
         let (status, text) = self.runtime.block_on(async move {
             let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -116,11 +131,11 @@ impl Browser {
             )
         });
         let value: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
-        assert!(
-            status < 300,
-            "WebDriver {method} {path} failed ({status}): {value}"
-        );
-        value
+        if status < 300 {
+            Ok(value)
+        } else {
+            Err((status, value))
+        }
     }
 
     fn session_command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -152,27 +167,28 @@ impl Browser {
         }
     }
 
-    /// Waits (up to 10 s) until element `css` exists and its text holds `part`.
+    /// Waits (up to 15 s: live pages refresh every 2 s) until element
+    /// `css` exists and its text holds `part`.
     fn wait_text(&self, css: &str, part: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let found = self.session_command(
-                "POST",
-                "/elements",
-                Some(json!({"using": "css selector", "value": css})),
-            );
-            let text = found
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(|e| e.as_object()?.values().next()?.as_str().map(str::to_string))
-                .map(|id| self.session_command("GET", &format!("/element/{id}/text"), None))
-                .and_then(|t| t.as_str().map(str::to_string));
-            if let Some(text) = text.filter(|t| t.contains(part)) {
+            if let Some(text) = self.text_of(css).filter(|t| t.contains(part)) {
                 return text;
             }
             assert!(Instant::now() < deadline, "no `{css}` containing {part:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The rendered text of element `css`, read in one step in the page
+    /// (a live page may swap the element between two WebDriver commands).
+    fn text_of(&self, css: &str) -> Option<String> {
+        let css = serde_json::to_string(css).unwrap();
+        self.script(&format!(
+            "const e = document.querySelector({css}); return e ? e.innerText.trim() : null;"
+        ))
+        .as_str()
+        .map(str::to_string)
     }
 
     fn find(&self, css: &str) -> String {
@@ -191,20 +207,23 @@ impl Browser {
     }
 
     fn text(&self, css: &str) -> String {
-        let element = self.find(css);
-        self.session_command("GET", &format!("/element/{element}/text"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.text_of(css)
+            .unwrap_or_else(|| panic!("no element {css}"))
     }
 
+    /// Clicks element `css`, finding it again if a live refresh replaced
+    /// it between the two commands.
     fn click(&self, css: &str) {
-        let element = self.find(css);
-        self.session_command(
-            "POST",
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        );
+        for _ in 0..5 {
+            let element = self.find(css);
+            let path = format!("/session/{}/element/{element}/click", self.session);
+            match self.try_command("POST", &path, Some(json!({}))) {
+                Ok(_) => return,
+                Err((_, e)) if e.to_string().contains("stale element") => continue,
+                Err((status, e)) => panic!("clicking {css} failed ({status}): {e}"),
+            }
+        }
+        panic!("{css} kept being replaced");
     }
 
     fn type_into(&self, css: &str, text: &str) {
@@ -249,6 +268,21 @@ impl Browser {
         self.type_into("#token", token);
         self.click("button[type=submit]");
         self.wait_url(&format!("{base}/apps"));
+    }
+
+    /// On `page`, clicks `button`, checks that the confirmation asks
+    /// `asks` (saved as screenshot `shot` if given), confirms, and waits
+    /// back on `page` for the notice that `says`.
+    fn confirm(&self, page: &str, button: &str, asks: &str, shot: Option<&str>, says: &str) {
+        self.go(page);
+        self.click(button);
+        self.wait_text("h1", asks);
+        if let Some(shot) = shot {
+            self.screenshot(shot);
+        }
+        self.click("#confirm");
+        self.wait_url(page);
+        self.wait_text("#notice", says);
     }
 
     /// Whether the page is no wider than the window (no sideways scroll).
@@ -572,13 +606,16 @@ fn the_dashboard_in_a_real_browser() {
 
     // Schedules: pause, run now while paused, resume; each confirmed.
     server.ok(&["deploy", CRON]);
-    browser.go(&format!("{base}/apps/cron"));
-    browser.click("tr[data-function=tick] a[data-action=pause]");
-    browser.wait_text("h1", "Pause tick?");
-    browser.screenshot("confirm-pause.png");
-    browser.click("#confirm");
-    browser.wait_url(&format!("{base}/apps/cron"));
-    browser.wait_text("#notice", "Paused the schedule of tick.");
+    let cron = format!("{base}/apps/cron");
+    let tick = |action: &str| format!("tr[data-function=tick] a[data-action={action}]");
+    let (pause, run, resume) = (tick("pause"), tick("run"), tick("resume"));
+    browser.confirm(
+        &cron,
+        &pause,
+        "Pause tick?",
+        Some("confirm-pause.png"),
+        "Paused the schedule of tick.",
+    );
     browser.wait_text("tr[data-function=tick] .next-fire", "paused");
     browser.screenshot_page("notice.png", 1280);
     std::thread::sleep(Duration::from_millis(1_500));
@@ -589,35 +626,33 @@ fn the_dashboard_in_a_real_browser() {
     let before = ticks(&browser);
     std::thread::sleep(Duration::from_millis(1_500));
     assert_eq!(ticks(&browser), before, "a paused schedule fired");
-    browser.go(&format!("{base}/apps/cron"));
-    browser.click("tr[data-function=tick] a[data-action=run]");
-    browser.wait_text("h1", "Run tick now?");
-    browser.click("#confirm");
-    browser.wait_text("#notice", "Started a run of tick");
+    browser.confirm(&cron, &run, "Run tick now?", None, "Started a run of tick");
     browser.wait_until("the run", |b| ticks(b) == before + 1);
-    browser.go(&format!("{base}/apps/cron"));
-    browser.click("tr[data-function=tick] a[data-action=resume]");
-    browser.wait_text("h1", "Resume tick?");
-    browser.click("#confirm");
-    browser.wait_text("#notice", "Resumed the schedule of tick.");
+    browser.confirm(
+        &cron,
+        &resume,
+        "Resume tick?",
+        None,
+        "Resumed the schedule of tick.",
+    );
     browser.wait_until("the next fire time", |b| {
         !b.text("tr[data-function=tick] .next-fire")
             .contains("paused")
     });
     browser.wait_until("ticks again", |b| ticks(b) > before + 1);
-    browser.go(&format!("{base}/apps/cron"));
+    browser.go(&cron);
     browser.wait_text("#chart-summary", "failed");
     browser.screenshot_page("dashboard-cron.png", 1280);
 
     // Rollback to a version, confirmed.
     server.ok(&["deploy", HELLO]);
-    browser.go(&format!("{base}/apps/hello"));
-    browser.click("#versions tr[data-version='1'] a.rollback");
-    browser.wait_text("h1", "Roll hello back to v1?");
-    browser.screenshot("confirm-rollback.png");
-    browser.click("#confirm");
-    browser.wait_url(&format!("{base}/apps/hello"));
-    browser.wait_text("#notice", "v3 now runs the code of v1");
+    browser.confirm(
+        &format!("{base}/apps/hello"),
+        "#versions tr[data-version='1'] a.rollback",
+        "Roll hello back to v1?",
+        Some("confirm-rollback.png"),
+        "v3 now runs the code of v1",
+    );
     assert!(
         browser
             .text("#versions tr[data-version='3']")
