@@ -142,7 +142,7 @@ fn parts(state: &State, name: &str, o: &Overview) -> Parts {
             h2 { "Versions" }
             @if !o.app.draining.is_empty() {
                 p.muted #draining { @for d in &o.app.draining {
-                    "v" (d.version) " is draining: " (d.in_flight) " in flight, " (d.instances) " instances, cut off in " (d.deadline_in_s) " s. "
+                    "v" (d.version) " is draining: " (d.in_flight) " in flight, " (d.instances) (if d.instances == 1 { " instance" } else { " instances" }) ", cut off in " (d.deadline_in_s) " s. "
                 } }
             }
             div.scroll { table #versions {
