@@ -865,6 +865,57 @@ fn every_action_needs_the_session_and_its_csrf_token() {
         "{page}"
     );
     assert!(page.contains("no app named `nope`"), "{page}");
+    // An action that fails says why on a styled page, with its status.
+    for (action, status, says) in [
+        (
+            "/apps/hello/rollback/99",
+            404,
+            "app `hello` has no version 99",
+        ),
+        (
+            "/apps/cron/schedules/nope/run",
+            404,
+            "no function named `nope`",
+        ),
+        ("/apps/nope/stop", 404, "no app named `nope`"),
+        (
+            "/apps/hello/schedules/square/pause",
+            400,
+            "`square` is not a scheduled function",
+        ),
+    ] {
+        let (got, _, kind, page) = post(action, Some(&session), &format!("csrf={csrf}"));
+        assert_eq!(
+            (got, kind.as_str()),
+            (status, "text/html; charset=utf-8"),
+            "{action}: {page}"
+        );
+        assert!(
+            page.contains(says) && page.contains("<header>"),
+            "{action}: {page}"
+        );
+    }
+    // A browser that strays outside the pages gets a styled 404 too; other
+    // clients get one line.
+    let stray = |accept: &str| {
+        let request = format!(
+            "GET /nowhere HTTP/1.1\r\nHost: {}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n",
+            server.addr
+        );
+        crate::hardening::raw(&server.addr, &request, Duration::from_secs(5))
+    };
+    let page = stray("text/html,application/xhtml+xml,*/*;q=0.8");
+    assert!(page.starts_with("HTTP/1.1 404"), "{page}");
+    assert!(
+        page.contains("<header>") && page.contains("Nothing lives here"),
+        "{page}"
+    );
+    let line = stray("*/*");
+    assert!(line.starts_with("HTTP/1.1 404"), "{line}");
+    assert!(
+        line.contains("\r\n\r\nnot found: the control API is under /api/v1/"),
+        "{line}"
+    );
     // With the token, logout ends the session.
     let (status, _, _, _) = post("/logout", Some(&session), &format!("csrf={csrf}"));
     assert_eq!(status, 303);

@@ -472,6 +472,10 @@ async fn dispatch(state: &Arc<State>, req: Request<RequestBody>) -> Response<Bod
     if let Some(app) = &state.config.root_app {
         return web::serve_root(state, app, req).await;
     }
+    if pages::wants_html(&req) {
+        // A browser gets the styled page, with the way to the apps.
+        return pages::not_found();
+    }
     text(
         StatusCode::NOT_FOUND,
         "not found: the control API is under /api/v1/, web endpoints at http://{app}--{function}.{domain}/ or /web/{app}/{function}/\n",

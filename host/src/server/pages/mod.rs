@@ -48,6 +48,26 @@ pub(crate) async fn handle(
     Some(response)
 }
 
+/// Whether the client asked for HTML (a browser's `Accept`).
+pub(crate) fn wants_html<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+/// The styled 404 of a path that is no page, API route or endpoint.
+pub(crate) fn not_found() -> Response<Body> {
+    layout::error_page(
+        hyper::StatusCode::NOT_FOUND,
+        &layout::Chrome::default(),
+        "Not found",
+        "Nothing lives here: the apps are under /apps, the control API under /api/v1/, web \
+         endpoints at http://{app}--{function}.{domain}/ or /web/{app}/{function}/.",
+    )
+}
+
 /// Everything under `/apps`, for a logged-in session (others are sent
 /// to the login page, which comes back here).
 async fn apps_pages(state: &State, path: &str, req: Request<RequestBody>) -> Response<Body> {
