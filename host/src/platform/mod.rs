@@ -39,8 +39,8 @@ pub use deploy::{
 };
 pub use mounts::{ArchiveInfo, MountRecord, archive_info, pack_dir};
 pub use records::{
-    CallEnd, CallParent, CallRecord, CallState, ExecutionRecord, RecordStore, SpawnedCall, Usage,
-    tree_order,
+    BUCKET_MS, Bucket, Buckets, CallEnd, CallParent, CallRecord, CallState, ExecutionPage,
+    ExecutionQuery, ExecutionRecord, RecordStore, SpawnedCall, Usage, tree_order,
 };
 pub use registry::{
     AppRecord, AppState, EVERYTHING, Fire, GitInfo, HostApp, HostRecord, Registry, ScheduleState,

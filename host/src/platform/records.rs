@@ -92,6 +92,174 @@ pub struct Usage {
     pub peak_memory: u64,
 }
 
+/// How wide one chart bucket is: a minute.
+pub const BUCKET_MS: u64 = 60_000;
+
+/// The calls of one function of one version in one minute.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Bucket {
+    /// The minute's start, Unix ms (a multiple of [`BUCKET_MS`]).
+    pub start: u64,
+    /// The version.
+    pub version: u64,
+    /// The function.
+    pub function: String,
+    /// Executions that started in the minute.
+    pub calls: u64,
+    /// Of those, the failed ones.
+    pub errors: u64,
+    /// Median duration, ms (exact: PostgreSQL's `percentile_disc`).
+    pub p50_ms: f64,
+    /// 99th percentile duration, ms (exact, as `p50_ms`).
+    pub p99_ms: f64,
+}
+
+/// The per-minute buckets of an app over a window of time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Buckets {
+    /// Ordered by minute, version and function; minutes without
+    /// executions are absent.
+    pub buckets: Vec<Bucket>,
+    /// The start of the oldest minute whose figures are whole: the
+    /// window's start, unless the window held more executions than the
+    /// query may read, in which case the older minutes are left out.
+    pub complete_from: u64,
+}
+
+/// What [`RecordStore::search`] looks for: the executions of an app that
+/// match every filter given, newest first (by start, then id).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExecutionQuery {
+    /// The app.
+    pub app: String,
+    /// Only this function.
+    pub function: Option<String>,
+    /// Only this version.
+    pub version: Option<u64>,
+    /// Only executions that ended so.
+    pub outcome: Option<Outcome>,
+    /// Only executions started so.
+    pub trigger: Option<Trigger>,
+    /// Only executions whose logs or error hold this text (ASCII letters
+    /// in any case).
+    pub text: Option<String>,
+    /// Only executions older than this one (the cursor of the page
+    /// before).
+    pub before: Option<u64>,
+    /// Most executions returned.
+    pub limit: usize,
+    /// Most executions looked at (from the cursor on, newest first)
+    /// before the filters: the bound on one query's work.
+    pub scan: usize,
+}
+
+/// One page of [`RecordStore::search`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExecutionPage {
+    /// The executions found, newest first.
+    pub records: Vec<ExecutionRecord>,
+    /// The cursor of the next (older) page: set when the page is full or
+    /// when the scan stopped at its bound before the oldest execution.
+    pub next: Option<u64>,
+}
+
+/// The `LIKE` pattern (with `\` as its escape) that finds `text` anywhere.
+pub(crate) fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The `p` quantile of `sorted` (ascending, not empty) as PostgreSQL's
+/// `percentile_disc` takes it: the first value whose position reaches the
+/// fraction `p` of the values.
+pub(crate) fn percentile_disc(sorted: &[f64], p: f64) -> f64 {
+    let n = sorted.len();
+    let rank = ((p * n as f64).ceil() as usize).clamp(1, n.max(1));
+    sorted.get(rank - 1).copied().unwrap_or(0.0)
+}
+
+/// A page of `limit` from the executions found (newest first) and, for
+/// a short page, the id at which the bounded scan stopped, if it did.
+pub(crate) fn page_of(
+    (records, scan_stopped_at): (Vec<ExecutionRecord>, Option<u64>),
+    limit: usize,
+) -> ExecutionPage {
+    let next = if limit > 0 && records.len() >= limit {
+        records.last().map(|r| r.id)
+    } else {
+        scan_stopped_at
+    };
+    ExecutionPage { records, next }
+}
+
+/// One execution as the buckets count it.
+pub(crate) struct Sample {
+    /// Start, Unix ms.
+    pub(crate) started_at: u64,
+    /// The version.
+    pub(crate) version: u64,
+    /// The function.
+    pub(crate) function: String,
+    /// Whether it failed.
+    pub(crate) failed: bool,
+    /// Duration, ms.
+    pub(crate) duration_ms: f64,
+}
+
+/// Buckets from the samples of a window starting at `from` (read newest
+/// first, at most `max_rows`; `samples.len() == max_rows` means the read
+/// was cut, so the oldest minute read may be partial and is left out).
+pub(crate) fn buckets_of(samples: Vec<Sample>, from: u64, max_rows: usize) -> Buckets {
+    let mut groups: BTreeMap<(u64, u64, String), (Vec<f64>, u64)> = BTreeMap::new();
+    let cut = samples.len() >= max_rows;
+    for s in samples {
+        let start = s.started_at - s.started_at % BUCKET_MS;
+        let group = groups.entry((start, s.version, s.function)).or_default();
+        group.0.push(s.duration_ms);
+        group.1 += u64::from(s.failed);
+    }
+    let buckets = groups
+        .into_iter()
+        .map(|((start, version, function), (mut durations, errors))| {
+            durations.sort_by(f64::total_cmp);
+            Bucket {
+                start,
+                version,
+                function,
+                calls: durations.len() as u64,
+                errors,
+                p50_ms: percentile_disc(&durations, 0.5),
+                p99_ms: percentile_disc(&durations, 0.99),
+            }
+        })
+        .collect();
+    whole_minutes(buckets, from, cut)
+}
+
+/// `buckets` (ordered by minute) without the oldest minute when the read
+/// was `cut` short, with the start of the minutes that are whole.
+pub(crate) fn whole_minutes(mut buckets: Vec<Bucket>, from: u64, cut: bool) -> Buckets {
+    let complete_from = match (cut, buckets.first().map(|b| b.start)) {
+        (true, Some(oldest)) => {
+            buckets.retain(|b| b.start != oldest);
+            oldest + BUCKET_MS
+        }
+        _ => from,
+    };
+    Buckets {
+        buckets,
+        complete_from,
+    }
+}
+
 /// Where a spawned call is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -234,6 +402,22 @@ pub trait RecordStore: Send + Sync + 'static {
     ) -> Result<Vec<ExecutionRecord>, Error>;
     /// Usage per version and function of `app`.
     async fn usage(&self, app: &str) -> Result<Vec<Usage>, Error>;
+    /// Calls, errors and exact p50/p99 durations per minute, version and
+    /// function of the executions of `app` that started in `[from, to)`
+    /// (Unix ms). At most `max_rows` executions are read, the newest
+    /// first; past that the older minutes are left out (see
+    /// [`Buckets::complete_from`]).
+    async fn buckets(
+        &self,
+        app: &str,
+        from: u64,
+        to: u64,
+        max_rows: usize,
+    ) -> Result<Buckets, Error>;
+    /// The executions that match `query`, newest first, one page.
+    async fn search(&self, query: &ExecutionQuery) -> Result<ExecutionPage, Error>;
+    /// Execution `id` of `app`, if it is stored.
+    async fn execution(&self, app: &str, id: u64) -> Result<Option<ExecutionRecord>, Error>;
     /// Executions and failed executions per app.
     async fn totals(&self) -> Result<BTreeMap<String, (u64, u64)>, Error>;
     /// Deletes executions and finished calls older than `cutoff` (Unix
@@ -511,4 +695,237 @@ pub fn tree_order(
         }
     }
     out
+}
+
+/// What every [`RecordStore`] must answer alike, run on each backend by
+/// its own tests.
+#[cfg(test)]
+pub(crate) mod conformance {
+    use super::*;
+
+    /// The start of the minute the records begin at.
+    const T: u64 = 1_000 * BUCKET_MS;
+
+    fn record(
+        id: u64,
+        app: &str,
+        version: u64,
+        function: &str,
+        started_at: u64,
+        ms: f64,
+    ) -> ExecutionRecord {
+        ExecutionRecord {
+            id,
+            app: app.into(),
+            version,
+            function: function.into(),
+            trigger: Trigger::Call,
+            started_at,
+            duration_ms: ms,
+            outcome: Outcome::Ok,
+            error: None,
+            logs: String::new(),
+            memory: 1 << 20,
+            run_id: None,
+            call_id: None,
+            http_status: None,
+            parent_call_id: None,
+            root_call_id: None,
+            depth: 0,
+        }
+    }
+
+    /// 100 calls of `sq` v1 in the first minute (1..=100 ms, three
+    /// failed), two of `sq` v2 and one web request in the second, and one
+    /// execution of another app.
+    fn records() -> Vec<ExecutionRecord> {
+        let mut records: Vec<ExecutionRecord> = (1..=100u64)
+            .rev()
+            .map(|i| record(i, "a", 1, "sq", T + i * 100, i as f64))
+            .collect();
+        for (id, error) in [(10, "boom 1%"), (20, "boom 10"), (30, "boomAx")] {
+            let r = &mut records[100 - id];
+            r.outcome = Outcome::Error;
+            r.error = Some(error.into());
+        }
+        records[100 - 40].logs = "boom_x\n".into();
+        records.push(record(101, "a", 2, "sq", T + BUCKET_MS + 10, 7.0));
+        records.push(record(102, "a", 2, "sq", T + BUCKET_MS + 20, 5.0));
+        let mut web = record(103, "a", 2, "web", T + BUCKET_MS + 30, 2.5);
+        (web.trigger, web.http_status, web.logs) = (Trigger::Web, Some(200), "hello WORLD".into());
+        records.push(web);
+        records.push(record(200, "b", 1, "sq", T + 5, 1.0));
+        records
+    }
+
+    fn bucket(
+        start: u64,
+        version: u64,
+        function: &str,
+        calls: u64,
+        errors: u64,
+        p50: f64,
+        p99: f64,
+    ) -> Bucket {
+        Bucket {
+            start,
+            version,
+            function: function.into(),
+            calls,
+            errors,
+            p50_ms: p50,
+            p99_ms: p99,
+        }
+    }
+
+    fn ids(page: &ExecutionPage) -> Vec<u64> {
+        page.records.iter().map(|r| r.id).collect()
+    }
+
+    /// Stores the records in `store` and checks the buckets, the search
+    /// and the look-up by id.
+    pub(crate) async fn check(store: &dyn RecordStore) {
+        store.insert_executions(records()).await.unwrap();
+        let end = T + 10 * BUCKET_MS;
+        let all = store.buckets("a", T, end, 10_000).await.unwrap();
+        let second = [
+            bucket(T + BUCKET_MS, 2, "sq", 2, 0, 5.0, 7.0),
+            bucket(T + BUCKET_MS, 2, "web", 1, 0, 2.5, 2.5),
+        ];
+        let mut expected = vec![bucket(T, 1, "sq", 100, 3, 50.0, 99.0)];
+        expected.extend(second.clone());
+        assert_eq!(
+            all,
+            Buckets {
+                buckets: expected,
+                complete_from: T
+            }
+        );
+        // The window's bounds hold; an app's executions are its own.
+        let later = store
+            .buckets("a", T + BUCKET_MS, end, 10_000)
+            .await
+            .unwrap();
+        assert_eq!(later.buckets, second);
+        assert!(
+            store
+                .buckets("a", T + 2 * BUCKET_MS, end, 10)
+                .await
+                .unwrap()
+                .buckets
+                .is_empty()
+        );
+        assert_eq!(
+            store.buckets("b", T, end, 10).await.unwrap().buckets.len(),
+            1
+        );
+        // Reading at most 50 executions: the first minute is cut, so it is
+        // left out rather than shown partial.
+        let bounded = store.buckets("a", T, end, 50).await.unwrap();
+        assert_eq!(
+            bounded,
+            Buckets {
+                buckets: second.to_vec(),
+                complete_from: T + BUCKET_MS
+            }
+        );
+
+        let query = |f: &dyn Fn(&mut ExecutionQuery)| {
+            let mut q = ExecutionQuery {
+                app: "a".into(),
+                limit: 10,
+                scan: 1_000,
+                ..Default::default()
+            };
+            f(&mut q);
+            q
+        };
+        // Newest first, in pages by cursor.
+        let first = store.search(&query(&|_| {})).await.unwrap();
+        assert_eq!(ids(&first), [103, 102, 101, 100, 99, 98, 97, 96, 95, 94]);
+        assert_eq!(first.next, Some(94));
+        let second_page = store
+            .search(&query(&|q| q.before = Some(94)))
+            .await
+            .unwrap();
+        assert_eq!(ids(&second_page), (84..=93).rev().collect::<Vec<_>>());
+        let last = store
+            .search(&query(&|q| (q.before, q.limit) = (Some(3), 10)))
+            .await
+            .unwrap();
+        assert_eq!((ids(&last), last.next), (vec![2, 1], None));
+        // A cursor that is gone, or of another app, ends the pages.
+        for gone in [999, 200] {
+            let page = store
+                .search(&query(&|q| q.before = Some(gone)))
+                .await
+                .unwrap();
+            assert_eq!(page, ExecutionPage::default(), "{gone}");
+        }
+        // Filters.
+        let web = store
+            .search(&query(&|q| q.function = Some("web".into())))
+            .await
+            .unwrap();
+        assert_eq!((ids(&web), web.next), (vec![103], None));
+        let failed = store
+            .search(&query(&|q| q.outcome = Some(Outcome::Error)))
+            .await
+            .unwrap();
+        assert_eq!(ids(&failed), [30, 20, 10]);
+        let v2 = store
+            .search(&query(&|q| {
+                (q.version, q.trigger) = (Some(2), Some(Trigger::Call))
+            }))
+            .await
+            .unwrap();
+        assert_eq!(ids(&v2), [102, 101]);
+        // Search: a substring of logs or errors, `%` and `_` as written,
+        // letters in any case.
+        for (text, expect) in [
+            ("1%", vec![10]),
+            ("m_x", vec![40]),
+            ("world", vec![103]),
+            ("BOOM", vec![40, 30, 20, 10]),
+        ] {
+            let found = store
+                .search(&query(&|q| q.text = Some(text.into())))
+                .await
+                .unwrap();
+            assert_eq!(ids(&found), expect, "{text}");
+        }
+        // A scan of 5 finds two of v1 and says where it stopped.
+        let scan = store
+            .search(&query(&|q| (q.version, q.scan) = (Some(1), 5)))
+            .await
+            .unwrap();
+        assert_eq!((ids(&scan), scan.next), (vec![100, 99], Some(99)));
+        let on = store
+            .search(&query(&|q| {
+                (q.version, q.scan, q.before) = (Some(1), 5, Some(99))
+            }))
+            .await
+            .unwrap();
+        assert_eq!((ids(&on), on.next), (vec![98, 97, 96, 95, 94], Some(94)));
+        // One execution, only under its own app.
+        let one = store.execution("a", 103).await.unwrap().unwrap();
+        assert_eq!(
+            (one.http_status, one.logs.as_str()),
+            (Some(200), "hello WORLD")
+        );
+        assert_eq!(store.execution("b", 103).await.unwrap(), None);
+        assert_eq!(store.execution("a", 999).await.unwrap(), None);
+    }
+
+    #[test]
+    fn percentiles_are_postgres_percentile_disc() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile_disc(&values, 0.5), 50.0);
+        assert_eq!(percentile_disc(&values, 0.99), 99.0);
+        assert_eq!(percentile_disc(&[3.0], 0.99), 3.0);
+        assert_eq!(percentile_disc(&[1.0, 2.0], 0.5), 1.0);
+        assert_eq!(percentile_disc(&[1.0, 2.0, 3.0], 0.5), 2.0);
+        assert_eq!(percentile_disc(&[], 0.5), 0.0);
+        assert_eq!(like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+    }
 }

@@ -3,12 +3,13 @@
 
 use super::Platform;
 use super::live::Slot;
-use super::records::{ExecutionRecord, Usage};
+use super::records::{Buckets, ExecutionPage, ExecutionQuery, ExecutionRecord, Usage};
 use super::registry::{AppRecord, AppState, VersionRecord};
 use super::scheduler::ScheduleStatus;
 use crate::error::Error;
 use crate::pool::PoolStats;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// One version as `list` and `history` show it.
@@ -96,7 +97,23 @@ const TREE_LIMIT: usize = 20_000;
 impl Platform {
     /// Every app, with its live version's figures and draining versions.
     pub async fn apps(&self) -> Result<Vec<AppStatus>, Error> {
-        let totals = self.inner.recorder.store.totals().await?;
+        let totals = self.totals().await?;
+        self.apps_with(&totals).await
+    }
+
+    /// Executions and failed executions per app, within the retention
+    /// (what [`apps`](Self::apps) adds to each app). It counts every
+    /// stored execution: a view that refreshes often keeps it a while.
+    pub async fn totals(&self) -> Result<BTreeMap<String, (u64, u64)>, Error> {
+        self.inner.recorder.store.totals().await
+    }
+
+    /// Every app as [`apps`](Self::apps) shows it, with `totals` (from
+    /// [`totals`](Self::totals)) as its calls and errors.
+    pub async fn apps_with(
+        &self,
+        totals: &BTreeMap<String, (u64, u64)>,
+    ) -> Result<Vec<AppStatus>, Error> {
         let apps = self.inner.registry.apps().await?;
         Ok(apps
             .into_iter()
@@ -233,6 +250,37 @@ impl Platform {
     /// New executions of every app, as they are recorded.
     pub fn follow(&self) -> tokio::sync::broadcast::Receiver<ExecutionRecord> {
         self.inner.recorder.follow()
+    }
+
+    /// Calls, errors and p50/p99 durations per minute, version and
+    /// function of the executions of `app` that started in `[from, to)`
+    /// (Unix ms), reading at most `max_rows` executions (the newest).
+    pub async fn buckets(
+        &self,
+        app: &str,
+        from: u64,
+        to: u64,
+        max_rows: usize,
+    ) -> Result<Buckets, Error> {
+        self.record(app).await?;
+        let store = &self.inner.recorder.store;
+        store.buckets(app, from, to, max_rows).await
+    }
+
+    /// One page of the executions of an app that match `query`, newest
+    /// first, once every execution recorded so far is stored.
+    pub async fn search(&self, query: &ExecutionQuery) -> Result<ExecutionPage, Error> {
+        self.record(&query.app).await?;
+        self.inner.recorder.flush().await;
+        self.inner.recorder.store.search(query).await
+    }
+
+    /// Execution `id` of `app`, once every execution recorded so far is
+    /// stored; `None` if there is none (or it was pruned).
+    pub async fn execution(&self, app: &str, id: u64) -> Result<Option<ExecutionRecord>, Error> {
+        self.record(app).await?;
+        self.inner.recorder.flush().await;
+        self.inner.recorder.store.execution(app, id).await
     }
 
     /// Usage per version and function of an app.

@@ -85,8 +85,10 @@ impl ServerConfig {
 
 pub(crate) struct State {
     pub(crate) platform: Platform,
-    /// Logged-in page sessions: id → CSRF token.
-    sessions: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Logged-in page sessions by id.
+    sessions: std::sync::Mutex<std::collections::HashMap<String, pages::Session>>,
+    /// The execution totals the apps list last read.
+    pub(crate) totals: pages::Totals,
     pub(crate) config: ServerConfig,
     /// The address clients reach the server at, for URLs in responses.
     pub(crate) addr: SocketAddr,
@@ -95,7 +97,7 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn sessions(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, pages::Session>> {
         self.sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -138,6 +140,7 @@ impl Server {
             state: Arc::new(State {
                 platform,
                 sessions: Default::default(),
+                totals: Default::default(),
                 config,
                 addr,
             }),
@@ -468,6 +471,10 @@ async fn dispatch(state: &Arc<State>, req: Request<RequestBody>) -> Response<Bod
     }
     if let Some(app) = &state.config.root_app {
         return web::serve_root(state, app, req).await;
+    }
+    if pages::wants_html(&req) {
+        // A browser gets the styled page, with the way to the apps.
+        return pages::not_found();
     }
     text(
         StatusCode::NOT_FOUND,

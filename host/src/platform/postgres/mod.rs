@@ -700,6 +700,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn buckets_and_search_answer_as_every_store_must() {
+        let (_, pg) = fresh().await;
+        let store = PgRecords::open(pg).await.unwrap();
+        crate::platform::records::conformance::check(&store).await;
+    }
+
+    #[tokio::test]
     async fn executions_from_several_hosts_have_distinct_ids() {
         use crate::app::Trigger;
         use crate::error::Outcome;

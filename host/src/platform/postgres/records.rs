@@ -9,7 +9,9 @@ use super::{Pg, fail, to_i64, to_u64};
 use crate::app::Trigger;
 use crate::error::{Error, Outcome};
 use crate::platform::records::{
-    CallEnd, CallParent, CallRecord, CallState, ExecutionRecord, RecordStore, SpawnedCall, Usage,
+    BUCKET_MS, Bucket, Buckets, CallEnd, CallParent, CallRecord, CallState, ExecutionPage,
+    ExecutionQuery, ExecutionRecord, RecordStore, SpawnedCall, Usage, like_pattern, page_of,
+    whole_minutes,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -300,6 +302,134 @@ impl RecordStore for PgRecords {
                 peak_memory: to_u64(r.get(7)),
             })
             .collect())
+    }
+
+    async fn buckets(
+        &self,
+        app: &str,
+        from: u64,
+        to: u64,
+        max_rows: usize,
+    ) -> Result<Buckets, Error> {
+        // Exact percentiles in the database, over at most `max_rows`
+        // executions (the newest), read through `executions_by_app`.
+        let rows = self
+            .pg
+            .query(
+                "reading executions per minute",
+                "SELECT (started_at / $4) * $4, version, function, COUNT(*),
+                     COUNT(*) FILTER (WHERE outcome <> 'ok'),
+                     percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms),
+                     percentile_disc(0.99) WITHIN GROUP (ORDER BY duration_ms)
+                 FROM (SELECT started_at, version, function, outcome, duration_ms FROM executions
+                       WHERE app = $1 AND started_at >= $2 AND started_at < $3
+                       ORDER BY started_at DESC LIMIT $5) AS newest
+                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                &[
+                    &app,
+                    &to_i64(from),
+                    &to_i64(to),
+                    &to_i64(BUCKET_MS),
+                    &to_i64(max_rows as u64),
+                ],
+            )
+            .await?;
+        let buckets: Vec<Bucket> = rows
+            .iter()
+            .map(|r| Bucket {
+                start: to_u64(r.get(0)),
+                version: to_u64(r.get(1)),
+                function: r.get(2),
+                calls: to_u64(r.get(3)),
+                errors: to_u64(r.get(4)),
+                p50_ms: r.get(5),
+                p99_ms: r.get(6),
+            })
+            .collect();
+        let read: u64 = buckets.iter().map(|b| b.calls).sum();
+        Ok(whole_minutes(buckets, from, read >= max_rows as u64))
+    }
+
+    async fn search(&self, query: &ExecutionQuery) -> Result<ExecutionPage, Error> {
+        let doing = "searching executions";
+        // Where the page starts: before the cursor (its start time, then
+        // its id), or at the newest.
+        let (at, id) = match query.before {
+            None => (i64::MAX, i64::MAX),
+            Some(before) => {
+                let rows = self
+                    .pg
+                    .query(
+                        doing,
+                        "SELECT started_at, id FROM executions WHERE id = $1 AND app = $2",
+                        &[&to_i64(before), &query.app],
+                    )
+                    .await?;
+                match rows.first() {
+                    Some(row) => (row.get(0), row.get(1)),
+                    None => return Ok(ExecutionPage::default()),
+                }
+            }
+        };
+        // The newest `scan` executions from the cursor on (a range of
+        // `executions_by_app`), then the filters: one page never reads more
+        // than `scan` rows.
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM (
+                 SELECT * FROM executions
+                 WHERE app = $1 AND started_at <= $2 AND (started_at < $2 OR id < $3)
+                 ORDER BY started_at DESC, id DESC LIMIT $4) AS newest
+             WHERE ($5::TEXT IS NULL OR function = $5) AND ($6::BIGINT IS NULL OR version = $6)
+               AND ($7::TEXT IS NULL OR outcome = $7) AND ($8::TEXT IS NULL OR trigger = $8)
+               AND ($9::TEXT IS NULL OR logs ILIKE $9 ESCAPE '\\' OR error ILIKE $9 ESCAPE '\\')
+             ORDER BY started_at DESC, id DESC LIMIT $10"
+        );
+        let scan = to_i64(query.scan as u64);
+        let rows = self
+            .pg
+            .query(
+                doing,
+                &sql,
+                &[
+                    &query.app,
+                    &at,
+                    &id,
+                    &scan,
+                    &query.function,
+                    &query.version.map(to_i64),
+                    &query.outcome.map(|o| o.as_str()),
+                    &query.trigger.map(|t| t.as_str()),
+                    &query.text.as_deref().map(like_pattern),
+                    &to_i64(query.limit as u64),
+                ],
+            )
+            .await?;
+        let records: Vec<ExecutionRecord> = rows.iter().map(execution_row).collect();
+        let mut stopped_at = None;
+        if records.len() < query.limit && query.scan > 0 {
+            // A short page: was the scan cut at its bound?
+            let rows = self
+                .pg
+                .query(
+                    doing,
+                    "SELECT id FROM executions
+                     WHERE app = $1 AND started_at <= $2 AND (started_at < $2 OR id < $3)
+                     ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET $4",
+                    &[&query.app, &at, &id, &(scan - 1)],
+                )
+                .await?;
+            stopped_at = rows.first().map(|r| to_u64(r.get(0)));
+        }
+        Ok(page_of((records, stopped_at), query.limit))
+    }
+
+    async fn execution(&self, app: &str, id: u64) -> Result<Option<ExecutionRecord>, Error> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1 AND app = $2");
+        let rows = self
+            .pg
+            .query("reading an execution", &sql, &[&to_i64(id), &app])
+            .await?;
+        Ok(rows.first().map(execution_row))
     }
 
     async fn totals(&self) -> Result<BTreeMap<String, (u64, u64)>, Error> {

@@ -6,7 +6,8 @@ use super::Db;
 use crate::app::Trigger;
 use crate::error::{Error, Outcome};
 use crate::platform::records::{
-    CallEnd, CallParent, CallRecord, CallState, ExecutionRecord, RecordStore, SpawnedCall, Usage,
+    Buckets, CallEnd, CallParent, CallRecord, CallState, ExecutionPage, ExecutionQuery,
+    ExecutionRecord, RecordStore, Sample, SpawnedCall, Usage, buckets_of, like_pattern, page_of,
 };
 use rusqlite::{OptionalExtension, params};
 use std::collections::BTreeMap;
@@ -65,6 +66,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE calls ADD COLUMN owner TEXT;
     ALTER TABLE calls ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX calls_pending ON calls (created_at) WHERE state = 'pending';",
+    // The pages read an app's executions by time (charts, the logs view).
+    "CREATE INDEX executions_by_app_time ON executions (app, started_at);",
 ];
 
 /// Duration in ms, whether it failed, memory: one run, for usage figures.
@@ -299,6 +302,118 @@ impl RecordStore for SqliteRecords {
         Ok(usage_of(app, groups))
     }
 
+    async fn buckets(
+        &self,
+        app: &str,
+        from: u64,
+        to: u64,
+        max_rows: usize,
+    ) -> Result<Buckets, Error> {
+        let app = app.to_string();
+        let samples = self
+            .db
+            .run("reading executions per minute", move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT started_at, version, function, outcome != 'ok', duration_ms
+                     FROM executions WHERE app = ?1 AND started_at >= ?2 AND started_at < ?3
+                     ORDER BY started_at DESC LIMIT ?4",
+                )?;
+                let rows = stmt.query_map(params![app, from, to, max_rows as i64], |r| {
+                    Ok(Sample {
+                        started_at: r.get(0)?,
+                        version: r.get(1)?,
+                        function: r.get(2)?,
+                        failed: r.get(3)?,
+                        duration_ms: r.get(4)?,
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<Vec<Sample>>>()
+            })
+            .await?;
+        Ok(buckets_of(samples, from, max_rows))
+    }
+
+    async fn search(&self, query: &ExecutionQuery) -> Result<ExecutionPage, Error> {
+        let q = query.clone();
+        let records = self
+            .db
+            .run("searching executions", move |conn| {
+                // Where the page starts: before the cursor (its start time,
+                // then its id), or at the newest.
+                let cursor: Option<(i64, i64)> = match q.before {
+                    None => Some((i64::MAX, i64::MAX)),
+                    Some(id) => conn
+                        .query_row(
+                            "SELECT started_at, id FROM executions WHERE id = ?1 AND app = ?2",
+                            params![id, q.app],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()?,
+                };
+                let Some((at, id)) = cursor else {
+                    return Ok((Vec::new(), None));
+                };
+                // The newest `scan` executions from the cursor on (a range
+                // of `executions_by_app_time`), then the filters: one page
+                // never reads more than `scan` rows.
+                let sql = format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM (
+                         SELECT * FROM executions
+                         WHERE app = ?1 AND started_at <= ?2 AND (started_at < ?2 OR id < ?3)
+                         ORDER BY started_at DESC, id DESC LIMIT ?4)
+                     WHERE (?5 IS NULL OR function = ?5) AND (?6 IS NULL OR version = ?6)
+                       AND (?7 IS NULL OR outcome = ?7) AND (?8 IS NULL OR trigger = ?8)
+                       AND (?9 IS NULL OR logs LIKE ?9 ESCAPE '\\' OR error LIKE ?9 ESCAPE '\\')
+                     ORDER BY started_at DESC, id DESC LIMIT ?10"
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let params = params![
+                    q.app,
+                    at,
+                    id,
+                    q.scan as i64,
+                    q.function,
+                    q.version,
+                    q.outcome.map(|o| o.as_str()),
+                    q.trigger.map(|t| t.as_str()),
+                    q.text.as_deref().map(like_pattern),
+                    q.limit as i64,
+                ];
+                let records: Vec<ExecutionRecord> = stmt
+                    .query_map(params, execution_row)?
+                    .collect::<Result<_, _>>()?;
+                if records.len() >= q.limit || q.scan == 0 {
+                    return Ok((records, None));
+                }
+                // A short page: was the scan cut at its bound?
+                let last: Option<u64> = conn
+                    .query_row(
+                        "SELECT id FROM executions
+                         WHERE app = ?1 AND started_at <= ?2 AND (started_at < ?2 OR id < ?3)
+                         ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?4",
+                        params![q.app, at, id, q.scan as i64 - 1],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok((records, last))
+            })
+            .await?;
+        Ok(page_of(records, query.limit))
+    }
+
+    async fn execution(&self, app: &str, id: u64) -> Result<Option<ExecutionRecord>, Error> {
+        let app = app.to_string();
+        self.db
+            .run("reading an execution", move |conn| {
+                let sql = format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1 AND app = ?2"
+                );
+                conn.query_row(&sql, params![id, app], execution_row)
+                    .optional()
+            })
+            .await
+    }
+
     async fn totals(&self) -> Result<BTreeMap<String, (u64, u64)>, Error> {
         self.db
             .run("counting executions", |conn| {
@@ -490,6 +605,13 @@ fn lease_end(lease: Duration) -> u64 {
 mod tests {
     use super::*;
     use rusqlite::Connection;
+
+    #[tokio::test]
+    async fn buckets_and_search_answer_as_every_store_must() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteRecords::open(&dir.path().join("executions.db")).unwrap();
+        crate::platform::records::conformance::check(&store).await;
+    }
 
     #[tokio::test]
     async fn a_database_written_before_versioning_opens_with_its_rows() {
