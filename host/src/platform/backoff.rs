@@ -20,6 +20,14 @@ impl Backoff {
         max: Duration::from_secs(30),
     };
 
+    /// A deploy or rollback whose version number another host took at the
+    /// same time: short pauses, so the other host's queued deploys go
+    /// first and this one lands after them.
+    pub(crate) const VERSION_RACE: Backoff = Backoff {
+        first: Duration::from_millis(5),
+        max: Duration::from_millis(250),
+    };
+
     /// The pause before retry `attempt` (the first retry is attempt 1).
     pub(crate) fn delay(self, attempt: u32) -> Duration {
         let doublings = attempt.saturating_sub(1).min(16);

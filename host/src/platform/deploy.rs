@@ -2,6 +2,7 @@
 //! collection. Each holds the app's deploy lock, so two deploys of one app
 //! never interleave; on any error nothing changes.
 
+use super::backoff::Backoff;
 use super::live::Slot;
 use super::registry::{AppState, GitInfo, VersionRecord};
 use super::{Platform, now_ms};
@@ -11,6 +12,11 @@ use crate::error::Error;
 use crate::spec::{AppSpec, PoolSettings};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
+
+/// How many times a deploy or rollback takes the next version number when
+/// other hosts' deploys of the app keep taking the one it read: enough for
+/// a queue of deploys on each of several hosts at once.
+const VERSION_RACES: u32 = 12;
 
 /// How old an unreferenced artifact must be before it is collected (when
 /// the retention is shorter, the retention).
@@ -184,8 +190,12 @@ impl Platform {
                 let _deploying = lock.lock().await;
                 attempts += 1;
                 match this.publish(wasm.clone(), request.clone(), None).await {
-                    // Another host's deploy took the number: the next one.
-                    Err(Error::VersionTaken { .. }) if attempts < 3 => continue,
+                    // Another host's deploy took the number: the next one,
+                    // after a pause without the lock.
+                    Err(Error::VersionTaken { .. }) if attempts < VERSION_RACES => {
+                        drop(_deploying);
+                        Backoff::VERSION_RACE.wait(attempts).await;
+                    }
                     result => break result?,
                 }
             };
@@ -369,7 +379,9 @@ impl Platform {
             let deployment = loop {
                 attempts += 1;
                 match this.rollback_now(&app, version, &deployer).await {
-                    Err(Error::VersionTaken { .. }) if attempts < 3 => continue,
+                    Err(Error::VersionTaken { .. }) if attempts < VERSION_RACES => {
+                        Backoff::VERSION_RACE.wait(attempts).await;
+                    }
                     result => break result?,
                 }
             };
