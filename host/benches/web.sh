@@ -11,6 +11,10 @@
 # that both see the same state of a shared, noisy machine; the figures are
 # medians, and the ratio is the median of the per-round ratios.
 #
+# With --with-wasmtime, a bare hyper hello server of the same shape
+# (host/examples/bare_hyper.rs: no WebAssembly, no recording) joins the
+# rounds of the Rust endpoints as the machine's limit.
+#
 # With --baseline BIN, another modal binary (e.g. built from an earlier
 # commit) serves the same component in the same alternating rounds, and
 # the ratio modal / baseline is printed: what a change costs.
@@ -33,7 +37,7 @@ while [ $# -gt 0 ]; do
 done
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release -q -p modal-host
+cargo build --release -q -p modal-host --bins --example bare_hyper
 cargo build --release -q --target wasm32-wasip2 --manifest-path examples/Cargo.toml --target-dir target/guests
 modal=target/release/modal
 guests=target/guests/wasm32-wasip2/release
@@ -46,22 +50,23 @@ if [ "$with_wasmtime" = 1 ]; then
     fi
 fi
 
-servers=()
-trap 'stop_all' EXIT
+servers=() states=()
+trap 'stop_all; rm -rf "${states[@]}"' EXIT
 
-# Waits until $1 answers $2 with a 200.
+# Waits until $1 answers $2 with a 200 (as the Host $host, when set).
 wait_ready() {
     for _ in $(seq 100); do
-        curl -fsS -o /dev/null "http://127.0.0.1:$1$2" 2>/dev/null && return 0
+        curl -fsS -o /dev/null -H "Host: ${host:-localhost}" "http://127.0.0.1:$1$2" 2>/dev/null && return 0
         sleep 0.1
     done
     return 1
 }
 
-# Prints "REQ_PER_S P50 P99" for a wrk run of $2 seconds against $1.
+# Prints "REQ_PER_S P50 P99" for a wrk run of $2 seconds against $1, with
+# the Host header $host (modal routes by it; the others ignore it).
 measure() {
     local out
-    out=$(wrk -t2 -c"$connections" -d"$2s" --latency "$1")
+    out=$(wrk -t2 -c"$connections" -d"$2s" --latency -H "Host: $host" "$1")
     errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
     [ -z "$errors" ] || echo "  wrk reported: $errors" >&2
     echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1 == "50%" {print $2}' <<<"$out") $(awk '$1 == "99%" {print $2}' <<<"$out")"
@@ -71,6 +76,18 @@ measure() {
 launch() {
     "$@" >/dev/null 2>&1 &
     servers+=($!)
+}
+
+# launch_modal BIN PORT WASM: `modal server` on a state directory of its
+# own with WASM deployed as app `bench` (as in production: the web
+# function is reached by the Host header, and every execution recorded).
+launch_modal() {
+    local bin="$1" port="$2" wasm="$3" state host=localhost
+    state=$(mktemp -d)
+    states+=("$state")
+    launch "$bin" server --state "$state" --listen "127.0.0.1:$port"
+    wait_ready "$port" /healthz || return 1
+    MODAL_STATE=$state MODAL_SERVER="http://127.0.0.1:$port" "$bin" deploy "$wasm" --name bench >/dev/null
 }
 
 # Stops the servers started so far.
@@ -83,13 +100,13 @@ stop_all() {
 results=()
 # compare NAME WASM PATH: modal (and wasmtime reuse) in alternation.
 compare() {
-    local name="$1" wasm="$2" path="$3" port_modal=18181 port_wt=18182 port_base=18184
+    local name="$1" wasm="$2" path="$3" port_modal=18181 port_wt=18182 port_base=18184 port_bare=18185
+    host="bench--$4.localhost"
     local labels=(modal) ports=($port_modal)
-    launch "$modal" serve "$wasm" --listen "127.0.0.1:$port_modal"
-    wait_ready $port_modal "$path" || { echo "modal could not serve $name" >&2; return 1; }
+    launch_modal "$modal" $port_modal "$wasm" && wait_ready $port_modal "$path" \
+        || { echo "modal could not serve $name" >&2; return 1; }
     if [ -n "$baseline" ]; then
-        launch "$baseline" serve "$wasm" --listen "127.0.0.1:$port_base"
-        if wait_ready $port_base "$path"; then
+        if launch_modal "$baseline" $port_base "$wasm" && wait_ready $port_base "$path"; then
             labels+=(baseline); ports+=($port_base)
         else
             echo "the baseline could not serve $name" >&2
@@ -104,8 +121,12 @@ compare() {
         else
             echo "wasmtime serve could not serve $name" >&2
         fi
+        if [ "$name" != py-greet ]; then
+            launch target/release/examples/bare_hyper "127.0.0.1:$port_bare"
+            wait_ready $port_bare "$path" && { labels+=(bare-hyper); ports+=($port_bare); }
+        fi
     fi
-    for port in "${ports[@]}"; do wrk -t2 -c"$connections" -d1s "http://127.0.0.1:$port$path" >/dev/null; done
+    for port in "${ports[@]}"; do wrk -t2 -c"$connections" -d1s -H "Host: $host" "http://127.0.0.1:$port$path" >/dev/null; done
     local runs=() order
     for round in $(seq "$rounds"); do
         order=$(seq 0 $((${#ports[@]} - 1)))
@@ -127,8 +148,8 @@ compare() {
     results+=("${runs[@]/#/$name }")
 }
 
-compare greet "$guests/hello.wasm" "/?name=bench"
-compare plain "$guests/http_plain.wasm" "/"
+compare greet "$guests/hello.wasm" "/?name=bench" greet
+compare plain "$guests/http_plain.wasm" "/" web
 
 # Python: the same greet, built with componentize-py (see .ci/setup).
 python_wasm=target/bench-guests/python-hello.wasm
@@ -147,13 +168,13 @@ if [ -x .cache/venv/bin/componentize-py ]; then
     # --portable build (no context import) under both.
     portable=target/bench-guests/python-hello-portable.wasm
     MODAL_COMPONENTIZE_PY=.cache/venv/bin/componentize-py "$modal" build --portable examples/python-hello/app.py -o "$portable" 2>/dev/null
-    compare py-greet "$portable" "/?name=bench"
+    compare py-greet "$portable" "/?name=bench" greet
 
     # Warm call latency through the control API: Rust hello vs Python.
     state=$(mktemp -d)
     port=18183
     launch "$modal" server --state "$state" --listen "127.0.0.1:$port"
-    wait_ready $port /healthz
+    host=localhost wait_ready $port /healthz
     MODAL_STATE=$state MODAL_SERVER="http://127.0.0.1:$port" "$modal" deploy "$guests/hello.wasm" --name rs >/dev/null
     MODAL_STATE=$state MODAL_SERVER="http://127.0.0.1:$port" "$modal" deploy "$python_wasm" --name py >/dev/null
     token=$(cat "$state/token")
@@ -185,12 +206,36 @@ for (name, server), by_round in runs.items():
     rps = statistics.median(r[0] for r in by_round.values())
     mid = sorted(by_round.values(), key=lambda r: r[0])[len(by_round) // 2]
     print(f"{name + ' / ' + server:<58} {rps:>9.0f} {mid[1]:>9} {mid[2]:>9}")
+def ms(text):
+    """wrk's latency (`812.00us`, `1.20ms`, `2.00s`) in ms."""
+    for unit, factor in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+
+def spread(values, fmt):
+    values = sorted(values)
+    return f"min {fmt(values[0])}, median {fmt(statistics.median(values))}, max {fmt(values[-1])}"
+
+print()
 for name in dict.fromkeys(n for n, _ in runs):
-    for other, label in (("wasmtime-reuse", "wasmtime serve (reuse 1000)"), ("baseline", "baseline")):
-        ours, theirs = runs.get((name, "modal")), runs.get((name, other))
+    ours = runs.get((name, "modal"))
+    for other, label, target in (("wasmtime-reuse", "wasmtime serve (reuse 1000)", 1.3),
+                                 ("bare-hyper", "bare hyper", 0.5),
+                                 ("baseline", "baseline", None)):
+        theirs = runs.get((name, other))
         if not ours or not theirs:
             continue
         ratios = [ours[r][0] / theirs[r][0] for r in ours if r in theirs]
-        print(f"{name}: modal / {label} = {statistics.median(ratios):.2f} "
-              f"(median of {len(ratios)} rounds; min {min(ratios):.2f}, max {max(ratios):.2f})")
+        verdict = "" if target is None else (
+            f"  target >= {target:.2f}: " + ("met" if statistics.median(ratios) >= target else "NOT met"))
+        print(f"{name}: req/s modal / {label} = {statistics.median(ratios):.2f} "
+              f"({spread(ratios, lambda v: f'{v:.2f}')} of {len(ratios)} rounds){verdict}")
+    theirs = runs.get((name, "wasmtime-reuse"))
+    if ours and theirs:
+        p99s = [(ms(ours[r][2]), ms(theirs[r][2])) for r in ours if r in theirs]
+        median = statistics.median(a / b for a, b in p99s)
+        print(f"{name}: p99 modal {spread([a for a, _ in p99s], lambda v: f'{v:.2f} ms')}; "
+              f"wasmtime {spread([b for _, b in p99s], lambda v: f'{v:.2f} ms')}; "
+              f"ratio {median:.2f}  target <= 1.00: " + ("met" if median <= 1.0 else "NOT met"))
 PY
