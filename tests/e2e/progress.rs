@@ -17,11 +17,14 @@ fn shell_words(args: &[&str]) -> String {
         .join(" ")
 }
 
-/// Runs `modal ARGS` on a pseudo-terminal (stdout and stderr both) with
-/// the environment `env`, and returns all it wrote there.
-fn on_a_terminal(args: &[&str], env: &[(&str, &str)]) -> String {
+/// Runs `modal ARGS` on a pseudo-terminal `cols` columns wide (stdout and
+/// stderr both) with the environment `env`, and returns all it wrote
+/// there.
+fn on_a_terminal(args: &[&str], env: &[(&str, &str)], cols: u16) -> String {
+    // Without a terminal of its own, `script`'s has no size (and the
+    // spinner assumes 79 columns): give it one.
     let command = format!(
-        "{} {}",
+        "stty cols {cols} rows 50 && exec {} {}",
         shell_words(&[env!("CARGO_BIN_EXE_modal")]),
         shell_words(args)
     );
@@ -73,7 +76,7 @@ fn a_deploy_shows_a_spinner_on_a_terminal_and_nothing_extra_when_piped() {
         ("MODAL_SERVER", addr.as_str()),
         ("MODAL_STATE", state.path().to_str().unwrap()),
     ];
-    let screen = on_a_terminal(&["deploy", HELLO], &env);
+    let screen = on_a_terminal(&["deploy", HELLO], &env, 250);
     let spinning = spinner_lines(&screen, "Compiling and starting hello on the server…");
     assert!(!spinning.is_empty(), "{screen:?}");
     // Cleared, then today's lines (coloured, on a terminal).
@@ -87,6 +90,22 @@ fn a_deploy_shows_a_spinner_on_a_terminal_and_nothing_extra_when_piped() {
         "{rest:?}"
     );
     assert!(!rest.contains(FRAMES), "{rest:?}");
+
+    // On a narrow terminal the message is cut to fit one line, and the
+    // elapsed time stays in sight: no line wraps (which would move the
+    // cursor up to redraw).
+    let narrow = on_a_terminal(&["deploy", HELLO], &env, 40);
+    assert!(!narrow.contains("\x1b[1A"), "{narrow:?}");
+    let cut: Vec<&str> = narrow
+        .split(['\r', '\n'])
+        .map(|l| l.trim_start_matches("\x1b[2K").trim_end())
+        .filter(|l| l.starts_with(FRAMES) && l.contains("Compiling"))
+        .collect();
+    assert!(!cut.is_empty(), "{narrow:?}");
+    for line in cut {
+        assert!(line.chars().count() <= 40, "{line:?}");
+        assert!(line.ends_with('s'), "{line:?}");
+    }
 
     // Piped: the report alone, no progress on stderr.
     let out = server.modal(&["deploy", HELLO]);
@@ -117,6 +136,7 @@ fn a_python_build_shows_a_spinner_on_a_terminal() {
             wasm.to_str().unwrap(),
         ],
         &[("MODAL_COMPONENTIZE_PY", tool.to_str().unwrap())],
+        250,
     );
     let message = format!("Building {} with componentize-py…", source.display());
     let spinning = spinner_lines(&screen, &message);

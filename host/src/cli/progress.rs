@@ -51,7 +51,7 @@ impl Spinner {
         if !shown() {
             return Spinner { bar: None };
         }
-        let style = ProgressStyle::with_template("{spinner} {msg} {secs}")
+        let style = ProgressStyle::with_template("{spinner} {wide_msg} {secs}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner())
             .tick_strings(FRAMES)
             .with_key(
