@@ -303,7 +303,9 @@ impl LoadedApp {
                 if web_functions == 1 {
                     pool.header = None;
                 }
-                (f.name.clone(), (Arc::from(f.name.as_str()), Arc::new(pool)))
+                let pool = Arc::new(pool);
+                prepared.reclaimer.register(&pool);
+                (f.name.clone(), (Arc::from(f.name.as_str()), pool))
             })
             .collect();
         let app = LoadedApp {

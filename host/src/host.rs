@@ -36,6 +36,8 @@ struct HostInner {
     /// The runtime the host was created on, if any: background work of its
     /// apps (detached web handlers, scale-down, exit hooks) runs there.
     runtime: Option<tokio::runtime::Handle>,
+    /// Every pool of every app loaded on this host.
+    reclaimer: Arc<crate::pool::Reclaimer>,
 }
 
 impl Host {
@@ -50,7 +52,8 @@ impl Host {
                 .total_memories(limits.total_memories)
                 .total_tables(limits.total_tables)
                 .total_stacks(limits.total_stacks)
-                .decommit_batch_size(limits.decommit_batch.max(1));
+                .decommit_batch_size(limits.decommit_batch.max(1))
+                .table_keep_resident(limits.table_keep_resident);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&wasm)
@@ -85,6 +88,7 @@ impl Host {
                 config,
                 compiler,
                 runtime: tokio::runtime::Handle::try_current().ok(),
+                reclaimer: Arc::default(),
             }),
         })
     }
@@ -144,6 +148,7 @@ impl Host {
             log_limit: config.log_limit,
             hook_timeout: config.describe_timeout,
             runtime: self.inner.runtime.clone(),
+            reclaimer: self.inner.reclaimer.clone(),
         };
         Ok((prepared, digest, stats))
     }

@@ -15,7 +15,7 @@ use crate::spec::Settings;
 use crate::spec::human;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use wasmtime::component::InstancePre;
@@ -50,6 +50,88 @@ pub(crate) struct Prepared {
     pub(crate) log_limit: usize,
     /// Limit of `enter` and `exit`.
     pub(crate) hook_timeout: Duration,
+    /// The host's pools, whose idle instances make room when its slots
+    /// run out.
+    pub(crate) reclaimer: Arc<Reclaimer>,
+}
+
+/// Most idle instances reclaimed in one pass when the host has no slot
+/// left for a new instance. A pass takes the oldest eighth of the idle
+/// instances (at least one): it looks at every pool, so taking several at
+/// once keeps passes rare in a burst (10,000 schedules firing together
+/// against 1,000 slots), while a host that is merely full loses few warm
+/// instances.
+const RECLAIM_BATCH: usize = 256;
+
+/// How many times a new instance is tried again after reclaiming room.
+const RECLAIM_TRIES: u32 = 3;
+
+/// Every pool of a host, so that when the pooling allocator has no free
+/// slot, warm instances idle in other pools (the least recently used
+/// first) are dropped to make room rather than failing the execution.
+/// Functions that run rarely (most schedules) would otherwise hold slots
+/// for their whole idle timeout.
+#[derive(Default)]
+pub(crate) struct Reclaimer {
+    pools: Mutex<Vec<Weak<Pool>>>,
+}
+
+impl Reclaimer {
+    /// Makes `pool`'s idle instances reclaimable.
+    pub(crate) fn register(&self, pool: &Arc<Pool>) {
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.push(Arc::downgrade(pool));
+    }
+
+    /// Drops the least recently used idle instances across all pools (see
+    /// [`RECLAIM_BATCH`]), keeping each pool's `min_warm`; returns how many
+    /// it dropped.
+    pub(crate) fn reclaim(&self) -> usize {
+        let live: Vec<Arc<Pool>> = {
+            let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+            pools.retain(|p| p.strong_count() > 0);
+            pools.iter().filter_map(Weak::upgrade).collect()
+        };
+        // Every reclaimable idle instance's last use, oldest first.
+        let mut candidates: Vec<(Instant, usize)> = Vec::new();
+        for (i, pool) in live.iter().enumerate() {
+            let idle = pool.idle();
+            let keep = pool.settings.min_warm as usize;
+            let removable = pool
+                .counters
+                .live
+                .load(Ordering::Acquire)
+                .saturating_sub(keep)
+                .min(idle.len());
+            candidates.extend(idle.iter().take(removable).map(|inst| (inst.last_used, i)));
+        }
+        let batch = (candidates.len() / 8).clamp(1, RECLAIM_BATCH);
+        if candidates.len() > batch {
+            candidates.select_nth_unstable(batch);
+            candidates.truncate(batch);
+        }
+        let mut per_pool = vec![0usize; live.len()];
+        for (_, i) in &candidates {
+            per_pool[*i] += 1;
+        }
+        let mut dropped = 0;
+        for (pool, count) in live.iter().zip(per_pool) {
+            if count == 0 {
+                continue;
+            }
+            // The stack is ordered by last use, oldest first.
+            let taken: Vec<Instance> = {
+                let mut idle = pool.idle();
+                let count = count.min(idle.len());
+                idle.drain(..count).collect()
+            };
+            dropped += taken.len();
+            for instance in taken {
+                pool.retire(instance);
+            }
+        }
+        dropped
+    }
 }
 
 /// A live instance and the handles of its exports.
@@ -89,8 +171,30 @@ impl Instance {
     }
 }
 
-/// Creates a new instance: store, instantiation, export handles.
+/// Creates a new instance: store, instantiation, export handles. When the
+/// host has no slot left, the least recently used idle instances of the
+/// host make room, and it is tried again.
 async fn instantiate(
+    prepared: &Prepared,
+    env: &[(String, String)],
+    function: &str,
+) -> Result<Instance, Error> {
+    let mut tries = 0;
+    loop {
+        match instantiate_once(prepared, env, function).await {
+            Err(Error::HostAtCapacity(_))
+                if tries < RECLAIM_TRIES && prepared.reclaimer.reclaim() > 0 =>
+            {
+                tries += 1;
+                tokio::task::yield_now().await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// One try of [`instantiate`].
+async fn instantiate_once(
     prepared: &Prepared,
     env: &[(String, String)],
     function: &str,

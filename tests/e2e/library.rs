@@ -485,3 +485,64 @@ async fn a_failed_web_request_puts_its_error_id_in_the_logs() {
         "{logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_instances_of_other_functions_make_room_when_the_host_is_full() {
+    // Two instance slots in all, and three functions that each keep an
+    // instance warm after their call.
+    let host = host_with(|c| {
+        c.pooling = Some(modal_host::PoolingLimits {
+            total_component_instances: 2,
+            // Plenty of the rest (a component may hold several tables).
+            total_core_instances: 40,
+            total_memories: 20,
+            total_tables: 20,
+            total_stacks: 20,
+            ..modal_host::PoolingLimits::default()
+        });
+    });
+    let counter = load(&host, COUNTER, "counter").await;
+    let hello = load(&host, HELLO, "hello").await;
+    assert_eq!(ok(counter.call("incr", b"").await), "1");
+    assert_eq!(ok(counter.call("entered", b"").await), "true");
+    // Both slots hold idle instances: the least recently used (`incr`'s)
+    // is dropped for the new one.
+    assert_eq!(ok(hello.call("square", b"3").await), "9");
+    let live = |app: &modal_host::LoadedApp, function: &str| {
+        app.stats()
+            .into_iter()
+            .find(|s| s.function == function)
+            .map_or(0, |s| s.live)
+    };
+    assert_eq!(live(&counter, "incr"), 0, "the oldest idle instance went");
+    assert_eq!(live(&counter, "entered"), 1);
+    let again = counter.call("incr", b"").await;
+    assert!(again.cold);
+    assert_eq!(ok(again), "1", "`incr` starts again on a fresh instance");
+    // A deploy's `describe` needs an instance too.
+    let plain = host
+        .load(&wasm(HTTP_PLAIN), AppMeta::new("plain", 1))
+        .await
+        .expect("a full host still loads an app");
+    assert_eq!(get(&plain, "web", "/").await.0, 200);
+
+    // Instances in use are never taken: with both slots busy, a call that
+    // needs a third instance fails as the host being full.
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let counter = counter.clone();
+            tokio::spawn(async move { counter.call("slow", br#"{"ms": 2000}"#).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = hello.call("square", b"4").await;
+    assert!(
+        matches!(refused.outcome, Err(Error::HostAtCapacity(_))),
+        "{:?}",
+        refused.outcome
+    );
+    for call in busy {
+        ok(call.await.unwrap());
+    }
+    assert_eq!(ok(hello.call("square", b"5").await), "25");
+}
