@@ -86,15 +86,21 @@ impl Reclaimer {
     /// Drops the least recently used idle instances across all pools (see
     /// [`RECLAIM_BATCH`]), keeping each pool's `min_warm`; returns how many
     /// it dropped.
-    pub(crate) fn reclaim(&self) -> usize {
+    ///
+    /// Instances of `module` (the component about to be instantiated) go
+    /// first: the slot one frees still holds that component's memory image,
+    /// so the new instance needs no new mapping of it (`map_image_at`).
+    pub(crate) fn reclaim(&self, module: &Prepared) -> usize {
         let live: Vec<Arc<Pool>> = {
             let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
             pools.retain(|p| p.strong_count() > 0);
             pools.iter().filter_map(Weak::upgrade).collect()
         };
-        // Every reclaimable idle instance's last use, oldest first.
-        let mut candidates: Vec<(Instant, usize)> = Vec::new();
+        // Every reclaimable idle instance: whether it is of another
+        // component, and its last use.
+        let mut candidates: Vec<(bool, Instant, usize)> = Vec::new();
         for (i, pool) in live.iter().enumerate() {
+            let other = !std::ptr::eq(&*pool.prepared, module);
             let idle = pool.idle();
             let keep = pool.settings.min_warm as usize;
             let removable = pool
@@ -103,7 +109,11 @@ impl Reclaimer {
                 .load(Ordering::Acquire)
                 .saturating_sub(keep)
                 .min(idle.len());
-            candidates.extend(idle.iter().take(removable).map(|inst| (inst.last_used, i)));
+            candidates.extend(
+                idle.iter()
+                    .take(removable)
+                    .map(|inst| (other, inst.last_used, i)),
+            );
         }
         let batch = (candidates.len() / 8).clamp(1, RECLAIM_BATCH);
         if candidates.len() > batch {
@@ -111,7 +121,7 @@ impl Reclaimer {
             candidates.truncate(batch);
         }
         let mut per_pool = vec![0usize; live.len()];
-        for (_, i) in &candidates {
+        for (_, _, i) in &candidates {
             per_pool[*i] += 1;
         }
         let mut dropped = 0;
@@ -183,7 +193,7 @@ async fn instantiate(
     loop {
         match instantiate_once(prepared, env, function).await {
             Err(Error::HostAtCapacity(_))
-                if tries < RECLAIM_TRIES && prepared.reclaimer.reclaim() > 0 =>
+                if tries < RECLAIM_TRIES && prepared.reclaimer.reclaim(prepared) > 0 =>
             {
                 tries += 1;
                 tokio::task::yield_now().await;

@@ -519,6 +519,11 @@ async fn idle_instances_of_other_functions_make_room_when_the_host_is_full() {
     let again = counter.call("incr", b"").await;
     assert!(again.cold);
     assert_eq!(ok(again), "1", "`incr` starts again on a fresh instance");
+    // The idle instances are `square`'s (older) and `incr`'s: one of the
+    // same component goes first, so its slot's memory image is reused.
+    assert_eq!(ok(counter.call("entered", b"").await), "true");
+    assert_eq!(live(&counter, "incr"), 0);
+    assert_eq!(live(&hello, "square"), 1);
     // A deploy's `describe` needs an instance too.
     let plain = host
         .load(&wasm(HTTP_PLAIN), AppMeta::new("plain", 1))
