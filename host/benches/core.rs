@@ -272,7 +272,7 @@ async fn run() {
             micros(percentile(&samples, 0.5)),
             micros(percentile(&samples, 0.99))
         ),
-        "",
+        "p50 <= 20 µs",
     );
     app.drain().await;
 

@@ -465,6 +465,8 @@ impl LoadedApp {
         } = run;
         let reject = |e: Error| {
             let mut execution = self.rejected(function, trigger, started_at, start, e);
+            // A scheduled run that could not start is still its fire time's.
+            execution.run_id = run_id.clone();
             execution.call_id = call_id.clone();
             execution.nest(&nesting);
             execution

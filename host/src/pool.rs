@@ -10,6 +10,7 @@
 use crate::bindings::{FunctionGuest, FunctionIndices, LifecycleGuest, LifecycleIndices, RawSpec};
 use crate::compile::one_line;
 use crate::error::Error;
+use crate::platform::backoff::Backoff;
 use crate::sandbox::{Sandbox, new_store};
 use crate::spec::Settings;
 use crate::spec::human;
@@ -183,20 +184,30 @@ impl Instance {
 
 /// Creates a new instance: store, instantiation, export handles. When the
 /// host has no slot left, the least recently used idle instances of the
-/// host make room, and it is tried again.
+/// host make room; when every slot is busy, it waits for one to free, up
+/// to `wait`.
 async fn instantiate(
     prepared: &Prepared,
     env: &[(String, String)],
     function: &str,
+    wait: Duration,
 ) -> Result<Instance, Error> {
-    let mut tries = 0;
+    let deadline = Instant::now() + wait;
+    let (mut reclaims, mut waits) = (0, 0);
     loop {
         match instantiate_once(prepared, env, function).await {
-            Err(Error::HostAtCapacity(_))
-                if tries < RECLAIM_TRIES && prepared.reclaimer.reclaim(prepared) > 0 =>
-            {
-                tries += 1;
-                tokio::task::yield_now().await;
+            Err(Error::HostAtCapacity(message)) => {
+                if reclaims < RECLAIM_TRIES && prepared.reclaimer.reclaim(prepared) > 0 {
+                    reclaims += 1;
+                    tokio::task::yield_now().await;
+                } else if Instant::now() < deadline {
+                    waits += 1;
+                    let pause = Backoff::HOST_FULL.delay(waits);
+                    tokio::time::sleep(pause.min(deadline - Instant::now())).await;
+                    reclaims = 0;
+                } else {
+                    return Err(Error::HostAtCapacity(message));
+                }
             }
             result => return result,
         }
@@ -303,7 +314,7 @@ pub(crate) async fn describe(
     prepared: &Prepared,
     env: &[(String, String)],
 ) -> Result<(RawSpec, Vec<String>), String> {
-    let mut instance = instantiate(prepared, env, "describe")
+    let mut instance = instantiate(prepared, env, "describe", prepared.hook_timeout)
         .await
         .map_err(|e| e.to_string())?;
     let timeout = prepared.hook_timeout;
@@ -485,7 +496,8 @@ impl Pool {
             function: self.function.clone(),
             message,
         };
-        let mut instance = instantiate(&self.prepared, &self.env, &self.function).await?;
+        let wait = self.queue_timeout;
+        let mut instance = instantiate(&self.prepared, &self.env, &self.function, wait).await?;
         instance._live = Some(guard);
         if self.prepared.run_enter {
             enter(&mut instance, self.prepared.hook_timeout)

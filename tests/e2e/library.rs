@@ -491,6 +491,7 @@ async fn idle_instances_of_other_functions_make_room_when_the_host_is_full() {
     // Two instance slots in all, and three functions that each keep an
     // instance warm after their call.
     let host = host_with(|c| {
+        c.queue_timeout = Duration::from_millis(1500);
         c.pooling = Some(modal_host::PoolingLimits {
             total_component_instances: 2,
             // Plenty of the rest (a component may hold several tables).
@@ -532,22 +533,33 @@ async fn idle_instances_of_other_functions_make_room_when_the_host_is_full() {
     assert_eq!(get(&plain, "web", "/").await.0, 200);
 
     // Instances in use are never taken: with both slots busy, a call that
-    // needs a third instance fails as the host being full.
+    // needs a third instance waits for one up to the queue timeout, then
+    // fails as the host being full.
     let busy: Vec<_> = (0..2)
         .map(|_| {
             let counter = counter.clone();
-            tokio::spawn(async move { counter.call("slow", br#"{"ms": 2000}"#).await })
+            tokio::spawn(async move { counter.call("slow", br#"{"ms": 3000}"#).await })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = Instant::now();
     let refused = hello.call("square", b"4").await;
     assert!(
         matches!(refused.outcome, Err(Error::HostAtCapacity(_))),
         "{:?}",
         refused.outcome
     );
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(2600),
+        "waited {waited:?} for a 1.5 s queue timeout"
+    );
+    // A slot that frees within the queue timeout is taken.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let square = hello.call("square", b"5");
+    assert_eq!(ok(square.await), "25");
+    assert!(asked.elapsed() >= Duration::from_millis(2500));
     for call in busy {
         ok(call.await.unwrap());
     }
-    assert_eq!(ok(hello.call("square", b"5").await), "25");
 }

@@ -28,6 +28,13 @@ impl Backoff {
         max: Duration::from_millis(250),
     };
 
+    /// An instance that finds every slot of the host busy: the next try
+    /// comes soon, since a slot frees as soon as any execution ends.
+    pub(crate) const HOST_FULL: Backoff = Backoff {
+        first: Duration::from_millis(1),
+        max: Duration::from_millis(50),
+    };
+
     /// The pause before retry `attempt` (the first retry is attempt 1).
     pub(crate) fn delay(self, attempt: u32) -> Duration {
         let doublings = attempt.saturating_sub(1).min(16);

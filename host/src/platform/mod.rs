@@ -13,7 +13,7 @@
 //! `postgres/` holds the cluster's stores.
 
 mod artifacts;
-mod backoff;
+pub(crate) mod backoff;
 mod calls;
 mod cluster;
 mod deploy;
