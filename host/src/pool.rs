@@ -75,7 +75,16 @@ const RECLAIM_TRIES: u32 = 3;
 #[derive(Default)]
 pub(crate) struct Reclaimer {
     pools: Mutex<Vec<Weak<Pool>>>,
+    /// When a pass last found nothing to reclaim: instances waiting for a
+    /// busy host do not each look at every pool again (see
+    /// [`RECLAIM_QUIET`]).
+    found_none: Mutex<Option<Instant>>,
 }
+
+/// After a pass that found no idle instance, how long further passes are
+/// skipped: a host whose slots are all busy, with many instances waiting,
+/// then looks at its pools at most this often.
+const RECLAIM_QUIET: Duration = Duration::from_millis(5);
 
 impl Reclaimer {
     /// Makes `pool`'s idle instances reclaimable.
@@ -92,6 +101,14 @@ impl Reclaimer {
     /// first: the slot one frees still holds that component's memory image,
     /// so the new instance needs no new mapping of it (`map_image_at`).
     pub(crate) fn reclaim(&self, module: &Prepared) -> usize {
+        let found_none = || {
+            self.found_none
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        if found_none().is_some_and(|at| at.elapsed() < RECLAIM_QUIET) {
+            return 0;
+        }
         let live: Vec<Arc<Pool>> = {
             let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
             pools.retain(|p| p.strong_count() > 0);
@@ -115,6 +132,10 @@ impl Reclaimer {
                     .take(removable)
                     .map(|inst| (other, inst.last_used, i)),
             );
+        }
+        if candidates.is_empty() {
+            *found_none() = Some(Instant::now());
+            return 0;
         }
         let batch = (candidates.len() / 8).clamp(1, RECLAIM_BATCH);
         if candidates.len() > batch {
