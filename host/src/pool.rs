@@ -120,16 +120,9 @@ impl Reclaimer {
         for (i, pool) in live.iter().enumerate() {
             let other = !std::ptr::eq(&*pool.prepared, module);
             let idle = pool.idle();
-            let keep = pool.settings.min_warm as usize;
-            let removable = pool
-                .counters
-                .live
-                .load(Ordering::Acquire)
-                .saturating_sub(keep)
-                .min(idle.len());
             candidates.extend(
-                idle.iter()
-                    .take(removable)
+                idle[..pool.removable(&idle)]
+                    .iter()
                     .map(|inst| (other, inst.last_used, i)),
             );
         }
@@ -146,23 +139,11 @@ impl Reclaimer {
         for (_, _, i) in &candidates {
             per_pool[*i] += 1;
         }
-        let mut dropped = 0;
-        for (pool, count) in live.iter().zip(per_pool) {
-            if count == 0 {
-                continue;
-            }
-            // The stack is ordered by last use, oldest first.
-            let taken: Vec<Instance> = {
-                let mut idle = pool.idle();
-                let count = count.min(idle.len());
-                idle.drain(..count).collect()
-            };
-            dropped += taken.len();
-            for instance in taken {
-                pool.retire(instance);
-            }
-        }
-        dropped
+        live.iter()
+            .zip(per_pool)
+            .filter(|(_, count)| *count > 0)
+            .map(|(pool, count)| pool.drop_oldest(|_| count))
+            .sum()
     }
 }
 
@@ -672,22 +653,36 @@ impl Pool {
     /// Drops warm instances idle for longer than the idle timeout, keeping
     /// `min_warm` alive.
     pub(crate) fn scale_down(&self, now: Instant) {
-        let keep = self.settings.min_warm as usize;
-        let expired: Vec<Instance> = {
-            let mut idle = self.idle();
-            // The stack is ordered by last use, oldest first.
-            let live = self.counters.live.load(Ordering::Acquire);
-            let removable = live.saturating_sub(keep).min(idle.len());
-            let count = idle
+        self.drop_oldest(|idle| {
+            idle[..self.removable(idle)]
                 .iter()
-                .take(removable)
                 .take_while(|i| now.duration_since(i.last_used) >= self.idle_timeout)
-                .count();
+                .count()
+        });
+    }
+
+    /// How many of the idle instances `idle` (this pool's stack) may be
+    /// dropped: all but those that keep `min_warm` alive.
+    fn removable(&self, idle: &[Instance]) -> usize {
+        let keep = self.settings.min_warm as usize;
+        let live = self.counters.live.load(Ordering::Acquire);
+        live.saturating_sub(keep).min(idle.len())
+    }
+
+    /// Drops the least recently used idle instances, as many as `count`
+    /// says of the idle stack (ordered by last use, oldest first); returns
+    /// how many it dropped.
+    fn drop_oldest(&self, count: impl FnOnce(&[Instance]) -> usize) -> usize {
+        let taken: Vec<Instance> = {
+            let mut idle = self.idle();
+            let count = count(&idle).min(idle.len());
             idle.drain(..count).collect()
         };
-        for instance in expired {
+        let dropped = taken.len();
+        for instance in taken {
             self.retire(instance);
         }
+        dropped
     }
 
     /// Stops taking executions and drops the idle instances; busy ones are
@@ -695,10 +690,7 @@ impl Pool {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.closing.notify_waiters();
-        let idle: Vec<Instance> = self.idle().drain(..).collect();
-        for instance in idle {
-            self.retire(instance);
-        }
+        self.drop_oldest(<[Instance]>::len);
     }
 
     /// Waits until no instance of this pool is alive.
