@@ -277,18 +277,27 @@ async fn run() {
     app.drain().await;
 
     // The same cold calls with the decommit of dropped instances batched
-    // (32 regions) or not (the default, 1), in alternating rounds on one
-    // machine state; see `cargo bench --bench memory` for what batching
-    // keeps resident.
-    let mut by_batch: Vec<(usize, Vec<Duration>)> = vec![(1, Vec::new()), (32, Vec::new())];
+    // (32 regions) or not (the default, 1), and the same work in a bare
+    // wasmtime embedding, in alternating rounds on one machine state; see
+    // `cargo bench --bench memory` for what batching keeps resident.
+    let defaults = modal_host::PoolingLimits::default();
+    let mut variants: Vec<(&str, modal_host::PoolingLimits, Vec<Duration>)> = vec![
+        ("decommit batch 1", defaults.clone(), Vec::new()),
+        (
+            "decommit batch 32",
+            modal_host::PoolingLimits {
+                decommit_batch: 32,
+                ..defaults.clone()
+            },
+            Vec::new(),
+        ),
+    ];
+    let mut floor = Vec::new();
     for round in 0..6 {
-        for (batch, samples) in by_batch.iter_mut() {
+        for (_, limits, samples) in variants.iter_mut() {
             let host = Host::new(HostConfig {
                 cache_dir: Some(dir.path().to_path_buf()),
-                pooling: Some(modal_host::PoolingLimits {
-                    decommit_batch: *batch,
-                    ..Default::default()
-                }),
+                pooling: Some(limits.clone()),
                 ..HostConfig::default()
             })
             .expect("host");
@@ -303,12 +312,14 @@ async fn run() {
             }
             app.drain().await;
         }
+        floor.extend(bare_wasmtime_cold_calls(&counter, 2_000).await);
     }
-    for (batch, samples) in &mut by_batch {
+    variants.push(("floor: bare wasmtime, same work", defaults, floor));
+    for (label, _, samples) in &mut variants {
         samples.sort();
         let mean: Duration = samples.iter().sum::<Duration>() / samples.len() as u32;
         row(
-            &format!("cold call, decommit batch {batch}: mean, p50 / p99"),
+            &format!("cold call, {label}: mean, p50 / p99"),
             format!(
                 "{:.1}, {:.1} / {:.1} µs",
                 micros(mean),
@@ -318,4 +329,84 @@ async fn run() {
             "",
         );
     }
+}
+
+/// State of the bare wasmtime embedding of [`bare_wasmtime_cold_calls`]:
+/// WASI and nothing else.
+struct Bare {
+    wasi: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for Bare {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The floor under the cold call: `n` times the same work in the plainest
+/// embedding of wasmtime, with the host's engine settings (pooling
+/// defaults, epoch interruption) and none of its code: a store with an
+/// empty WASI context, instantiation from `InstancePre`, the `enter` hook,
+/// `call("once")` and the drop. The modal imports are traps; `once` uses
+/// none.
+async fn bare_wasmtime_cold_calls(wasm: &[u8], n: usize) -> Vec<Duration> {
+    use wasmtime::component::{Component, Linker, Val};
+    let limits = modal_host::PoolingLimits::default();
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(limits.total_component_instances)
+        .total_core_instances(limits.total_core_instances)
+        .total_memories(limits.total_memories)
+        .total_tables(limits.total_tables)
+        .total_stacks(limits.total_stacks)
+        .table_keep_resident(limits.table_keep_resident);
+    let mut config = wasmtime::Config::new();
+    config
+        .epoch_interruption(true)
+        .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    let engine = wasmtime::Engine::new(&config).expect("engine");
+    let component = Component::new(&engine, wasm).expect("compiles");
+    let mut linker = Linker::<Bare>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("links WASI");
+    linker
+        .define_unknown_imports_as_traps(&component)
+        .expect("links the rest");
+    let pre = linker.instantiate_pre(&component).expect("links");
+    let export = |name: &str| {
+        let (_, iface) = component
+            .get_export(None, &format!("modal:app/{name}@0.1.0"))
+            .expect("interface");
+        iface
+    };
+    let (function, lifecycle) = (export("function"), export("lifecycle"));
+    let call_index = component
+        .get_export_index(Some(&function), "call")
+        .expect("call");
+    let enter_index = component
+        .get_export_index(Some(&lifecycle), "enter")
+        .expect("enter");
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let bare = Bare {
+            wasi: wasmtime_wasi::WasiCtx::builder().build(),
+            table: wasmtime::component::ResourceTable::new(),
+        };
+        let mut store = wasmtime::Store::new(&engine, bare);
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = pre.instantiate_async(&mut store).await.expect("instantiates");
+        let enter = instance.get_func(&mut store, &enter_index).expect("enter");
+        let mut out = [Val::Bool(false)];
+        enter.call_async(&mut store, &[], &mut out).await.expect("enter runs");
+        let call = instance.get_func(&mut store, &call_index).expect("call");
+        let input = [Val::String("once".into()), Val::List(Vec::new())];
+        call.call_async(&mut store, &input, &mut out).await.expect("once runs");
+        assert!(matches!(&out[0], Val::Result(Ok(_))), "once: {:?}", out[0]);
+        drop(store);
+        samples.push(t.elapsed());
+    }
+    samples
 }
