@@ -12,6 +12,8 @@ use modal_host::{AppMeta, DeployRequest, Host, HostConfig, Platform, PlatformCon
 use modal_test_support::{COUNTER, FANOUT, HELLO, STATE, wasm};
 use std::time::{Duration, Instant};
 
+mod bare;
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -331,81 +333,16 @@ async fn run() {
     }
 }
 
-/// State of the bare wasmtime embedding of [`bare_wasmtime_cold_calls`]:
-/// WASI and nothing else.
-struct Bare {
-    wasi: wasmtime_wasi::WasiCtx,
-    table: wasmtime::component::ResourceTable,
-}
-
-impl wasmtime_wasi::WasiView for Bare {
-    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
-        wasmtime_wasi::WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-/// The floor under the cold call: `n` times the same work in the plainest
-/// embedding of wasmtime, with the host's engine settings (pooling
-/// defaults, epoch interruption) and none of its code: a store with an
-/// empty WASI context, instantiation from `InstancePre`, the `enter` hook,
-/// `call("once")` and the drop. The modal imports are traps; `once` uses
-/// none.
+/// The floor under the cold call: `n` times the same work in a bare
+/// wasmtime embedding (see `bare`).
 async fn bare_wasmtime_cold_calls(wasm: &[u8], n: usize) -> Vec<Duration> {
-    use wasmtime::component::{Component, Linker, Val};
-    let limits = modal_host::PoolingLimits::default();
-    let mut pool = wasmtime::PoolingAllocationConfig::new();
-    pool.total_component_instances(limits.total_component_instances)
-        .total_core_instances(limits.total_core_instances)
-        .total_memories(limits.total_memories)
-        .total_tables(limits.total_tables)
-        .total_stacks(limits.total_stacks)
-        .table_keep_resident(limits.table_keep_resident);
-    let mut config = wasmtime::Config::new();
-    config
-        .epoch_interruption(true)
-        .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-    let engine = wasmtime::Engine::new(&config).expect("engine");
-    let component = Component::new(&engine, wasm).expect("compiles");
-    let mut linker = Linker::<Bare>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("links WASI");
-    linker
-        .define_unknown_imports_as_traps(&component)
-        .expect("links the rest");
-    let pre = linker.instantiate_pre(&component).expect("links");
-    let export = |name: &str| {
-        let (_, iface) = component
-            .get_export(None, &format!("modal:app/{name}@0.1.0"))
-            .expect("interface");
-        iface
-    };
-    let (function, lifecycle) = (export("function"), export("lifecycle"));
-    let call_index = component
-        .get_export_index(Some(&function), "call")
-        .expect("call");
-    let enter_index = component
-        .get_export_index(Some(&lifecycle), "enter")
-        .expect("enter");
+    let engine = bare::engine();
+    let component = wasmtime::component::Component::new(&engine, wasm).expect("compiles");
+    let app = bare::BareApp::new(&engine, &component);
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        let bare = Bare {
-            wasi: wasmtime_wasi::WasiCtx::builder().build(),
-            table: wasmtime::component::ResourceTable::new(),
-        };
-        let mut store = wasmtime::Store::new(&engine, bare);
-        store.set_epoch_deadline(u64::MAX / 2);
-        let instance = pre.instantiate_async(&mut store).await.expect("instantiates");
-        let enter = instance.get_func(&mut store, &enter_index).expect("enter");
-        let mut out = [Val::Bool(false)];
-        enter.call_async(&mut store, &[], &mut out).await.expect("enter runs");
-        let call = instance.get_func(&mut store, &call_index).expect("call");
-        let input = [Val::String("once".into()), Val::List(Vec::new())];
-        call.call_async(&mut store, &input, &mut out).await.expect("once runs");
-        assert!(matches!(&out[0], Val::Result(Ok(_))), "once: {:?}", out[0]);
-        drop(store);
+        app.cold_call("once").await;
         samples.push(t.elapsed());
     }
     samples

@@ -5,13 +5,16 @@
 //! with cargo for wasm32-wasip2), deploys 40 distinct copies of it, and
 //! watches two rounds of fires: CPU in the quiet seconds between them, and
 //! how late each run started after its fire time (with the targets of
-//! issue 18). Run it with
+//! issue 18); then the floor of that lateness: the same runs on fresh
+//! instances in a bare wasmtime embedding. Run it with
 //! `cargo bench -p modal-host --bench schedules`.
 
 use modal_host::{DeployRequest, HostConfig, Platform, PlatformConfig};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod bare;
 
 /// The allocator of the `modal` binary, so that the figures are those of
 /// a server.
@@ -184,5 +187,71 @@ fn main() {
         row("fire lateness p50", format!("{} ms", at(0.5)), "");
         row("fire lateness p99", format!("{} ms", at(0.99)), "<= 250 ms");
         row("fire lateness max", format!("{} ms", at(1.0)), "");
+        drop(platform);
+
+        // The floor: the same 10,000 runs, each on a fresh instance, in a
+        // bare wasmtime embedding on the same two worker threads, all due
+        // at once, with no scheduler, records or warm instances.
+        let engine = bare::engine();
+        let mut compiles = Vec::new();
+        for i in 0..APPS {
+            let (engine, wasm) = (engine.clone(), variant(&guest, i));
+            compiles.push(tokio::task::spawn_blocking(move || {
+                let component =
+                    wasmtime::component::Component::new(&engine, &wasm).expect("compiles");
+                std::sync::Arc::new(bare::BareApp::new(&engine, &component))
+            }));
+        }
+        let mut apps = Vec::new();
+        for compile in compiles {
+            apps.push(compile.await.expect("compile task"));
+        }
+        let two = floor(&apps, rounds.len()).await;
+        let apps_one = apps.clone();
+        let one = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime")
+                .block_on(floor(&apps_one, 2))
+        })
+        .join()
+        .expect("floor thread");
+        for (threads, starts) in [(2, two), (1, one)] {
+            let at = |p: f64| starts[((starts.len() - 1) as f64 * p).round() as usize];
+            row(
+                &format!("floor, bare wasmtime, {threads} thread(s): start p50 / p99"),
+                format!(
+                    "{:.0} / {:.0} ms",
+                    at(0.5).as_secs_f64() * 1e3,
+                    at(0.99).as_secs_f64() * 1e3
+                ),
+                "",
+            );
+        }
     });
+}
+
+/// Start times, after all are due at once, of `rounds` rounds of one cold
+/// run of each function of `apps` on the current runtime, sorted.
+async fn floor(apps: &[std::sync::Arc<bare::BareApp>], rounds: usize) -> Vec<Duration> {
+    let mut starts = Vec::new();
+    for _ in 0..rounds {
+        let due = Instant::now();
+        let mut runs = Vec::new();
+        for app in apps {
+            for i in 0..FUNCTIONS {
+                let app = app.clone();
+                runs.push(tokio::spawn(async move {
+                    let started = due.elapsed();
+                    app.cold_call(&format!("f{i}")).await;
+                    started
+                }));
+            }
+        }
+        for run in runs {
+            starts.push(run.await.expect("run"));
+        }
+    }
+    starts.sort_unstable();
+    starts
 }
