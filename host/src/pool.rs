@@ -489,7 +489,8 @@ impl Pool {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn create(&self) -> Result<Instance, Error> {
+    /// Creates an instance, waiting up to `wait` for a slot of the host.
+    async fn create(&self, wait: Duration) -> Result<Instance, Error> {
         self.counters.live.fetch_add(1, Ordering::AcqRel);
         let guard = LiveGuard {
             counters: self.counters.clone(),
@@ -498,7 +499,6 @@ impl Pool {
             function: self.function.clone(),
             message,
         };
-        let wait = self.queue_timeout;
         let mut instance = instantiate(&self.prepared, &self.env, &self.function, wait).await?;
         instance._live = Some(guard);
         if self.prepared.run_enter {
@@ -518,7 +518,9 @@ impl Pool {
 
     /// [`checkout`](Self::checkout) waiting up to `wait` for a free
     /// instance, or as long as it takes with `None` (an accepted spawned
-    /// call is never rejected for load). A `nested` checkout (a call from
+    /// call is never rejected for load). `wait` covers both the wait for
+    /// one of the function's `max_instances` and, for a new instance, the
+    /// wait for a slot of the host (the queue timeout with `None`). A `nested` checkout (a call from
     /// an execution of this version) is served even once the pool closes:
     /// the work of an execution in flight finishes on its own version.
     pub(crate) async fn checkout_within(
@@ -526,6 +528,7 @@ impl Pool {
         wait: Option<Duration>,
         nested: bool,
     ) -> Result<Lease, Error> {
+        let started = Instant::now();
         let shutting_down = || Error::ShuttingDown(self.function.clone());
         let closed = || !nested && self.closed.load(Ordering::Acquire);
         if closed() {
@@ -576,10 +579,13 @@ impl Pool {
             return Err(shutting_down());
         }
         self.counters.busy.fetch_add(1, Ordering::AcqRel);
+        let slot_wait = wait.map_or(self.queue_timeout, |limit| {
+            limit.saturating_sub(started.elapsed())
+        });
         let warm = self.idle().pop();
         let (instance, fresh) = match warm {
             Some(i) => (i, false),
-            None => match self.create().await {
+            None => match self.create(slot_wait).await {
                 Ok(i) => (i, true),
                 Err(e) => {
                     self.counters.busy.fetch_sub(1, Ordering::AcqRel);
@@ -643,7 +649,7 @@ impl Pool {
         while self.counters.live.load(Ordering::Acquire) < target
             && !self.closed.load(Ordering::Acquire)
         {
-            let instance = self.create().await?;
+            let instance = self.create(self.queue_timeout).await?;
             self.idle().push(instance);
             started += 1;
         }
