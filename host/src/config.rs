@@ -67,7 +67,8 @@ pub struct PoolingLimits {
     pub total_memories: u32,
     /// Tables alive at once.
     pub total_tables: u32,
-    /// Fiber stacks, i.e. executions in progress at once.
+    /// Fiber stacks: executions in progress at once, and warm instances
+    /// (each keeps the stack of its last call).
     pub total_stacks: u32,
     /// Memory regions of dropped instances returned to the kernel in one
     /// batch (1: each at once). A batch saves `madvise` calls (and their
@@ -84,22 +85,43 @@ pub struct PoolingLimits {
     pub table_keep_resident: usize,
 }
 
-impl Default for PoolingLimits {
-    fn default() -> Self {
-        // Each memory slot reserves 4 GiB of address space (plus guards) so
-        // that bounds checks compile away: 1000 slots use ~4 TiB of the
-        // 128 TiB a process can address, and no physical memory until used.
+impl PoolingLimits {
+    /// Limits for `instances` instances alive at once, busy or warm, across
+    /// all apps. Each also needs a fiber stack while warm (wasmtime keeps
+    /// one per store for its next call), up to 10 core instances and a
+    /// few tables (a Rust guest's component has 2), so those totals are
+    /// sized to never bind first.
+    ///
+    /// Each memory slot reserves 4 GiB of address space (plus guards) so
+    /// that bounds checks compile away: 1,000 slots use ~4 TiB of the
+    /// 128 TiB a process can address, and no physical memory until used.
+    pub fn for_instances(instances: u32) -> PoolingLimits {
         PoolingLimits {
-            total_component_instances: 1000,
-            total_core_instances: 10_000,
-            total_memories: 1000,
-            total_tables: 1000,
-            total_stacks: 1000,
+            total_component_instances: instances,
+            total_core_instances: instances.saturating_mul(10),
+            total_memories: instances,
+            total_tables: instances.saturating_mul(4),
+            total_stacks: instances,
             decommit_batch: DEFAULT_DECOMMIT_BATCH,
             table_keep_resident: DEFAULT_TABLE_KEEP_RESIDENT,
         }
     }
 }
+
+impl Default for PoolingLimits {
+    fn default() -> Self {
+        PoolingLimits::for_instances(DEFAULT_INSTANCE_SLOTS)
+    }
+}
+
+/// Instances alive at once by default (see [`PoolingLimits::for_instances`]).
+pub const DEFAULT_INSTANCE_SLOTS: u32 = 1000;
+
+/// Most instance slots a host accepts: 20,000 reserve ~86 TiB of the
+/// 128 TiB a process can address (25,000 no longer fit). Each warm
+/// instance also holds a few memory mappings, counted against the
+/// kernel's `vm.max_map_count`.
+pub const MAX_INSTANCE_SLOTS: u32 = 20_000;
 
 /// How deeply calls between functions may nest by default (a root call
 /// is depth 0; `f` calling `g` runs `g` at depth 1).

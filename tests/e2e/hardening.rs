@@ -404,6 +404,91 @@ fn accepted_spawned_calls_all_run_under_load() {
     }
 }
 
+// 7b. `--instance-slots` bounds the instances alive at once: warm ones
+// make room, busy ones make a call wait and then refuse it.
+#[test]
+fn instance_slots_bound_the_instances_alive_at_once() {
+    for bad in ["0", "20001", "many"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_modal"))
+            .args(["server", "--listen", "127.0.0.1:0", "--instance-slots", bad])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("--instance-slots"), "{bad}: {stderr}");
+    }
+    // Slots whose memory mappings could pass the kernel's limit are
+    // refused at start, with the way out.
+    let max_map_count: u64 = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if max_map_count < 20_000 * 7 {
+        let out = Command::new(env!("CARGO_BIN_EXE_modal"))
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--instance-slots",
+                "20000",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("vm.max_map_count") && stderr.contains("sysctl"),
+            "{stderr}"
+        );
+    }
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        state.path(),
+        &["--instance-slots", "1", "--queue-timeout", "1s"],
+    );
+    server.ok(&["deploy", COUNTER]);
+    server.ok(&["deploy", HELLO]);
+    // One slot serves both apps in turn: each warm instance makes room.
+    assert_eq!(server.ok(&["call", "hello", "square", "3"]), "9\n");
+    assert_eq!(server.ok(&["call", "counter", "incr"]), "1\n");
+    assert_eq!(server.ok(&["call", "hello", "square", "4"]), "16\n");
+    // With the slot busy, a call waits the queue timeout, then is refused.
+    let token = server.token();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let id = runtime.block_on(async {
+        let mut http = Http::connect(&server.addr, &token).await;
+        let (status, body) = http
+            .post(
+                "/api/v1/apps/counter/functions/slow/spawn",
+                br#"{"ms": 3000}"#,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        body["call_id"].as_str().unwrap().to_string()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    let refused = server.modal(&["call", "hello", "square", "5"]);
+    let waited = asked.elapsed();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("limit of 1"), "{stderr}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(2400),
+        "waited {waited:?} for a 1 s queue timeout"
+    );
+    assert_eq!(
+        server.ok(&["result", &id, "--wait", "30s"]),
+        "{\"version\":\"1\"}\n"
+    );
+    assert_eq!(server.ok(&["call", "hello", "square", "6"]), "36\n");
+}
+
 // 8. Shutdown keeps to its grace, records what it cut, and flushes.
 #[test]
 fn shutdown_keeps_to_the_grace_and_records_what_it_cuts() {

@@ -7,8 +7,8 @@ use modal_host::platform::postgres::{DEFAULT_POOL_SIZE, Pg};
 use modal_host::platform::{DEFAULT_MAX_UPLOAD, SecretKey};
 use modal_host::server::{Server, ServerConfig, load_or_create_token};
 use modal_host::{
-    DEFAULT_MAX_CALL_DEPTH, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MEMORY_LIMIT, HostConfig, Platform,
-    PlatformConfig, parse_duration,
+    DEFAULT_INSTANCE_SLOTS, DEFAULT_MAX_CALL_DEPTH, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MEMORY_LIMIT,
+    HostConfig, MAX_INSTANCE_SLOTS, Platform, PlatformConfig, PoolingLimits, parse_duration,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,6 +103,16 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CALL_DEPTH,
           value_parser = clap::value_parser!(u32).range(1..=64))]
     max_call_depth: u32,
+    /// Instances alive at once across all apps, busy or warm. When all
+    /// are taken, the least recently used warm ones make room; a call
+    /// that finds every one busy waits up to the queue timeout. Raise it
+    /// to keep more functions warm at once, e.g. one per schedule for
+    /// thousands of schedules. Each reserves ~4.3 GiB of address space and
+    /// no memory until used, and may hold 7 memory mappings: past ~8,000
+    /// slots raise `vm.max_map_count`.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_INSTANCE_SLOTS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_INSTANCE_SLOTS)))]
+    instance_slots: u32,
     /// Time a client has to send its request headers before the connection
     /// is closed; a new connection (HTTP/1.1 or HTTP/2) must start its
     /// first request within it too.
@@ -121,6 +131,7 @@ pub struct ServerArgs {
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    check_map_count(args.instance_slots)?;
     let state = super::common::state_dir(args.state.as_deref())?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -131,6 +142,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         max_request_body: args.max_request_body << 20,
         queue_timeout: args.queue_timeout,
         max_call_depth: args.max_call_depth,
+        pooling: Some(PoolingLimits::for_instances(args.instance_slots)),
         ..HostConfig::default()
     };
     let platform_config = PlatformConfig {
@@ -206,6 +218,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
 
 /// A `--lease`: a duration of at least one second (renewed every third of
 /// it, a shorter one would spend the database on renewals).
+/// Memory mappings one live instance may hold: its memory slot split
+/// around the memory image, its tables, its fiber stack and guard page
+/// (6.4 measured for a Rust guest, `cargo bench --bench schedules`).
+const MAPPINGS_PER_INSTANCE: u64 = 7;
+
+/// Mappings left for the rest of the process: code, allocator arenas,
+/// thread stacks, compiled components.
+const MAPPINGS_HEADROOM: u64 = 8192;
+
+/// Refuses instance slots whose mappings could pass the kernel's
+/// `vm.max_map_count`: past it every `mmap` fails, the allocator's too, and
+/// the process would abort under load instead of refusing at start.
+fn check_map_count(slots: u32) -> anyhow::Result<()> {
+    let Some(max) = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+    else {
+        return Ok(());
+    };
+    let needed = u64::from(slots) * MAPPINGS_PER_INSTANCE + MAPPINGS_HEADROOM;
+    if needed > max {
+        anyhow::bail!(
+            "--instance-slots {slots} needs up to {needed} memory mappings, but the kernel \
+             allows {max} (vm.max_map_count): raise it (`sysctl -w vm.max_map_count={}`) \
+             or give at most {} slots",
+            needed.next_power_of_two(),
+            max.saturating_sub(MAPPINGS_HEADROOM) / MAPPINGS_PER_INSTANCE
+        );
+    }
+    Ok(())
+}
+
 fn parse_lease(text: &str) -> Result<Duration, String> {
     let lease = parse_duration(text)?;
     if lease < Duration::from_secs(1) {
