@@ -5,8 +5,11 @@
 //! with cargo for wasm32-wasip2), deploys 40 distinct copies of it, and
 //! watches two rounds of fires: CPU in the quiet seconds between them, and
 //! how late each run started after its fire time (with the targets of
-//! issue 18); then the floor of that lateness: the same runs on fresh
-//! instances in a bare wasmtime embedding. Run it with
+//! issue 18). It does so on a host with the default instance slots, where
+//! every run needs a fresh instance, and on one with a slot per schedule,
+//! where the second round finds its instances warm. Then the floor of the
+//! lateness of fresh instances: the same runs in a bare wasmtime
+//! embedding. Run it with
 //! `cargo bench -p modal-host --bench schedules`.
 
 use modal_host::{DeployRequest, HostConfig, Platform, PlatformConfig};
@@ -96,102 +99,21 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let state = tempfile::tempdir().expect("temp dir");
-        // Every scheduled function has its own pool, so 10,000 schedules
-        // firing together need 10,000 instances: ten times the default
-        // pooling slots. The host reclaims idle instances of other pools
-        // when its slots run out, as it would in production.
-        let config = HostConfig::default();
-        let platform = Platform::open(state.path(), config, PlatformConfig::default(), None)
-            .await
-            .expect("platform");
-        let start = Instant::now();
-        for i in 0..APPS {
-            let request = DeployRequest {
-                name: format!("s{i}"),
-                deployer: "bench".into(),
-                ..DeployRequest::default()
-            };
-            platform
-                .deploy(&variant(&guest, i), request)
-                .await
-                .expect("deploys");
-        }
-        println!(
-            "deployed {} schedules in {:.1?}",
-            APPS * FUNCTIONS,
-            start.elapsed()
-        );
-        // Align to just after a round of fires, then measure a quiet window.
-        let now_ms = || {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as u64
-        };
-        let next_round = (now_ms() / 10_000 + 1) * 10_000;
-        tokio::time::sleep(Duration::from_millis(next_round + 3_000 - now_ms())).await;
-        let cpu = cpu_time();
-        let wall = Instant::now();
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        let idle = (cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64() * 100.0;
-        tokio::time::sleep(Duration::from_millis(
-            (next_round + 12_000).saturating_sub(now_ms()),
-        ))
-        .await;
-        // The two rounds after every app was deployed: 10,000 fires each.
-        let rounds = [next_round, next_round + 10_000];
-        let mut lateness = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for i in 0..APPS {
-            let logs = platform.logs(&format!("s{i}"), None, 1000).await;
-            for e in logs.expect("logs") {
-                let Some(fire) = e
-                    .run_id
-                    .as_deref()
-                    .and_then(|r| r.rsplit('-').next())
-                    .and_then(|t| t.parse::<u64>().ok())
-                    .filter(|fire| rounds.contains(fire))
-                else {
-                    continue;
-                };
-                // A run that failed to start counts as lost.
-                if e.error.is_none() && seen.insert((i, e.function.to_string(), fire)) {
-                    lateness.push(e.started_at.saturating_sub(fire));
-                }
-            }
-        }
-        lateness.sort_unstable();
-        let at = |p: f64| {
-            lateness
-                .get(((lateness.len().max(1) - 1) as f64 * p).round() as usize)
-                .copied()
-                .unwrap_or(0)
-        };
-        let expected = rounds.len() * APPS * FUNCTIONS;
-        let row = |name: &str, figure: String, target: &str| {
-            println!("{name:<44} {figure:>12}   {target}");
-        };
         row("schedules", (APPS * FUNCTIONS).to_string(), "");
-        row(
-            "runs of 2 full rounds: observed / expected",
-            format!("{} / {expected}", lateness.len()),
-            "none lost",
-        );
-        row(
-            "scheduler CPU while idle between fires",
-            format!("{idle:.2} %"),
-            "<= 2 %",
-        );
-        row("fire lateness min", format!("{} ms", at(0.0)), "");
-        row("fire lateness p50", format!("{} ms", at(0.5)), "");
-        row("fire lateness p99", format!("{} ms", at(0.99)), "<= 250 ms");
-        row("fire lateness max", format!("{} ms", at(1.0)), "");
-        drop(platform);
+        // Every scheduled function has its own pool, so 10,000 schedules
+        // need 10,000 instances to all stay warm: with the default slots
+        // the host reclaims idle instances of other pools for every run,
+        // so every run starts a fresh instance.
+        measure(&guest, modal_host::DEFAULT_INSTANCE_SLOTS, "default").await;
+        // With a slot per schedule (`modal server --instance-slots`), the
+        // first round after the deploy starts every instance and later
+        // rounds find them warm.
+        measure(&guest, 12_000, "one per schedule").await;
 
         // The floor: the same 10,000 runs, each on a fresh instance, in a
         // bare wasmtime embedding on the same two worker threads, all due
-        // at once, with no scheduler, records or warm instances.
+        // at once, with no scheduler, records or warm instances; then on
+        // one thread.
         let engine = bare::engine();
         let mut compiles = Vec::new();
         for i in 0..APPS {
@@ -206,13 +128,12 @@ fn main() {
         for compile in compiles {
             apps.push(compile.await.expect("compile task"));
         }
-        let two = floor(&apps, rounds.len()).await;
-        let apps_one = apps.clone();
+        let two = floor(&apps, 2).await;
         let one = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .build()
                 .expect("runtime")
-                .block_on(floor(&apps_one, 2))
+                .block_on(floor(&apps, 2))
         })
         .join()
         .expect("floor thread");
@@ -229,6 +150,126 @@ fn main() {
             );
         }
     });
+}
+
+fn row(name: &str, figure: String, target: &str) {
+    println!("{name:<56} {figure:>14}   {target}");
+}
+
+/// Deploys the 40 apps on a fresh platform whose host has `slots`
+/// instance slots, then prints the idle CPU between two rounds of fires
+/// and the lateness of each round's runs.
+async fn measure(guest: &[u8], slots: u32, label: &str) {
+    let state = tempfile::tempdir().expect("temp dir");
+    let config = HostConfig {
+        pooling: Some(modal_host::PoolingLimits::for_instances(slots)),
+        ..HostConfig::default()
+    };
+    let platform = Platform::open(state.path(), config, PlatformConfig::default(), None)
+        .await
+        .expect("platform");
+    let start = Instant::now();
+    for i in 0..APPS {
+        let request = DeployRequest {
+            name: format!("s{i}"),
+            deployer: "bench".into(),
+            ..DeployRequest::default()
+        };
+        platform
+            .deploy(&variant(guest, i), request)
+            .await
+            .expect("deploys");
+    }
+    println!(
+        "{slots} instance slots ({label}): deployed {} schedules in {:.1?}",
+        APPS * FUNCTIONS,
+        start.elapsed()
+    );
+    // Align to just after a round of fires, then measure a quiet window.
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let next_round = (now_ms() / 10_000 + 1) * 10_000;
+    tokio::time::sleep(Duration::from_millis(next_round + 3_000 - now_ms())).await;
+    let cpu = cpu_time();
+    let wall = Instant::now();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let idle = (cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64() * 100.0;
+    tokio::time::sleep(Duration::from_millis(
+        (next_round + 12_000).saturating_sub(now_ms()),
+    ))
+    .await;
+    // The two rounds after every app was deployed: 10,000 fires each.
+    let rounds = [next_round, next_round + 10_000];
+    let mut lateness = [Vec::new(), Vec::new()];
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..APPS {
+        let logs = platform.logs(&format!("s{i}"), None, 1000).await;
+        for e in logs.expect("logs") {
+            let Some(round) = e
+                .run_id
+                .as_deref()
+                .and_then(|r| r.rsplit('-').next())
+                .and_then(|t| t.parse::<u64>().ok())
+                .and_then(|fire| rounds.iter().position(|r| *r == fire))
+            else {
+                continue;
+            };
+            // A run that failed to start counts as lost.
+            if e.error.is_none() && seen.insert((i, e.function.to_string(), round)) {
+                lateness[round].push(e.started_at.saturating_sub(rounds[round]));
+            }
+        }
+    }
+    let resident = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+        .unwrap_or_default();
+    let mappings = std::fs::read_to_string("/proc/self/maps")
+        .map(|m| m.lines().count())
+        .unwrap_or(0);
+    drop(platform);
+    let expected = rounds.len() * APPS * FUNCTIONS;
+    let observed = lateness[0].len() + lateness[1].len();
+    row(
+        "  runs of 2 full rounds: observed / expected",
+        format!("{observed} / {expected}"),
+        "none lost",
+    );
+    row(
+        "  scheduler CPU while idle between fires",
+        format!("{idle:.2} %"),
+        "<= 2 %",
+    );
+    row("  resident memory after the rounds", resident, "");
+    row(
+        "  memory mappings after the rounds",
+        mappings.to_string(),
+        "< vm.max_map_count",
+    );
+    for (round, name) in lateness.iter_mut().zip(["first round", "second round"]) {
+        round.sort_unstable();
+        let at = |p: f64| {
+            round
+                .get(((round.len().max(1) - 1) as f64 * p).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        row(
+            &format!("  {name}: fire lateness min / p50 / max"),
+            format!("{} / {} / {} ms", at(0.0), at(0.5), at(1.0)),
+            "",
+        );
+        row(
+            &format!("  {name}: fire lateness p99"),
+            format!("{} ms", at(0.99)),
+            "<= 250 ms",
+        );
+    }
 }
 
 /// Start times, after all are due at once, of `rounds` rounds of one cold
