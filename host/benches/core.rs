@@ -294,7 +294,7 @@ async fn run() {
             Vec::new(),
         ),
     ];
-    let mut floor = Vec::new();
+    let (mut floor, mut steps) = (Vec::new(), <[Vec<Duration>; 5]>::default());
     for round in 0..6 {
         for (_, limits, samples) in variants.iter_mut() {
             let host = Host::new(HostConfig {
@@ -314,7 +314,7 @@ async fn run() {
             }
             app.drain().await;
         }
-        floor.extend(bare_wasmtime_cold_calls(&counter, 2_000).await);
+        bare_wasmtime_cold_calls(&counter, 2_000, &mut floor, &mut steps).await;
     }
     variants.push(("floor: bare wasmtime, same work", defaults, floor));
     for (label, _, samples) in &mut variants {
@@ -331,19 +331,38 @@ async fn run() {
             "",
         );
     }
+    // Where the floor's time goes, step by step.
+    let medians: Vec<String> = steps
+        .iter_mut()
+        .map(|step| {
+            step.sort();
+            format!("{:.1}", micros(percentile(step, 0.5)))
+        })
+        .collect();
+    row(
+        "cold call floor by step (p50 µs): store, instance, enter, call, drop",
+        medians.join(" / "),
+        "",
+    );
 }
 
 /// The floor under the cold call: `n` times the same work in a bare
-/// wasmtime embedding (see `bare`).
-async fn bare_wasmtime_cold_calls(wasm: &[u8], n: usize) -> Vec<Duration> {
+/// wasmtime embedding (see `bare`), appended to `totals`, with the time of
+/// each of its steps appended to `steps`.
+async fn bare_wasmtime_cold_calls(
+    wasm: &[u8],
+    n: usize,
+    totals: &mut Vec<Duration>,
+    steps: &mut [Vec<Duration>; 5],
+) {
     let engine = bare::engine();
     let component = wasmtime::component::Component::new(&engine, wasm).expect("compiles");
     let app = bare::BareApp::new(&engine, &component);
-    let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
-        let t = Instant::now();
-        app.cold_call("once").await;
-        samples.push(t.elapsed());
+        let took = app.cold_call("once").await;
+        totals.push(took.iter().sum());
+        for (all, one) in steps.iter_mut().zip(took) {
+            all.push(one);
+        }
     }
-    samples
 }

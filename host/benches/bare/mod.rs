@@ -2,6 +2,7 @@
 //! floors the benchmarks print beside their figures: the host's engine
 //! settings (pooling defaults, epoch interruption) and none of its code.
 
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Val};
 use wasmtime::{Engine, Store};
 
@@ -69,19 +70,27 @@ impl BareApp {
 
     /// What a cold call does: a store with an empty WASI context, the
     /// instance, its `enter` hook, `call(function)` with no input, and the
-    /// drop.
-    pub async fn cold_call(&self, function: &str) {
+    /// drop. Returns the time of each of those five steps.
+    pub async fn cold_call(&self, function: &str) -> [Duration; 5] {
+        let mut steps = [Duration::ZERO; 5];
+        let mut t = Instant::now();
+        let mut step = |i: usize| {
+            steps[i] = t.elapsed();
+            t = Instant::now();
+        };
         let bare = Bare {
             wasi: wasmtime_wasi::WasiCtx::builder().build(),
             table: wasmtime::component::ResourceTable::new(),
         };
         let mut store = Store::new(&self.engine, bare);
         store.set_epoch_deadline(u64::MAX / 2);
+        step(0);
         let instance = self
             .pre
             .instantiate_async(&mut store)
             .await
             .expect("instantiates");
+        step(1);
         let mut out = [Val::Bool(false)];
         if let Some(enter) = &self.enter {
             let enter = instance.get_func(&mut store, *enter).expect("enter");
@@ -90,6 +99,7 @@ impl BareApp {
                 .await
                 .expect("enter runs");
         }
+        step(2);
         let call = instance.get_func(&mut store, self.call).expect("call");
         let input = [Val::String(function.into()), Val::List(Vec::new())];
         call.call_async(&mut store, &input, &mut out)
@@ -100,5 +110,9 @@ impl BareApp {
             "{function}: {:?}",
             out[0]
         );
+        step(3);
+        drop(store);
+        step(4);
+        steps
     }
 }
