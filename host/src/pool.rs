@@ -520,9 +520,10 @@ impl Pool {
     /// instance, or as long as it takes with `None` (an accepted spawned
     /// call is never rejected for load). `wait` covers both the wait for
     /// one of the function's `max_instances` and, for a new instance, the
-    /// wait for a slot of the host (the queue timeout with `None`). A `nested` checkout (a call from
-    /// an execution of this version) is served even once the pool closes:
-    /// the work of an execution in flight finishes on its own version.
+    /// wait for a slot of the host (the queue timeout with `None`). A
+    /// `nested` checkout (a call from an execution of this version) is
+    /// served even once the pool closes: the work of an execution in
+    /// flight finishes on its own version.
     pub(crate) async fn checkout_within(
         &self,
         wait: Option<Duration>,

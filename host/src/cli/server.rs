@@ -216,8 +216,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A `--lease`: a duration of at least one second (renewed every third of
-/// it, a shorter one would spend the database on renewals).
 /// Memory mappings one live instance may hold: its memory slot split
 /// around the memory image, its tables, its fiber stack and guard page
 /// (6.4 measured for a Rust guest, `cargo bench --bench schedules`).
@@ -250,6 +248,8 @@ fn check_map_count(slots: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A `--lease`: a duration of at least one second (renewed every third of
+/// it, a shorter one would spend the database on renewals).
 fn parse_lease(text: &str) -> Result<Duration, String> {
     let lease = parse_duration(text)?;
     if lease < Duration::from_secs(1) {
