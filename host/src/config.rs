@@ -117,10 +117,10 @@ impl Default for PoolingLimits {
 /// Instances alive at once by default (see [`PoolingLimits::for_instances`]).
 pub const DEFAULT_INSTANCE_SLOTS: u32 = 1000;
 
-/// Most instance slots a host accepts: 20,000 reserve ~86 TiB of the
-/// 128 TiB a process can address (25,000 no longer fit). Each warm
-/// instance also holds a few memory mappings, counted against the
-/// kernel's `vm.max_map_count`.
+/// Most instance slots a host accepts: 20,000 reserve ~79 TiB of the
+/// 128 TiB a process can address (25,000, ~98 TiB, failed to map in one
+/// piece on a test machine). Each warm instance also holds a few memory
+/// mappings, counted against the kernel's `vm.max_map_count`.
 pub const MAX_INSTANCE_SLOTS: u32 = 20_000;
 
 /// How deeply calls between functions may nest by default (a root call

@@ -107,7 +107,7 @@ pub struct ServerArgs {
     /// are taken, the least recently used warm ones make room; a call
     /// that finds every one busy waits up to the queue timeout. Raise it
     /// to keep more functions warm at once, e.g. one per schedule for
-    /// thousands of schedules. Each reserves ~4.3 GiB of address space and
+    /// thousands of schedules. Each reserves ~4 GiB of address space and
     /// no memory until used, and may hold 7 memory mappings: past ~8,000
     /// slots raise `vm.max_map_count`.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_INSTANCE_SLOTS,
