@@ -127,6 +127,24 @@ pub const MAX_INSTANCE_SLOTS: u32 = 20_000;
 /// is depth 0; `f` calling `g` runs `g` at depth 1).
 pub const DEFAULT_MAX_CALL_DEPTH: u32 = 8;
 
+/// The default budget of warm instances' memory: half of the machine's
+/// memory (`MemTotal`), so that instances kept warm for speed never push
+/// the host into swap or the OOM killer: 1,000 warm interpreters of
+/// ~30 MiB each would hold ~30 GiB. `None` where the machine's memory
+/// cannot be read.
+pub fn default_warm_memory() -> Option<usize> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: usize = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib.saturating_mul(1024) / 2)
+}
+
 /// Settings of a [`Host`](crate::Host). Start from `HostConfig::default()`.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
@@ -151,6 +169,9 @@ pub struct HostConfig {
     pub max_call_depth: u32,
     /// The pooling allocator's slots; `None` uses the on-demand allocator.
     pub pooling: Option<PoolingLimits>,
+    /// Linear memory that warm (idle) instances may hold in all, in bytes;
+    /// past it the least recently used are dropped. `None`: no limit.
+    pub warm_memory: Option<usize>,
     /// Where compiled code is cached (by content hash and engine); `None`
     /// compiles every load.
     pub cache_dir: Option<PathBuf>,
@@ -169,6 +190,7 @@ impl Default for HostConfig {
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
             max_call_depth: DEFAULT_MAX_CALL_DEPTH,
             pooling: Some(PoolingLimits::default()),
+            warm_memory: default_warm_memory(),
             cache_dir: None,
         }
     }

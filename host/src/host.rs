@@ -81,6 +81,7 @@ impl Host {
             .map_err(link)?;
         spawn_epoch_ticker(&engine);
         let compiler = Compiler::new(engine.clone(), config.cache_dir.as_deref());
+        let warm_memory = config.warm_memory;
         Ok(Host {
             inner: Arc::new(HostInner {
                 engine,
@@ -88,7 +89,7 @@ impl Host {
                 config,
                 compiler,
                 runtime: tokio::runtime::Handle::try_current().ok(),
-                reclaimer: Arc::default(),
+                reclaimer: Arc::new(crate::pool::Reclaimer::new(warm_memory)),
             }),
         })
     }

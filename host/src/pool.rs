@@ -72,6 +72,11 @@ const RECLAIM_TRIES: u32 = 3;
 /// first) are dropped to make room rather than failing the execution.
 /// Functions that run rarely (most schedules) would otherwise hold slots
 /// for their whole idle timeout.
+///
+/// It also holds the linear memory of all warm instances within the
+/// host's budget (`HostConfig::warm_memory`): past it, the least recently
+/// used are dropped, so a host full of warm interpreters does not run the
+/// machine out of memory.
 #[derive(Default)]
 pub(crate) struct Reclaimer {
     pools: Mutex<Vec<Weak<Pool>>>,
@@ -79,6 +84,10 @@ pub(crate) struct Reclaimer {
     /// busy host do not each look at every pool again (see
     /// [`RECLAIM_QUIET`]).
     found_none: Mutex<Option<Instant>>,
+    /// Linear memory of the warm (idle) instances of all pools.
+    warm_bytes: AtomicUsize,
+    /// Most `warm_bytes` allowed; `None`: no limit.
+    warm_budget: Option<usize>,
 }
 
 /// After a pass that found no idle instance, how long further passes are
@@ -87,6 +96,73 @@ pub(crate) struct Reclaimer {
 const RECLAIM_QUIET: Duration = Duration::from_millis(5);
 
 impl Reclaimer {
+    /// A reclaimer that keeps warm instances within `warm_budget` bytes of
+    /// linear memory (`None`: no limit).
+    pub(crate) fn new(warm_budget: Option<usize>) -> Reclaimer {
+        Reclaimer {
+            warm_budget,
+            ..Reclaimer::default()
+        }
+    }
+
+    /// Counts `bytes` of an instance that went idle; past the budget,
+    /// drops the least recently used idle instances down to nine tenths
+    /// of it (so that a host at its budget does not trim on every call).
+    fn went_idle(&self, bytes: usize) {
+        let total = self.warm_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        if let Some(budget) = self.warm_budget
+            && total > budget
+        {
+            self.trim(budget - budget / 10);
+        }
+    }
+
+    /// Counts `bytes` of instances that stopped being idle.
+    fn left_idle(&self, bytes: usize) {
+        self.warm_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// The pools still alive.
+    fn live_pools(&self) -> Vec<Arc<Pool>> {
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.retain(|p| p.strong_count() > 0);
+        pools.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Drops the least recently used idle instances across all pools
+    /// (keeping each pool's `min_warm`) until warm instances hold at most
+    /// `target` bytes.
+    fn trim(&self, target: usize) {
+        let live = self.live_pools();
+        let mut candidates: Vec<(Instant, usize, usize)> = Vec::new();
+        for (i, pool) in live.iter().enumerate() {
+            let idle = pool.idle();
+            candidates.extend(
+                idle[..pool.removable(&idle)]
+                    .iter()
+                    .map(|inst| (inst.last_used, i, inst.memory_size())),
+            );
+        }
+        candidates.sort_unstable_by_key(|&(last_used, ..)| last_used);
+        let mut excess = self
+            .warm_bytes
+            .load(Ordering::Acquire)
+            .saturating_sub(target);
+        let mut per_pool = vec![0usize; live.len()];
+        for (_, i, bytes) in candidates {
+            if excess == 0 {
+                break;
+            }
+            per_pool[i] += 1;
+            excess = excess.saturating_sub(bytes);
+        }
+        for (pool, count) in live.iter().zip(per_pool) {
+            if count > 0 {
+                pool.drop_oldest(|_| count);
+            }
+        }
+    }
+
     /// Makes `pool`'s idle instances reclaimable.
     pub(crate) fn register(&self, pool: &Arc<Pool>) {
         let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
@@ -109,11 +185,7 @@ impl Reclaimer {
         if found_none().is_some_and(|at| at.elapsed() < RECLAIM_QUIET) {
             return 0;
         }
-        let live: Vec<Arc<Pool>> = {
-            let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
-            pools.retain(|p| p.strong_count() > 0);
-            pools.iter().filter_map(Weak::upgrade).collect()
-        };
+        let live = self.live_pools();
         // Every reclaimable idle instance: whether it is of another
         // component, and its last use.
         let mut candidates: Vec<(bool, Instant, usize)> = Vec::new();
@@ -584,6 +656,9 @@ impl Pool {
             limit.saturating_sub(started.elapsed())
         });
         let warm = self.idle().pop();
+        if let Some(instance) = &warm {
+            self.prepared.reclaimer.left_idle(instance.memory_size());
+        }
         let (instance, fresh) = match warm {
             Some(i) => (i, false),
             None => match self.create(slot_wait).await {
@@ -624,7 +699,7 @@ impl Pool {
         if used_up || self.closed.load(Ordering::Acquire) {
             self.retire(instance);
         } else {
-            self.idle().push(instance);
+            self.push_idle(instance);
         }
     }
 
@@ -651,7 +726,7 @@ impl Pool {
             && !self.closed.load(Ordering::Acquire)
         {
             let instance = self.create(self.queue_timeout).await?;
-            self.idle().push(instance);
+            self.push_idle(instance);
             started += 1;
         }
         Ok(started)
@@ -676,6 +751,14 @@ impl Pool {
         live.saturating_sub(keep).min(idle.len())
     }
 
+    /// Puts an instance on the warm stack, counted against the host's
+    /// budget of warm memory.
+    fn push_idle(&self, instance: Instance) {
+        let bytes = instance.memory_size();
+        self.idle().push(instance);
+        self.prepared.reclaimer.went_idle(bytes);
+    }
+
     /// Drops the least recently used idle instances, as many as `count`
     /// says of the idle stack (ordered by last use, oldest first); returns
     /// how many it dropped.
@@ -685,6 +768,9 @@ impl Pool {
             let count = count(&idle).min(idle.len());
             idle.drain(..count).collect()
         };
+        self.prepared
+            .reclaimer
+            .left_idle(taken.iter().map(Instance::memory_size).sum());
         let dropped = taken.len();
         for instance in taken {
             self.retire(instance);

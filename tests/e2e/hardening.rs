@@ -408,14 +408,25 @@ fn accepted_spawned_calls_all_run_under_load() {
 // make room, busy ones make a call wait and then refuse it.
 #[test]
 fn instance_slots_bound_the_instances_alive_at_once() {
-    for bad in ["0", "20001", "many"] {
+    for (flag, bad) in [
+        ("--instance-slots", "0"),
+        ("--instance-slots", "20001"),
+        ("--instance-slots", "many"),
+        ("--warm-memory", "0"),
+        ("--warm-memory", "-5"),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_modal"))
-            .args(["server", "--listen", "127.0.0.1:0", "--instance-slots", bad])
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                &format!("{flag}={bad}"),
+            ])
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
-        assert!(stderr.contains("--instance-slots"), "{bad}: {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{flag} {bad}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {bad}: {stderr}");
     }
     // Slots whose memory mappings could pass the kernel's limit are
     // refused at start, with the way out.

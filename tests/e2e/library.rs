@@ -486,6 +486,48 @@ async fn a_failed_web_request_puts_its_error_id_in_the_logs() {
     );
 }
 
+#[tokio::test]
+async fn warm_instances_are_kept_within_the_warm_memory_budget() {
+    // The linear memory of one warm instance of `counter`.
+    let probe = host_with(|_| {});
+    let counter = load(&probe, COUNTER, "counter").await;
+    let one = counter.call("incr", b"").await;
+    let size = one.memory;
+    assert!(size > 0, "{one:?}");
+    // Room for two and a half warm instances of it.
+    let host = host_with(|c| c.warm_memory = Some(size * 5 / 2));
+    let counter = load(&host, COUNTER, "counter").await;
+    let live = |function: &str| {
+        counter
+            .stats()
+            .into_iter()
+            .find(|s| s.function == function)
+            .map_or(0, |s| s.live)
+    };
+    assert_eq!(ok(counter.call("incr", b"").await), "1");
+    assert_eq!(ok(counter.call("entered", b"").await), "true");
+    assert_eq!((live("incr"), live("entered")), (1, 1));
+    // A third warm instance passes the budget: the least recently used
+    // goes, the others stay warm.
+    ok(counter.call("slow", br#"{"ms": 0}"#).await);
+    assert_eq!(live("incr"), 0, "the oldest warm instance went");
+    assert_eq!((live("entered"), live("slow")), (1, 1));
+    let again = counter.call("entered", b"").await;
+    assert!(!again.cold, "`entered` stayed warm");
+    // Without a budget all three stay warm.
+    let unlimited = host_with(|c| c.warm_memory = None);
+    let counter = load(&unlimited, COUNTER, "counter").await;
+    for (function, input) in [
+        ("incr", &b""[..]),
+        ("entered", b""),
+        ("slow", br#"{"ms": 0}"#),
+    ] {
+        ok(counter.call(function, input).await);
+    }
+    let warm: usize = counter.stats().iter().map(|s| s.live).sum();
+    assert_eq!(warm, 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_instances_of_other_functions_make_room_when_the_host_is_full() {
     // Two instance slots in all, and three functions that each keep an

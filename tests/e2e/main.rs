@@ -42,14 +42,7 @@ fn host_with(adjust: impl FnOnce(&mut HostConfig)) -> Host {
 /// reserves its own slots) and a short scale-down window.
 fn small_config() -> HostConfig {
     HostConfig {
-        pooling: Some(PoolingLimits {
-            total_component_instances: 64,
-            total_core_instances: 640,
-            total_memories: 64,
-            total_tables: 64,
-            total_stacks: 64,
-            ..PoolingLimits::default()
-        }),
+        pooling: Some(PoolingLimits::for_instances(64)),
         idle_timeout: Duration::from_secs(60),
         ..HostConfig::default()
     }

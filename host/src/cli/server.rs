@@ -113,6 +113,14 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_INSTANCE_SLOTS,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_INSTANCE_SLOTS)))]
     instance_slots: u32,
+    /// Linear memory that warm (idle) instances may hold in all, in MiB;
+    /// past it the least recently used are dropped, so instances kept
+    /// warm for speed never run the machine out of memory. It counts the
+    /// size of each instance's memory, not the pages it touched (a small
+    /// Rust guest: ~1.1 MiB of size, ~60 KiB resident): raise it for many
+    /// small warm instances. Default: half of the machine's memory.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    warm_memory: Option<u64>,
     /// Time a client has to send its request headers before the connection
     /// is closed; a new connection (HTTP/1.1 or HTTP/2) must start its
     /// first request within it too.
@@ -144,6 +152,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         max_call_depth: args.max_call_depth,
         pooling: Some(PoolingLimits::for_instances(args.instance_slots)),
         ..HostConfig::default()
+    };
+    let host_config = match args.warm_memory {
+        Some(mib) => HostConfig {
+            warm_memory: Some(usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)),
+            ..host_config
+        },
+        None => host_config,
     };
     let platform_config = PlatformConfig {
         drain_timeout: args.drain_timeout,
