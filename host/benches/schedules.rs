@@ -163,6 +163,10 @@ async fn measure(guest: &[u8], slots: u32, label: &str) {
     let state = tempfile::tempdir().expect("temp dir");
     let config = HostConfig {
         pooling: Some(modal_host::PoolingLimits::for_instances(slots)),
+        // 10,000 warm instances of this guest count ~11 GiB of memory size
+        // (~0.6 GB resident), more than the default budget of a machine
+        // with less than 22 GiB: a server given `--warm-memory` above it.
+        warm_memory: None,
         ..HostConfig::default()
     };
     let platform = Platform::open(state.path(), config, PlatformConfig::default(), None)
