@@ -175,9 +175,29 @@ impl Platform {
         &self,
         app: &str,
         function: &str,
-        mut request: hyper::Request<B>,
+        request: hyper::Request<B>,
         error_id: Option<crate::ErrorId>,
     ) -> Result<crate::WebResponse, Error>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let pick = |_: &LoadedApp| Some(function.to_string());
+        let served = self.serve_http_picked(app, pick, request, error_id).await?;
+        Ok(served.expect("the function is always picked"))
+    }
+
+    /// Serves an HTTP request with the web function that `pick` names in
+    /// the live version of `app`, picked from the version that serves it:
+    /// a deploy between the two cannot send a name of the old version to
+    /// the new one. `Ok(None)`: `pick` named none.
+    pub(crate) async fn serve_http_picked<B>(
+        &self,
+        app: &str,
+        pick: impl Fn(&LoadedApp) -> Option<String>,
+        mut request: hyper::Request<B>,
+        error_id: Option<crate::ErrorId>,
+    ) -> Result<Option<crate::WebResponse>, Error>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
@@ -186,11 +206,14 @@ impl Platform {
         loop {
             attempts += 1;
             let live = self.live(app)?;
+            let Some(function) = pick(&live) else {
+                return Ok(None);
+            };
             match live
-                .try_serve_http(function, request, error_id.clone())
+                .try_serve_http(&function, request, error_id.clone())
                 .await
             {
-                Ok(response) => return Ok(response),
+                Ok(response) => return Ok(Some(response)),
                 Err((_, Some(untouched))) if attempts < RETRIES => {
                     request = *untouched;
                     tokio::task::yield_now().await;

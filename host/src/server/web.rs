@@ -3,6 +3,7 @@
 
 use super::RequestBody;
 use super::{Body, State, json};
+use crate::LoadedApp;
 use crate::api::{ApiError, ErrorBody};
 use crate::error::Error;
 use http_body_util::BodyExt;
@@ -63,25 +64,27 @@ pub(crate) async fn serve_root(
     app: &str,
     req: Request<RequestBody>,
 ) -> Response<Body> {
-    let live = match state.platform.live(app) {
-        Ok(live) => live,
-        Err(e) => return failure(app, &e),
-    };
-    let mut web = live
-        .spec()
-        .functions
-        .iter()
-        .filter(|f| matches!(f.kind, crate::spec::FunctionKind::Web { .. }));
-    match (web.next(), web.next()) {
-        (Some(f), None) => {
-            let label = crate::spec::web_label(&f.name);
-            serve(state, app, &label, req, None).await
+    let single = |live: &LoadedApp| {
+        let mut web = live
+            .spec()
+            .functions
+            .iter()
+            .filter(|f| matches!(f.kind, crate::spec::FunctionKind::Web { .. }));
+        match (web.next(), web.next()) {
+            (Some(f), None) => Some(f.name.clone()),
+            _ => None,
         }
-        _ => super::text(
-            StatusCode::NOT_FOUND,
-            format!("`{app}` has no single web function to serve at /; use its function URLs\n"),
-        ),
-    }
+    };
+    serve_picked(state, app, single, req, None)
+        .await
+        .unwrap_or_else(|| {
+            super::text(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "`{app}` has no single web function to serve at /; use its function URLs\n"
+                ),
+            )
+        })
 }
 
 /// Serves a request with web function `label` (a function's URL label) of
@@ -90,29 +93,40 @@ pub(crate) async fn serve(
     state: &State,
     app: &str,
     label: &str,
-    mut req: Request<RequestBody>,
+    req: Request<RequestBody>,
     path: Option<String>,
 ) -> Response<Body> {
-    let live = match state.platform.live(app) {
-        Ok(live) => live,
-        Err(e) => return failure(app, &e),
+    let named = |live: &LoadedApp| {
+        live.spec()
+            .functions
+            .iter()
+            .find(|f| {
+                matches!(f.kind, crate::spec::FunctionKind::Web { .. })
+                    && crate::spec::is_web_label(&f.name, label)
+            })
+            .map(|f| f.name.clone())
     };
-    let Some(function) = live
-        .spec()
-        .functions
-        .iter()
-        .find(|f| {
-            matches!(f.kind, crate::spec::FunctionKind::Web { .. })
-                && crate::spec::is_web_label(&f.name, label)
+    serve_picked(state, app, named, req, path)
+        .await
+        .unwrap_or_else(|| {
+            // The app's other functions are nobody's business here.
+            super::text(
+                StatusCode::NOT_FOUND,
+                format!("app `{app}` has no web function `{label}`\n"),
+            )
         })
-        .map(|f| f.name.as_str())
-    else {
-        // The app's other functions are nobody's business here.
-        return super::text(
-            StatusCode::NOT_FOUND,
-            format!("app `{app}` has no web function `{label}`\n"),
-        );
-    };
+}
+
+/// Serves a request with the web function `pick` names in the version of
+/// `app` that serves it (`None`: it named none); `path` replaces the
+/// request path when given.
+async fn serve_picked(
+    state: &State,
+    app: &str,
+    pick: impl Fn(&LoadedApp) -> Option<String>,
+    mut req: Request<RequestBody>,
+    path: Option<String>,
+) -> Option<Response<Body>> {
     if let Some(path) = path {
         let query = req
             .uri()
@@ -121,24 +135,26 @@ pub(crate) async fn serve(
             .unwrap_or_default();
         match format!("{path}{query}").parse() {
             Ok(uri) => *req.uri_mut() = uri,
-            Err(_) => return super::text(StatusCode::BAD_REQUEST, "invalid request path\n"),
+            Err(_) => {
+                return Some(super::text(
+                    StatusCode::BAD_REQUEST,
+                    "invalid request path\n",
+                ));
+            }
         }
     }
     let id = crate::web::ErrorId(error_id());
     match (state.platform)
-        .serve_http_as(app, function, req, Some(id.clone()))
+        .serve_http_picked(app, pick, req, Some(id.clone()))
         .await
     {
-        Ok(response) => response.map(|body| {
+        Ok(Some(response)) => Some(response.map(|body| {
             body.map_err(|code| format!("{code:?}").into())
                 .boxed_unsync()
-        }),
-        Err(e) => failure_with_id(app, &e, &id.0),
+        })),
+        Ok(None) => None,
+        Err(e) => Some(failure_with_id(app, &e, &id.0)),
     }
-}
-
-fn failure(app: &str, e: &Error) -> Response<Body> {
-    failure_with_id(app, e, &error_id())
 }
 
 /// The answer to a failed web request. A 503 says when to retry; a 500
