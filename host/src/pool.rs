@@ -133,34 +133,39 @@ impl Reclaimer {
     /// (keeping each pool's `min_warm`) until warm instances hold at most
     /// `target` bytes.
     fn trim(&self, target: usize) {
-        let live = self.live_pools();
-        let mut candidates: Vec<(Instant, usize, usize)> = Vec::new();
-        for (i, pool) in live.iter().enumerate() {
-            let idle = pool.idle();
-            candidates.extend(
-                idle[..pool.removable(&idle)]
-                    .iter()
-                    .map(|inst| (inst.last_used, i, inst.memory_size())),
-            );
-        }
-        candidates.sort_unstable_by_key(|&(last_used, ..)| last_used);
+        let (live, mut candidates) =
+            self.idle_instances(|_, inst| (inst.last_used, inst.memory_size()));
+        candidates.sort_unstable_by_key(|&((last_used, _), _)| last_used);
         let mut excess = self
             .warm_bytes
             .load(Ordering::Acquire)
             .saturating_sub(target);
-        let mut per_pool = vec![0usize; live.len()];
-        for (_, i, bytes) in candidates {
-            if excess == 0 {
-                break;
-            }
-            per_pool[i] += 1;
+        let chosen = candidates.into_iter().take_while(|&((_, bytes), _)| {
+            let take = excess > 0;
             excess = excess.saturating_sub(bytes);
+            take
+        });
+        drop_chosen(&live, chosen.map(|(_, i)| i));
+    }
+
+    /// Every idle instance that may be dropped (each pool keeps its
+    /// `min_warm`) as `key(pool, instance)` with the index of its pool
+    /// among the live pools, which are returned too.
+    fn idle_instances<K>(
+        &self,
+        key: impl Fn(&Pool, &Instance) -> K,
+    ) -> (Vec<Arc<Pool>>, Vec<(K, usize)>) {
+        let live = self.live_pools();
+        let mut found = Vec::new();
+        for (i, pool) in live.iter().enumerate() {
+            let idle = pool.idle();
+            found.extend(
+                idle[..pool.removable(&idle)]
+                    .iter()
+                    .map(|inst| (key(pool, inst), i)),
+            );
         }
-        for (pool, count) in live.iter().zip(per_pool) {
-            if count > 0 {
-                pool.drop_oldest(|_| count);
-            }
-        }
+        (live, found)
     }
 
     /// Makes `pool`'s idle instances reclaimable.
@@ -185,19 +190,10 @@ impl Reclaimer {
         if found_none().is_some_and(|at| at.elapsed() < RECLAIM_QUIET) {
             return 0;
         }
-        let live = self.live_pools();
         // Every reclaimable idle instance: whether it is of another
         // component, and its last use.
-        let mut candidates: Vec<(bool, Instant, usize)> = Vec::new();
-        for (i, pool) in live.iter().enumerate() {
-            let other = !std::ptr::eq(&*pool.prepared, module);
-            let idle = pool.idle();
-            candidates.extend(
-                idle[..pool.removable(&idle)]
-                    .iter()
-                    .map(|inst| (other, inst.last_used, i)),
-            );
-        }
+        let (live, mut candidates) = self
+            .idle_instances(|pool, inst| (!std::ptr::eq(&*pool.prepared, module), inst.last_used));
         if candidates.is_empty() {
             *found_none() = Some(Instant::now());
             return 0;
@@ -207,16 +203,23 @@ impl Reclaimer {
             candidates.select_nth_unstable(batch);
             candidates.truncate(batch);
         }
-        let mut per_pool = vec![0usize; live.len()];
-        for (_, _, i) in &candidates {
-            per_pool[*i] += 1;
-        }
-        live.iter()
-            .zip(per_pool)
-            .filter(|(_, count)| *count > 0)
-            .map(|(pool, count)| pool.drop_oldest(|_| count))
-            .sum()
+        drop_chosen(&live, candidates.into_iter().map(|(_, i)| i))
     }
+}
+
+/// Drops from each of `pools` as many of its oldest idle instances as
+/// `chosen` names its index; returns how many it dropped.
+fn drop_chosen(pools: &[Arc<Pool>], chosen: impl Iterator<Item = usize>) -> usize {
+    let mut per_pool = vec![0usize; pools.len()];
+    for i in chosen {
+        per_pool[i] += 1;
+    }
+    pools
+        .iter()
+        .zip(per_pool)
+        .filter(|(_, count)| *count > 0)
+        .map(|(pool, count)| pool.drop_oldest(|_| count))
+        .sum()
 }
 
 /// A live instance and the handles of its exports.
