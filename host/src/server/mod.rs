@@ -384,7 +384,8 @@ async fn serve_connection(state: Arc<State>, stream: TcpStream, (watcher, admitt
             Ok::<_, std::convert::Infallible>(response)
         }
     });
-    let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let served =
+        builder.serve_connection_with_upgrades(TokioIo::new(conn::Batched::new(stream)), service);
     tokio::select! {
         result = watcher.watch(served.into_owned()) => {
             if let Err(e) = result {
