@@ -136,6 +136,12 @@ pub struct ServerArgs {
     /// is raised to its hard limit at start-up.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Leaves the connection threads unpinned. By default, when the
+    /// process may run on exactly one CPU per thread, each thread is pinned
+    /// to one CPU and takes the connections whose packets arrive there;
+    /// unpin on a machine whose CPUs other busy programs share.
+    #[arg(long)]
+    no_pin_threads: bool,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -213,6 +219,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             max_connections: args
                 .max_connections
                 .unwrap_or_else(modal_host::server::default_max_connections),
+            pin_threads: !args.no_pin_threads,
             ..ServerConfig::new(token)
         },
     )?;

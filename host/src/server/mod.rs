@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod conn;
+mod cpus;
 mod pages;
 mod web;
 
@@ -26,6 +27,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -65,6 +67,11 @@ pub struct ServerConfig {
     /// An app whose single web function also answers at the root of the
     /// bare address (what `modal serve` sets).
     pub root_app: Option<String>,
+    /// Pins the connection threads one per CPU (when the process owns
+    /// exactly one CPU per thread) and gives each connection to the thread
+    /// on the CPU its packets arrive on; off, the kernel places them and
+    /// connections are shared out evenly.
+    pub pin_threads: bool,
 }
 
 impl ServerConfig {
@@ -79,6 +86,7 @@ impl ServerConfig {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_connections: default_max_connections(),
             root_app: None,
+            pin_threads: true,
         }
     }
 }
@@ -159,13 +167,18 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>, grace: Duration) {
         let graceful = Arc::new(GracefulShutdown::new());
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let placement = Arc::new(cpus::Placement::new(threads, self.state.config.pin_threads));
         let lanes: Vec<Lane> = (0..threads)
-            .filter_map(|i| Lane::start(i, self.state.clone()))
+            .filter_map(|i| Lane::start(i, self.state.clone(), placement.clone()))
             .collect();
         let acceptor = Acceptor {
             state: self.state.clone(),
             graceful: graceful.clone(),
-            lanes: lanes.iter().map(|lane| lane.sender.clone()).collect(),
+            lanes: lanes
+                .iter()
+                .map(|lane| (lane.sender.clone(), Arc::new(AtomicUsize::new(0))))
+                .collect(),
+            placement,
             connections: conn::Connections::new(self.state.config.max_connections),
             main: tokio::runtime::Handle::current(),
         };
@@ -212,11 +225,13 @@ impl Server {
 
 /// The accept loop, on a thread of its own (with a runtime of its own), so
 /// that guests computing on the platform's runtime never delay accepting a
-/// connection: accepted connections go round-robin to the lanes.
+/// connection: each accepted connection goes to a lane (`cpus::pick`).
 struct Acceptor {
     state: Arc<State>,
     graceful: Arc<GracefulShutdown>,
-    lanes: Vec<tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, Handover)>>,
+    /// Each lane's channel and the connections it holds.
+    lanes: Vec<(LaneSender, Arc<AtomicUsize>)>,
+    placement: Arc<cpus::Placement>,
     connections: Arc<conn::Connections>,
     /// Serves connections when no lane could start.
     main: tokio::runtime::Handle,
@@ -245,7 +260,7 @@ impl Acceptor {
     }
 
     async fn run(self, listener: TcpListener, mut stopped: tokio::sync::oneshot::Receiver<()>) {
-        let mut next = 0usize;
+        let open: Vec<Arc<AtomicUsize>> = self.lanes.iter().map(|(_, n)| n.clone()).collect();
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -269,16 +284,17 @@ impl Acceptor {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let handover = (self.graceful.watcher(), admitted);
-            // Hand the connection to the next lane; serve it on the main
+            // Hand the connection to its lane; serve it on the main
             // runtime when there is none (a lane that cannot start is
             // logged and skipped).
-            next = next.wrapping_add(1);
-            let Some(lane) = self.lanes.get(next % self.lanes.len().max(1)) else {
+            let chosen = cpus::pick(cpus::preferred(&self.placement, &stream), &open);
+            let Some((lane, count)) = self.lanes.get(chosen) else {
+                let handover = (self.graceful.watcher(), admitted, cpus::Seat::none());
                 self.main
                     .spawn(serve_connection(self.state.clone(), stream, handover));
                 continue;
             };
+            let handover = (self.graceful.watcher(), admitted, cpus::Seat::take(count));
             match stream.into_std() {
                 Ok(stream) => {
                     if lane.send((stream, handover)).is_err() {
@@ -292,8 +308,11 @@ impl Acceptor {
 }
 
 /// What a lane gets with an accepted connection: the graceful-shutdown
-/// watcher and its place under the connection cap.
-type Handover = (Watcher, conn::Admitted);
+/// watcher, its place under the connection cap and in its lane's count.
+type Handover = (Watcher, conn::Admitted, cpus::Seat);
+
+/// Where the acceptor hands a lane its connections.
+type LaneSender = tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, Handover)>;
 
 /// Scheduler ticks between two looks at timers and sockets on a lane.
 const LANE_EVENT_INTERVAL: u32 = 4;
@@ -302,7 +321,7 @@ const LANE_EVENT_INTERVAL: u32 = 4;
 /// handed to it: each request is parsed, run and answered on one thread,
 /// with no work stealing and no wake-ups across threads.
 struct Lane {
-    sender: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, Handover)>,
+    sender: LaneSender,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -311,7 +330,7 @@ struct Lane {
 const LANE_STOP: Duration = Duration::from_secs(2);
 
 impl Lane {
-    fn start(i: usize, state: Arc<State>) -> Option<Lane> {
+    fn start(i: usize, state: Arc<State>, placement: Arc<cpus::Placement>) -> Option<Lane> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             // A guest that computes yields every epoch tick (10 ms) and is
@@ -327,6 +346,7 @@ impl Lane {
         let thread = std::thread::Builder::new()
             .name(format!("modal-http-{i}"))
             .spawn(move || {
+                placement.enter(i);
                 runtime.block_on(async move {
                     while let Some((stream, handover)) = handed.recv().await {
                         match TcpStream::from_std(stream) {
@@ -346,7 +366,11 @@ impl Lane {
 
 /// Serves HTTP/1.1 (keep-alive) and h2c on one connection until it
 /// closes, is shed for a newer one, or sends no request in time.
-async fn serve_connection(state: Arc<State>, stream: TcpStream, (watcher, admitted): Handover) {
+async fn serve_connection(
+    state: Arc<State>,
+    stream: TcpStream,
+    (watcher, admitted, _seat): Handover,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
