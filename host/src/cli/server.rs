@@ -139,7 +139,8 @@ pub struct ServerArgs {
     /// Leaves the connection threads unpinned. By default, when the
     /// process may run on exactly one CPU per thread, each thread is pinned
     /// to one CPU and takes the connections whose packets arrive there;
-    /// unpin on a machine whose CPUs other busy programs share.
+    /// unpin on a machine whose CPUs other busy programs share, or whose
+    /// clients all arrive on one CPU (e.g. a single-threaded local proxy).
     #[arg(long)]
     no_pin_threads: bool,
 }
