@@ -500,6 +500,101 @@ fn instance_slots_bound_the_instances_alive_at_once() {
     assert_eq!(server.ok(&["call", "hello", "square", "6"]), "36\n");
 }
 
+/// The CPUs each connection thread of server `pid` may run on.
+fn connection_thread_cpus(pid: u32) -> Vec<String> {
+    let mut cpus = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !comm.starts_with("modal-http-") {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let allowed = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        cpus.push(allowed);
+    }
+    cpus.sort();
+    cpus
+}
+
+#[test]
+fn connection_threads_are_pinned_one_per_cpu_unless_told_not_to() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let owned = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let owned_count: usize = owned
+        .split(',')
+        .map(|range| match range.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
+            None => 1,
+        })
+        .sum();
+    // The threads once each has started (and pinned itself).
+    let settled = |pid: u32, pinned: bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let threads = connection_thread_cpus(pid);
+            let distinct: std::collections::BTreeSet<_> = threads.iter().collect();
+            if threads.len() == cpus && (!pinned || distinct.len() == cpus)
+                || Instant::now() > deadline
+            {
+                return threads;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // Pinned only when the process owns exactly one CPU per thread (as on
+    // CI); a CPU quota below the CPU set leaves them to the kernel.
+    let pins = cpus > 1 && owned_count == cpus;
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start_with(state.path(), &[]);
+    server.ok(&["deploy", HELLO]);
+    let (status, answer) = get(&server.addr, "hello--greet.localhost", "/?name=Ada");
+    assert_eq!((status, answer.as_str()), (200, "Hello, Ada!"));
+    let threads = settled(server.pid(), pins);
+    assert_eq!(
+        threads.len(),
+        cpus,
+        "one connection thread per CPU: {threads:?}"
+    );
+    if pins {
+        let distinct: std::collections::BTreeSet<_> = threads.iter().collect();
+        assert_eq!(distinct.len(), cpus, "a CPU each: {threads:?}");
+        assert!(
+            threads.iter().all(|t| !t.contains([',', '-'])),
+            "{threads:?}"
+        );
+    } else {
+        assert!(
+            threads.iter().all(|t| *t == owned),
+            "{threads:?} vs {owned}"
+        );
+    }
+    drop(server);
+
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start_with(state.path(), &["--no-pin-threads"]);
+    server.ok(&["deploy", HELLO]);
+    let (status, answer) = get(&server.addr, "hello--greet.localhost", "/?name=Ada");
+    assert_eq!((status, answer.as_str()), (200, "Hello, Ada!"));
+    let threads = settled(server.pid(), false);
+    assert_eq!(threads.len(), cpus, "{threads:?}");
+    assert!(
+        threads.iter().all(|t| *t == owned),
+        "{threads:?} vs {owned}"
+    );
+}
+
 // 8. Shutdown keeps to its grace, records what it cut, and flushes.
 #[test]
 fn shutdown_keeps_to_the_grace_and_records_what_it_cuts() {
