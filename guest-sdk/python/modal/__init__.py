@@ -382,9 +382,24 @@ class FunctionCall:
         return _decode(self._function, output)
 
 
+@functools.lru_cache(maxsize=None)
+def _cached_signature(func):
+    return inspect.signature(func)
+
+
+def _signature(func) -> inspect.Signature:
+    """`inspect.signature(func)`, worked out once per function: it is
+    written in Python, and in the guest's interpreter it costs more than a
+    small handler's whole run."""
+    try:
+        return _cached_signature(func)
+    except TypeError:  # an unhashable callable
+        return inspect.signature(func)
+
+
 def _parameters(func) -> list:
     """The parameters a JSON input fills (not `*args` or `**kwargs`)."""
-    return [p for p in inspect.signature(func).parameters.values()
+    return [p for p in _signature(func).parameters.values()
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY, p.KEYWORD_ONLY)]
 
 
@@ -396,10 +411,10 @@ def _input_value(func, args, kwargs):
     """The JSON value for a call with `args` and `kwargs`, as the callee
     decodes it (see `_world._arguments`)."""
     if func is not None:
-        every = inspect.signature(func).parameters.values()
+        every = _signature(func).parameters.values()
         if all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in every):
             # A TypeError here is the one calling it here would raise.
-            bound = inspect.signature(func).bind(*args, **kwargs).arguments
+            bound = _signature(func).bind(*args, **kwargs).arguments
             params = _parameters(func)
             if len(params) == 1:
                 return bound.get(params[0].name, _NOTHING)

@@ -285,7 +285,7 @@ def _route(target, request):
         return 404, {"content-type": "text/plain"}, f"no web function named `{target}`\n".encode()
     if f.method and f.method != request.method:
         return 405, {"allow": f.method}, f"`{f.name}` accepts {f.method} requests only\n".encode()
-    takes_request = len(inspect.signature(f.func).parameters) > 0
+    takes_request = len(modal._signature(f.func).parameters) > 0
     try:
         return _to_response(f.func(request) if takes_request else f.func())
     except Exception as e:
