@@ -171,6 +171,9 @@ impl Server {
         let lanes: Vec<Lane> = (0..threads)
             .filter_map(|i| Lane::start(i, self.state.clone(), placement.clone()))
             .collect();
+        // A lane that could not start shifts the ones after it: connections
+        // then go to the least busy lane, whatever their CPU.
+        let placement = (lanes.len() == threads).then_some(placement);
         let acceptor = Acceptor {
             state: self.state.clone(),
             graceful: graceful.clone(),
@@ -231,7 +234,8 @@ struct Acceptor {
     graceful: Arc<GracefulShutdown>,
     /// Each lane's channel and the connections it holds.
     lanes: Vec<(LaneSender, Arc<AtomicUsize>)>,
-    placement: Arc<cpus::Placement>,
+    /// Where the lanes run, when every lane started.
+    placement: Option<Arc<cpus::Placement>>,
     connections: Arc<conn::Connections>,
     /// Serves connections when no lane could start.
     main: tokio::runtime::Handle,
@@ -287,7 +291,8 @@ impl Acceptor {
             // Hand the connection to its lane; serve it on the main
             // runtime when there is none (a lane that cannot start is
             // logged and skipped).
-            let chosen = cpus::pick(cpus::preferred(&self.placement, &stream), &open);
+            let preferred = (self.placement.as_deref()).and_then(|p| cpus::preferred(p, &stream));
+            let chosen = cpus::pick(preferred, &open);
             let Some((lane, count)) = self.lanes.get(chosen) else {
                 let handover = (self.graceful.watcher(), admitted, cpus::Seat::none());
                 self.main
