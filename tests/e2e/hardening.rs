@@ -367,6 +367,20 @@ fn a_second_server_on_the_same_state_exits_naming_the_holder() {
     server.ok(&["deploy", HELLO]);
 }
 
+/// Spawns the counter app's `slow` for `ms` milliseconds; its call id.
+async fn spawn_slow(http: &mut Http, ms: u64) -> String {
+    let input = format!(r#"{{"ms": {ms}}}"#);
+    let (status, body) = http
+        .post(
+            "/api/v1/apps/counter/functions/slow/spawn",
+            input.as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    body["call_id"].as_str().unwrap().to_string()
+}
+
 // 7. Accepted spawned calls wait for capacity instead of failing.
 #[test]
 fn accepted_spawned_calls_all_run_under_load() {
@@ -383,15 +397,7 @@ fn accepted_spawned_calls_all_run_under_load() {
         let mut http = Http::connect(&server.addr, &token).await;
         let mut ids = Vec::new();
         for _ in 0..70 {
-            let (status, body) = http
-                .post(
-                    "/api/v1/apps/counter/functions/slow/spawn",
-                    br#"{"ms": 2500}"#,
-                )
-                .await;
-            assert_eq!(status, 200, "{body}");
-            let body: Value = serde_json::from_str(&body).unwrap();
-            ids.push(body["call_id"].as_str().unwrap().to_string());
+            ids.push(spawn_slow(&mut http, 2500).await);
         }
         ids
     });
@@ -472,15 +478,7 @@ fn instance_slots_bound_the_instances_alive_at_once() {
         .unwrap();
     let id = runtime.block_on(async {
         let mut http = Http::connect(&server.addr, &token).await;
-        let (status, body) = http
-            .post(
-                "/api/v1/apps/counter/functions/slow/spawn",
-                br#"{"ms": 3000}"#,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let body: Value = serde_json::from_str(&body).unwrap();
-        body["call_id"].as_str().unwrap().to_string()
+        spawn_slow(&mut http, 3000).await
     });
     std::thread::sleep(Duration::from_millis(500));
     let asked = Instant::now();

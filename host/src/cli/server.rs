@@ -152,7 +152,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let started = std::time::Instant::now();
-    let host_config = HostConfig {
+    let mut host_config = HostConfig {
         memory_limit: args.memory << 20,
         max_request_body: args.max_request_body << 20,
         queue_timeout: args.queue_timeout,
@@ -160,13 +160,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         pooling: Some(PoolingLimits::for_instances(args.instance_slots)),
         ..HostConfig::default()
     };
-    let host_config = match args.warm_memory {
-        Some(mib) => HostConfig {
-            warm_memory: Some(usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)),
-            ..host_config
-        },
-        None => host_config,
-    };
+    if let Some(mib) = args.warm_memory {
+        host_config.warm_memory =
+            Some(usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX));
+    }
     let platform_config = PlatformConfig {
         drain_timeout: args.drain_timeout,
         max_upload: args.max_upload << 20,

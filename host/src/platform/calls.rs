@@ -167,24 +167,13 @@ impl Platform {
         B::Error: std::fmt::Display,
     {
         let error_id = request.extensions_mut().remove::<crate::ErrorId>();
-        self.serve_http_as(app, function, request, error_id).await
-    }
-
-    /// [`serve_http`](Self::serve_http) with the error id given directly.
-    pub(crate) async fn serve_http_as<B>(
-        &self,
-        app: &str,
-        function: &str,
-        request: hyper::Request<B>,
-        error_id: Option<crate::ErrorId>,
-    ) -> Result<crate::WebResponse, Error>
-    where
-        B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
-        B::Error: std::fmt::Display,
-    {
         let pick = |_: &LoadedApp| Some(function.to_string());
-        let served = self.serve_http_picked(app, pick, request, error_id).await?;
-        Ok(served.expect("the function is always picked"))
+        self.serve_http_picked(app, pick, request, error_id)
+            .await?
+            .ok_or_else(|| Error::UnknownFunction {
+                name: function.to_string(),
+                available: Vec::new(),
+            })
     }
 
     /// Serves an HTTP request with the web function that `pick` names in
