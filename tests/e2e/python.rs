@@ -384,3 +384,150 @@ fn python_functions_name_their_secrets_and_mounts_in_code() {
         "{stderr}"
     );
 }
+
+/// Python web functions see the whole request (method, path, query as
+/// `parse_qs` decodes it, headers, a body of several reads) and shape
+/// their answer; one that never looks at a body does not stall the
+/// connection, and a request kept past its function cannot read its body.
+#[test]
+fn python_web_functions_see_the_whole_request_and_shape_their_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("app.py");
+    std::fs::write(
+        &source,
+        r#"import modal
+
+app = modal.App("pyweb")
+kept = []
+
+
+@app.web()
+def echo(request):
+    body = request.body
+    return modal.Response(status=201, headers={"x-size": str(len(body))}, body=repr((
+        request.method, request.path, sorted(request.query.items()),
+        request.headers.get("x-echo"), body[:3], body[-3:])))
+
+
+@app.web(method="GET")
+def hello():
+    return "hi"
+
+
+@app.web(max_instances=1)
+def keep(request):
+    if "late" in request.query:
+        return kept[-1].text
+    kept.append(request)
+    return {"kept": len(kept)}
+"#,
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path());
+    let deployed = Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["deploy", source.to_str().unwrap()])
+        .env("MODAL_SERVER", format!("http://{}", server.addr))
+        .env("MODAL_STATE", state.path())
+        .env("MODAL_COMPONENTIZE_PY", componentize_py())
+        .output()
+        .unwrap();
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut http = Http::connect(&server.addr, "").await;
+        let mut body = vec![b'.'; 300_000];
+        body[..3].copy_from_slice(b"abc");
+        body[299_997..].copy_from_slice(b"xyz");
+        let path = "/p/a?b=1&b=2&c=&d&e=x%20y+z&%C3%A9=%E2%9C%93";
+        let (status, text) = http
+            .request("POST", "pyweb--echo.localhost", path, &body, false)
+            .await;
+        assert_eq!(status, 201, "{text}");
+        assert_eq!(
+            text,
+            "('POST', '/p/a', [('b', '1'), ('c', ''), ('d', ''), ('e', 'x y z'), ('é', '✓')], \
+             None, b'abc', b'xyz')"
+        );
+        let (status, text) = http
+            .request("PURGE", "pyweb--echo.localhost", "/", b"", false)
+            .await;
+        assert_eq!(
+            (status, text.as_str()),
+            (201, "('PURGE', '/', [], None, b'', b'')")
+        );
+        // A body no one reads is read to its end after the answer, so the
+        // connection goes on.
+        let (status, text) = http
+            .request("POST", "pyweb--hello.localhost", "/", &body, false)
+            .await;
+        assert_eq!(
+            (status, text.as_str()),
+            (405, "`hello` accepts GET requests only\n")
+        );
+        let (status, text) = http
+            .request("POST", "pyweb--keep.localhost", "/", &body, false)
+            .await;
+        assert_eq!((status, text.as_str()), (200, "{\"kept\": 1}"));
+        let (status, text) = http
+            .request("GET", "pyweb--keep.localhost", "/?late", b"", false)
+            .await;
+        assert_eq!(
+            (status, text.as_str()),
+            (
+                500,
+                "ExecutionError: the body of a request can only be read while its web \
+                 function runs\n"
+            )
+        );
+    });
+
+    // The answer's headers: a string is text, `Response` headers pass.
+    let raw = |requests: &str| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+        stream.write_all(requests.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.to_ascii_lowercase()
+    };
+    let last = "Connection: close\r\n\r\n";
+    let answer = raw(&format!(
+        "GET / HTTP/1.1\r\nHost: pyweb--hello.localhost\r\n{last}"
+    ));
+    assert!(answer.starts_with("http/1.1 200 ok\r\n"), "{answer}");
+    assert!(
+        answer.contains("\r\ncontent-type: text/plain; charset=utf-8\r\n")
+            && answer.ends_with("\r\n\r\nhi"),
+        "{answer}"
+    );
+    let answer = raw(&format!(
+        "GET / HTTP/1.1\r\nHost: pyweb--echo.localhost\r\nx-echo: here\r\n{last}"
+    ));
+    assert!(answer.starts_with("http/1.1 201 created\r\n"), "{answer}");
+    assert!(answer.contains("\r\nx-size: 0\r\n"), "{answer}");
+    assert!(
+        answer.ends_with("('get', '/', [], 'here', b'', b'')"),
+        "{answer}"
+    );
+    // A large chunked body, unread, then a request on the same connection.
+    let answer = raw(&format!(
+        "POST / HTTP/1.1\r\nHost: pyweb--hello.localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
+         493e0\r\n{}\r\n0\r\n\r\n\
+         GET / HTTP/1.1\r\nHost: pyweb--hello.localhost\r\n{last}",
+        ".".repeat(300_000)
+    ));
+    assert!(
+        answer.starts_with("http/1.1 405 method not allowed\r\n"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\nhi"), "{answer}");
+}

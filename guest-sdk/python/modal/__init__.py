@@ -108,24 +108,46 @@ class Period:
         return int((self.seconds + 60 * self.minutes + 3600 * self.hours) * 1000)
 
 
-@dataclass
 class Request:
-    """An HTTP request as a web function sees it (the body is read whole)."""
+    """An HTTP request as a web function sees it. Its body is read whole
+    when first used (`body`, `text` or `json()`), which must be while the
+    web function runs; a function that never looks at it answers without
+    waiting for it (the body is then read after the answer)."""
 
-    method: str
-    path: str
-    query: dict
-    headers: dict
-    body: bytes
+    __slots__ = ("method", "path", "query", "headers", "_body", "_read")
+
+    def __init__(self, method: str, path: str, query: Optional[dict] = None,
+                 headers: Optional[dict] = None, body: bytes = b""):
+        self.method = method
+        self.path = path
+        self.query = {} if query is None else query
+        self.headers = {} if headers is None else headers
+        self._body = body
+        self._read = None  # reads the body, until it is read
+
+    @property
+    def body(self) -> bytes:
+        if self._read is not None:
+            read, self._read = self._read, None
+            self._body = read()
+        return self._body
 
     @property
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
 
     def json(self):
-        import json
-
         return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return (f"Request(method={self.method!r}, path={self.path!r}, query={self.query!r}, "
+                f"headers={self.headers!r}, body={self.body!r})")
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Request):
+            return NotImplemented
+        return ((self.method, self.path, self.query, self.headers, self.body)
+                == (other.method, other.path, other.query, other.headers, other.body))
 
 
 @dataclass

@@ -10,7 +10,7 @@ in it."""
 import inspect
 import json
 import traceback
-from urllib.parse import parse_qs
+from urllib.parse import unquote_plus
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
@@ -230,38 +230,90 @@ class Lifecycle(exports.Lifecycle):
             hook()
 
 
+# Method names by binding class (`Method_Get` is "GET").
+_METHODS = {cls: name[len("Method_"):].upper() for name, cls in vars(types).items()
+            if name.startswith("Method_") and name != "Method_Other"}
+
+
 def _method(m):
-    if isinstance(m, types.Method_Other):
-        return m.value.upper()
-    return type(m).__name__[len("Method_"):].upper()
+    name = _METHODS.get(type(m))
+    return name if name is not None else m.value.upper()
+
+
+def _query(query_string):
+    """The query's parameters, the first value of each, as
+    `urllib.parse.parse_qs(..., keep_blank_values=True)` has them."""
+    query = {}
+    if query_string:
+        for part in query_string.split("&"):
+            if not part:
+                continue
+            name, _, value = part.partition("=")
+            if "%" in part or "+" in part:
+                name, value = unquote_plus(name), unquote_plus(value)
+            query.setdefault(name, value)
+    return query
+
+
+def _read_body(request):
+    """Reads the request's body whole; a callable, so that the body is
+    read only when the web function looks at it."""
+    def read():
+        body = bytearray()
+        incoming = request.consume()
+        with incoming.stream() as stream:
+            while True:
+                try:
+                    body.extend(stream.blocking_read(READ_CHUNK))
+                except Err as e:
+                    if isinstance(e.value, streams.StreamError_Closed):
+                        break
+                    raise
+        return bytes(body)
+    return read
+
+
+# Methods whose requests carry no body in practice.
+_BODILESS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
+
+
+def _may_have_body(request):
+    """Whether `request` may have a body. The host keeps the headers of a
+    chunked body (`transfer-encoding`) to itself, so the method decides
+    when there is no `content-length`."""
+    length = request.headers.get("content-length")
+    return length != "0" if length is not None else request.method not in _BODILESS
+
+
+def _body_gone():
+    raise modal.exception.ExecutionError(
+        "the body of a request can only be read while its web function runs")
 
 
 def _read_request(request):
     path_with_query = request.path_with_query() or "/"
     path, _, query_string = path_with_query.partition("?")
-    query = {k: v[0] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
     headers = {}
     target = None
-    for name, value in request.headers().entries():
-        if name.lower() == FUNCTION_HEADER:
+    with request.headers() as fields:
+        entries = fields.entries()
+    for name, value in entries:
+        name = name.lower()
+        if name == FUNCTION_HEADER:
             target = value.decode("utf-8", "replace")
         else:
-            headers[name.lower()] = value.decode("utf-8", "replace")
-    body = bytearray()
-    incoming = request.consume()
-    with incoming.stream() as stream:
-        while True:
-            try:
-                body.extend(stream.blocking_read(READ_CHUNK))
-            except Err as e:
-                if isinstance(e.value, streams.StreamError_Closed):
-                    break
-                raise
-    return target, modal.Request(method=_method(request.method()), path=path or "/", query=query,
-                                 headers=headers, body=bytes(body))
+            headers[name] = value.decode("utf-8", "replace")
+    req = modal.Request(_method(request.method()), path or "/", _query(query_string), headers)
+    req._read = _read_body(request)
+    return target, req
+
+
+TEXT = {"content-type": "text/plain; charset=utf-8"}
 
 
 def _to_response(result):
+    if type(result) is str:
+        return 200, TEXT, result.encode()
     if isinstance(result, modal.Response):
         response = result
     elif result is None:
@@ -274,14 +326,23 @@ def _to_response(result):
     headers = dict(response.headers)
     if isinstance(body, str):
         body = body.encode()
-        headers.setdefault("content-type", "text/plain; charset=utf-8")
+        headers.setdefault("content-type", TEXT["content-type"])
     return response.status, headers, bytes(body)
 
 
-def _route(target, request):
+def _web_function(target):
+    """The web function a request is for: the one named by the host, or
+    (under another host, such as `wasmtime serve`) the only one."""
+    if target:
+        f = modal._FUNCTIONS.get(target)
+        return f if f is not None and f.kind == "web" else None
     web = [f for f in modal._FUNCTIONS.values() if f.kind == "web"]
-    f = modal._FUNCTIONS.get(target) if target else (web[0] if len(web) == 1 else None)
-    if f is None or f.kind != "web":
+    return web[0] if len(web) == 1 else None
+
+
+def _route(target, request):
+    f = _web_function(target)
+    if f is None:
         return 404, {"content-type": "text/plain"}, f"no web function named `{target}`\n".encode()
     if f.method and f.method != request.method:
         return 405, {"allow": f.method}, f"`{f.name}` accepts {f.method} requests only\n".encode()
@@ -296,13 +357,23 @@ def _route(target, request):
 class IncomingHandler(exports.IncomingHandler):
     def handle(self, request, response_out):
         target, req = _read_request(request)
-        status, headers, body = _route(target, req)
+        try:
+            status, headers, body = _route(target, req)
+        finally:
+            unread = req._read  # the body's reader, if the function left it
+            if unread is not None:
+                req._read = _body_gone
         fields = types.Fields.from_list([(k, v.encode()) for k, v in headers.items()])
         response = types.OutgoingResponse(fields)
-        response.set_status_code(status)
+        if status != 200:  # a new response has 200; every binding call costs µs
+            response.set_status_code(status)
         outgoing = response.body()
         types.ResponseOutparam.set(response_out, Ok(response))
         with outgoing.write() as stream:
             for i in range(0, len(body), WRITE_CHUNK):
                 stream.blocking_write_and_flush(body[i:i + WRITE_CHUNK])
         types.OutgoingBody.finish(outgoing, None)
+        if unread is not None and _may_have_body(req):
+            # Left unread, a body cut the connection (the client's answer
+            # could be lost to the reset): read it, after the answer.
+            unread()
