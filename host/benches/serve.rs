@@ -2,8 +2,10 @@
 //! handed to `Platform::serve_http` (routing to the live version, pool
 //! checkout, the guest's `wasi:http` handler, check-in, recording) and its
 //! body read to the end, for the plain wasi:http example and the SDK's
-//! `greet`; and the same through a `LoadedApp` with no recording, which
-//! shows what recording an execution costs.
+//! `greet`; the same through a `LoadedApp` with no recording, which
+//! shows what recording an execution costs; and the same request in a
+//! bare `wasi:http` host (`bare/http.rs`: a warm instance, nothing else),
+//! the least any host on this wasmtime spends.
 //!
 //! Run it with `cargo bench -p modal-host --bench serve` (release build).
 //! `host/benches/web.sh` measures the whole path over loopback HTTP.
@@ -13,6 +15,10 @@ use http_body_util::{BodyExt, Empty};
 use modal_host::{AppMeta, DeployRequest, Host, HostConfig, Platform, PlatformConfig};
 use modal_test_support::{HELLO, HTTP_PLAIN, wasm};
 use std::time::{Duration, Instant};
+
+#[path = "bare/http.rs"]
+#[allow(dead_code)] // `time_calls` is for examples/bare_wasi_http.rs
+mod bare_http;
 
 /// Rounds and requests per round; `MODAL_BENCH_REQUESTS` overrides the
 /// latter (e.g. for a run under `valgrind --tool=callgrind`).
@@ -144,10 +150,17 @@ async fn run() {
             body(response).await
         })
         .await;
+        let floor = bare_http::BareHttp::new(&wasm(file)).expect("bare host");
+        let floor = best(|| async {
+            let response = floor.handle(request(path)).await.expect("answers");
+            body(response).await
+        })
+        .await;
         let us = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1e6);
         for (what, (wall, cpu)) in [
             ("platform, recorded", recorded),
             ("loaded app, not recorded", bare),
+            ("bare wasi:http host (floor)", floor),
         ] {
             println!(
                 "{:<56} {:>10} {:>10}",

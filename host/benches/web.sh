@@ -17,21 +17,30 @@
 #
 # With --with-wasmtime, a bare hyper hello server of the same shape
 # (host/examples/bare_hyper.rs: no WebAssembly, no recording) joins the
-# rounds of the Rust endpoints as the machine's limit.
+# rounds of the Rust endpoints as the machine's limit, and two more show
+# what the WebAssembly call alone costs: `bare-wasi-http`, the least a
+# wasi:http host does (host/examples/bare_wasi_http.rs: a warm instance
+# per request in flight, nothing else), and `hyper+call`, bare hyper
+# spinning before each answer for the CPU time one request takes in that
+# bare host, measured in process just before (no host on this wasmtime
+# can spend less per request, so that is the ceiling of any of them).
 #
 # With --baseline BIN, another modal binary (e.g. built from an earlier
 # commit) serves the same component in the same alternating rounds, and
 # the ratio modal / baseline is printed: what a change costs.
 #
-# Usage: host/benches/web.sh [--with-wasmtime] [--baseline BIN] [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS]
+# With --only NAME, only that endpoint (greet, plain or py-greet) runs.
+#
+# Usage: host/benches/web.sh [--with-wasmtime] [--baseline BIN] [--only NAME] [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-with_wasmtime=0 duration=5 rounds=5 connections=32 baseline=""
+with_wasmtime=0 duration=5 rounds=5 connections=32 baseline="" only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --with-wasmtime) with_wasmtime=1 ;;
         --baseline) baseline="$(realpath "$2")"; shift ;;
+        --only) only="$2"; shift ;;
         -d) duration="$2"; shift ;;
         -r) rounds="$2"; shift ;;
         -c) connections="$2"; shift ;;
@@ -41,7 +50,7 @@ while [ $# -gt 0 ]; do
 done
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release -q -p modal-host --bins --example bare_hyper
+cargo build --release -q -p modal-host --bins --example bare_hyper --example bare_wasi_http
 cargo build --release -q --target wasm32-wasip2 --manifest-path examples/Cargo.toml --target-dir target/guests
 modal=target/release/modal
 guests=target/guests/wasm32-wasip2/release
@@ -101,10 +110,11 @@ stop_all() {
     servers=()
 }
 
-results=()
+results=() calls=()
 # compare NAME WASM PATH: modal (and wasmtime reuse) in alternation.
 compare() {
-    local name="$1" wasm="$2" path="$3" port_modal=18181 port_wt=18182 port_base=18184 port_bare=18185 port_timeout=18186
+    [ -z "$only" ] || [ "$only" = "$1" ] || return 0
+    local name="$1" wasm="$2" path="$3" port_modal=18181 port_wt=18182 port_base=18184 port_bare=18185 port_timeout=18186 port_floor=18187 port_ceiling=18188
     host="bench--$4.localhost"
     local labels=(modal) ports=($port_modal)
     launch_modal "$modal" $port_modal "$wasm" && wait_ready $port_modal "$path" \
@@ -128,6 +138,15 @@ compare() {
         if [ "$name" != py-greet ]; then
             launch target/release/examples/bare_hyper "127.0.0.1:$port_bare"
             wait_ready $port_bare "$path" && { labels+=(bare-hyper); ports+=($port_bare); }
+            launch target/release/examples/bare_wasi_http "127.0.0.1:$port_floor" "$wasm"
+            wait_ready $port_floor "$path" && { labels+=(bare-wasi-http); ports+=($port_floor); }
+            local call_us
+            call_us=$(PATH_AND_QUERY="$path" target/release/examples/bare_wasi_http --calls 50000 "$wasm")
+            echo "$name: one request in the bare wasi:http host, in process: $call_us us CPU" >&2
+            calls+=("$name $call_us")
+            launch target/release/examples/bare_hyper "127.0.0.1:$port_ceiling" \
+                --spin-ns "$(python3 -c "print(round($call_us * 1000))")"
+            wait_ready $port_ceiling "$path" && { labels+=(hyper+call); ports+=($port_ceiling); }
         else
             # modal enforces a timeout on every execution, which needs
             # wasmtime's epoch checks in the guest code; wasmtime serve
@@ -167,7 +186,7 @@ compare plain "$guests/http_plain.wasm" "/" web
 
 # Python: the same greet, built with componentize-py (see .ci/setup).
 python_wasm=target/bench-guests/python-hello.wasm
-if [ -x .cache/venv/bin/componentize-py ]; then
+if [ -x .cache/venv/bin/componentize-py ] && { [ -z "$only" ] || [ "$only" = py-greet ]; }; then
     mkdir -p target/bench-guests
     MODAL_COMPONENTIZE_PY=.cache/venv/bin/componentize-py "$modal" build examples/python-hello/app.py -o "$python_wasm" 2>/dev/null
     # Cold deploy: compile with an empty cache, then again from the cache.
@@ -184,7 +203,10 @@ if [ -x .cache/venv/bin/componentize-py ]; then
     MODAL_COMPONENTIZE_PY=.cache/venv/bin/componentize-py "$modal" build --portable examples/python-hello/app.py -o "$portable" 2>/dev/null
     compare py-greet "$portable" "/?name=bench" greet
 
-    # Warm call latency through the control API: Rust hello vs Python.
+fi
+
+# Warm call latency through the control API: Rust hello vs Python.
+if [ -x .cache/venv/bin/componentize-py ] && [ -z "$only" ]; then
     state=$(mktemp -d)
     port=18183
     launch "$modal" server --state "$state" --listen "127.0.0.1:$port"
@@ -207,7 +229,7 @@ LUA
 fi
 
 printf '%s\n' "${results[@]}" >/tmp/modal-web-bench.txt
-HEADER="endpoint / server (wrk -t2 -c$connections, ${duration} s x $rounds rounds)" python3 - /tmp/modal-web-bench.txt <<'PY'
+CALLS="${calls[*]}" HEADER="endpoint / server (wrk -t2 -c$connections, ${duration} s x $rounds rounds)" python3 - /tmp/modal-web-bench.txt <<'PY'
 import os, statistics, sys
 from collections import defaultdict
 
@@ -246,6 +268,18 @@ for name in dict.fromkeys(n for n, _ in runs):
             f"  target >= {target:.2f}: " + ("met" if statistics.median(ratios) >= target else "NOT met"))
         print(f"{name}: req/s modal / {label} = {statistics.median(ratios):.2f} "
               f"({spread(ratios, lambda v: f'{v:.2f}')} of {len(ratios)} rounds){verdict}")
+    bare, ceiling = runs.get((name, "bare-hyper")), runs.get((name, "hyper+call"))
+    if bare and ceiling:
+        words = os.environ["CALLS"].split()
+        call = dict(zip(words[::2], words[1::2])).get(name, "?")
+        limits = [ceiling[r][0] / bare[r][0] for r in ceiling if r in bare]
+        print(f"{name}: req/s ceiling of any wasi:http host (bare hyper spinning {call} us, "
+              f"one bare wasi:http call's CPU) "
+              f"/ bare hyper = {statistics.median(limits):.2f} ({spread(limits, lambda v: f'{v:.2f}')})")
+        if ours:
+            mine = [ours[r][0] / ceiling[r][0] for r in ours if r in ceiling]
+            print(f"{name}: req/s modal / that ceiling = {statistics.median(mine):.2f} "
+                  f"({spread(mine, lambda v: f'{v:.2f}')})")
     theirs = runs.get((name, "wasmtime-reuse"))
     if ours and theirs:
         p99s = [(ms(ours[r][2]), ms(theirs[r][2])) for r in ours if r in theirs]
