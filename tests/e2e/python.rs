@@ -530,4 +530,31 @@ def keep(request):
         "{answer}"
     );
     assert!(answer.ends_with("\r\n\r\nhi"), "{answer}");
+
+    // A client that leaves mid-body: it was answered, and the body's
+    // failed read after the answer fails nothing.
+    {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+        stream
+            .write_all(
+                b"POST / HTTP/1.1\r\nHost: pyweb--hello.localhost\r\nContent-Length: 300000\r\n\r\n...",
+            )
+            .unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 405");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = server.ok(&["app", "logs", "pyweb", "--function", "hello", "-n", "1"]);
+        // The latest execution is the GET's (200) until the aborted one's
+        // record lands.
+        if logs.lines().next().is_some_and(|l| l.contains("HTTP 405")) {
+            assert!(logs.contains(" [web] ok "), "{logs}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{logs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

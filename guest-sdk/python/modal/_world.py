@@ -375,5 +375,9 @@ class IncomingHandler(exports.IncomingHandler):
         types.OutgoingBody.finish(outgoing, None)
         if unread is not None and _may_have_body(req):
             # Left unread, a body cut the connection (the client's answer
-            # could be lost to the reset): read it, after the answer.
-            unread()
+            # could be lost to the reset): read it, after the answer. A
+            # client gone meanwhile has its answer; nothing is left to do.
+            try:
+                unread()
+            except Err:
+                pass
