@@ -557,4 +557,65 @@ def keep(request):
         assert!(Instant::now() < deadline, "{logs}");
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // An app with one web function reads the headers only when asked.
+    let one = dir.path().join("one.py");
+    std::fs::write(
+        &one,
+        r#"import modal
+
+app = modal.App("pyone")
+kept = []
+
+
+@app.web(max_instances=1)
+def one(request):
+    if "late" in request.query:
+        return kept[-1].headers
+    if "keep" in request.query:
+        kept.append(request)
+        return "kept"
+    return request.headers.get("x-echo", "none")
+"#,
+    )
+    .unwrap();
+    let deployed = Command::new(env!("CARGO_BIN_EXE_modal"))
+        .args(["deploy", one.to_str().unwrap()])
+        .env("MODAL_SERVER", format!("http://{}", server.addr))
+        .env("MODAL_STATE", state.path())
+        .env("MODAL_COMPONENTIZE_PY", componentize_py())
+        .output()
+        .unwrap();
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    let answer = raw(&format!(
+        "GET / HTTP/1.1\r\nHost: pyone--one.localhost\r\nx-echo: here\r\n{last}"
+    ));
+    assert!(answer.ends_with("\r\n\r\nhere"), "{answer}");
+    runtime.block_on(async {
+        let mut http = Http::connect(&server.addr, "").await;
+        let body = vec![b'.'; 300_000];
+        let (status, text) = http
+            .request("GET", "pyone--one.localhost", "/?keep", b"", false)
+            .await;
+        assert_eq!((status, text.as_str()), (200, "kept"));
+        let (status, text) = http
+            .request("POST", "pyone--one.localhost", "/", &body, false)
+            .await;
+        assert_eq!((status, text.as_str()), (200, "none"));
+        let (status, text) = http
+            .request("GET", "pyone--one.localhost", "/?late", b"", false)
+            .await;
+        assert_eq!(
+            (status, text.as_str()),
+            (
+                500,
+                "ExecutionError: the headers of a request can only be read while its web \
+                 function runs\n"
+            )
+        );
+    });
 }

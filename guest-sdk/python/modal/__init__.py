@@ -109,21 +109,36 @@ class Period:
 
 
 class Request:
-    """An HTTP request as a web function sees it. Its body is read whole
-    when first used (`body`, `text` or `json()`), which must be while the
-    web function runs; a function that never looks at it answers without
-    waiting for it (the body is then read after the answer)."""
+    """An HTTP request as a web function sees it. Its headers and body are
+    read when first used (`headers`; `body`, `text` or `json()`), which
+    must be while the web function runs: a function that never looks at
+    them does not wait for them (a body left unread is read after the
+    answer, except in a GET, HEAD, OPTIONS or TRACE request)."""
 
-    __slots__ = ("method", "path", "query", "headers", "_body", "_read")
+    __slots__ = ("method", "path", "query", "_headers", "_body", "_read_headers", "_read")
 
     def __init__(self, method: str, path: str, query: Optional[dict] = None,
                  headers: Optional[dict] = None, body: bytes = b""):
         self.method = method
         self.path = path
         self.query = {} if query is None else query
-        self.headers = {} if headers is None else headers
+        self._headers = {} if headers is None else headers
         self._body = body
+        self._read_headers = None  # reads the headers, until they are read
         self._read = None  # reads the body, until it is read
+
+    @property
+    def headers(self) -> dict:
+        """The headers, by lower-case name."""
+        if self._read_headers is not None:
+            read, self._read_headers = self._read_headers, None
+            self._headers = read()
+        return self._headers
+
+    @headers.setter
+    def headers(self, headers: dict):
+        self._read_headers = None
+        self._headers = headers
 
     @property
     def body(self) -> bytes:

@@ -273,26 +273,33 @@ def _read_body(request):
     return read
 
 
-# Methods whose requests carry no body in practice.
+# Methods whose requests carry no body in practice: one left unread is
+# not read after the answer (that would need the headers).
 _BODILESS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
 
 
 def _may_have_body(request):
-    """Whether `request` may have a body. The host keeps the headers of a
-    chunked body (`transfer-encoding`) to itself, so the method decides
-    when there is no `content-length`."""
-    length = request.headers.get("content-length")
-    return length != "0" if length is not None else request.method not in _BODILESS
+    """Whether `request` may have a body to read after the answer. The
+    host keeps the headers of a chunked body (`transfer-encoding`) to
+    itself, so without a `content-length` it may."""
+    if request.method in _BODILESS:
+        return False
+    return request.headers.get("content-length") != "0"
 
 
-def _body_gone():
-    raise modal.exception.ExecutionError(
-        "the body of a request can only be read while its web function runs")
+def _gone(what):
+    def gone():
+        raise modal.exception.ExecutionError(
+            f"the {what} of a request can only be read while its web function runs")
+    return gone
 
 
-def _read_request(request):
-    path_with_query = request.path_with_query() or "/"
-    path, _, query_string = path_with_query.partition("?")
+_BODY_GONE, _HEADERS_GONE = _gone("body"), _gone("headers")
+
+
+def _read_headers(request):
+    """The request's headers by lower-case name, and the web function the
+    host named in its header (the header itself left out)."""
     headers = {}
     target = None
     with request.headers() as fields:
@@ -303,8 +310,30 @@ def _read_request(request):
             target = value.decode("utf-8", "replace")
         else:
             headers[name] = value.decode("utf-8", "replace")
-    req = modal.Request(_method(request.method()), path or "/", _query(query_string), headers)
+    return headers, target
+
+
+_WEB = []  # the app's web functions, once known
+
+
+def _web_functions():
+    if not _WEB:
+        _WEB.extend(f for f in modal._FUNCTIONS.values() if f.kind == "web")
+    return _WEB
+
+
+def _read_request(request):
+    path_with_query = request.path_with_query() or "/"
+    path, _, query_string = path_with_query.partition("?")
+    req = modal.Request(_method(request.method()), path or "/", _query(query_string))
     req._read = _read_body(request)
+    if len(_web_functions()) == 1:
+        # The host names the function only when there are several: the
+        # headers wait until the function asks for them.
+        target = None
+        req._read_headers = lambda: _read_headers(request)[0]
+    else:
+        req.headers, target = _read_headers(request)
     return target, req
 
 
@@ -336,7 +365,7 @@ def _web_function(target):
     if target:
         f = modal._FUNCTIONS.get(target)
         return f if f is not None and f.kind == "web" else None
-    web = [f for f in modal._FUNCTIONS.values() if f.kind == "web"]
+    web = _web_functions()
     return web[0] if len(web) == 1 else None
 
 
@@ -360,9 +389,14 @@ class IncomingHandler(exports.IncomingHandler):
         try:
             status, headers, body = _route(target, req)
         finally:
-            unread = req._read  # the body's reader, if the function left it
-            if unread is not None:
-                req._read = _body_gone
+            # A body the function left is read after the answer (left
+            # unread, it would cut the connection, and the client's answer
+            # could be lost to the reset), when there may be one.
+            unread = req._read if req._read is not None and _may_have_body(req) else None
+            if req._read is not None:
+                req._read = _BODY_GONE
+            if req._read_headers is not None:
+                req._read_headers = _HEADERS_GONE
         fields = types.Fields.from_list([(k, v.encode()) for k, v in headers.items()])
         response = types.OutgoingResponse(fields)
         if status != 200:  # a new response has 200; every binding call costs µs
@@ -373,10 +407,8 @@ class IncomingHandler(exports.IncomingHandler):
             for i in range(0, len(body), WRITE_CHUNK):
                 stream.blocking_write_and_flush(body[i:i + WRITE_CHUNK])
         types.OutgoingBody.finish(outgoing, None)
-        if unread is not None and _may_have_body(req):
-            # Left unread, a body cut the connection (the client's answer
-            # could be lost to the reset): read it, after the answer. A
-            # client gone meanwhile has its answer; nothing is left to do.
+        if unread is not None:
+            # A client gone meanwhile has its answer; nothing is left to do.
             try:
                 unread()
             except Err:
