@@ -105,11 +105,19 @@ impl Reclaimer {
         }
     }
 
-    /// Counts `bytes` of an instance that went idle; past the budget,
-    /// drops the least recently used idle instances down to nine tenths
-    /// of it (so that a host at its budget does not trim on every call).
-    fn went_idle(&self, bytes: usize) {
-        let total = self.warm_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
+    /// Counts `bytes` of an instance about to go idle, before any other
+    /// thread can take it (its `left_idle` then never comes first, which
+    /// would wrap the count below zero); returns the new total.
+    fn going_idle(&self, bytes: usize) -> usize {
+        self.warm_bytes
+            .fetch_add(bytes, Ordering::AcqRel)
+            .saturating_add(bytes)
+    }
+
+    /// Past the budget (`total` warm bytes, as `going_idle` returned),
+    /// drops the least recently used idle instances down to nine tenths of
+    /// it (so that a host at its budget does not trim on every call).
+    fn keep_within_budget(&self, total: usize) {
         if let Some(budget) = self.warm_budget
             && total > budget
         {
@@ -757,9 +765,10 @@ impl Pool {
     /// Puts an instance on the warm stack, counted against the host's
     /// budget of warm memory.
     fn push_idle(&self, instance: Instance) {
-        let bytes = instance.memory_size();
+        let reclaimer = &self.prepared.reclaimer;
+        let total = reclaimer.going_idle(instance.memory_size());
         self.idle().push(instance);
-        self.prepared.reclaimer.went_idle(bytes);
+        reclaimer.keep_within_budget(total);
     }
 
     /// Drops the least recently used idle instances, as many as `count`
