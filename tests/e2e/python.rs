@@ -385,6 +385,24 @@ fn python_functions_name_their_secrets_and_mounts_in_code() {
     );
 }
 
+/// `modal deploy` of a Python source to `server` (state directory
+/// `state`), which must succeed.
+fn deploy_source(server: &Server, state: &std::path::Path, source: &std::path::Path) {
+    let deployed = Command::new(env!("CARGO_BIN_EXE_modal"))
+        .arg("deploy")
+        .arg(source)
+        .env("MODAL_SERVER", format!("http://{}", server.addr))
+        .env("MODAL_STATE", state)
+        .env("MODAL_COMPONENTIZE_PY", componentize_py())
+        .output()
+        .unwrap();
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+}
+
 /// Python web functions see the whole request (method, path, query as
 /// `parse_qs` decodes it, headers, a body of several reads) and shape
 /// their answer; one that never looks at a body does not stall the
@@ -425,18 +443,7 @@ def keep(request):
     .unwrap();
     let state = tempfile::tempdir().unwrap();
     let server = Server::start(state.path());
-    let deployed = Command::new(env!("CARGO_BIN_EXE_modal"))
-        .args(["deploy", source.to_str().unwrap()])
-        .env("MODAL_SERVER", format!("http://{}", server.addr))
-        .env("MODAL_STATE", state.path())
-        .env("MODAL_COMPONENTIZE_PY", componentize_py())
-        .output()
-        .unwrap();
-    assert!(
-        deployed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&deployed.stderr)
-    );
+    deploy_source(&server, state.path(), &source);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -579,18 +586,7 @@ def one(request):
 "#,
     )
     .unwrap();
-    let deployed = Command::new(env!("CARGO_BIN_EXE_modal"))
-        .args(["deploy", one.to_str().unwrap()])
-        .env("MODAL_SERVER", format!("http://{}", server.addr))
-        .env("MODAL_STATE", state.path())
-        .env("MODAL_COMPONENTIZE_PY", componentize_py())
-        .output()
-        .unwrap();
-    assert!(
-        deployed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&deployed.stderr)
-    );
+    deploy_source(&server, state.path(), &one);
     let answer = raw(&format!(
         "GET / HTTP/1.1\r\nHost: pyone--one.localhost\r\nx-echo: here\r\n{last}"
     ));
