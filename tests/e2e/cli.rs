@@ -457,7 +457,16 @@ fn every_command_that_prints_data_prints_json_with_rfc3339_times() {
     let text = result["created_at_rfc3339"].as_str().unwrap();
     let parsed = chrono::DateTime::parse_from_rfc3339(text).unwrap();
     assert_eq!(parsed.timestamp_millis(), at, "the same time: {text}");
-    let logs = server.json(&["app", "logs", "hello", "--json"]);
+    // Records are written in the background: wait for both calls'.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let logs = loop {
+        let logs = server.json(&["app", "logs", "hello", "--json"]);
+        if logs.as_array().unwrap().len() >= 2 {
+            break logs;
+        }
+        assert!(std::time::Instant::now() < deadline, "{logs}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     let logs = logs.as_array().unwrap();
     assert_eq!(logs.len(), 2, "{logs:?}");
     assert!(

@@ -120,23 +120,34 @@ async fn waiting_callers_hold_no_thread() {
     let dir = tempfile::tempdir().unwrap();
     let platform = platform(dir.path()).await;
     deploy(&platform, FANOUT, "fanout", &[]).await;
+    // Warm instances for the call made meanwhile.
+    assert_eq!(ok(&platform, "sum_squares", "[3]").await, "9");
+    // Each caller waits three seconds for its one callee (no deadline of
+    // its own to race).
     let waiting: Vec<_> = (0..8)
         .map(|_| {
             let platform = platform.clone();
-            tokio::spawn(async move { ok(&platform, "impatient", "800").await })
+            tokio::spawn(async move { ok(&platform, "versions", r#"{"n": 1, "ms": 3000}"#).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = Instant::now();
+    // Wait until all eight callees run, so that all eight callers wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = platform.stats("fanout").unwrap();
+        let callees = stats.iter().find(|s| s.function == "version_after");
+        if callees.is_some_and(|s| s.busy == 8 && s.created >= 8) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(ok(&platform, "sum_squares", "[3]").await, "9");
     assert!(
-        started.elapsed() < Duration::from_millis(300),
-        "{:?}",
-        started.elapsed()
+        waiting.iter().all(|w| !w.is_finished()),
+        "the call ran only once a caller had finished"
     );
-    assert!(waiting.iter().all(|w| !w.is_finished()));
     for w in waiting {
-        assert_eq!(w.await.unwrap(), "800");
+        assert_eq!(w.await.unwrap(), r#"[["1"],1]"#);
     }
 }
 
@@ -204,7 +215,19 @@ async fn a_redeploy_during_a_fan_out_mixes_no_versions() {
         let platform = platform.clone();
         tokio::spawn(async move { ok(&platform, "versions", r#"{"n": 10000, "ms": 1}"#).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Redeploy once the fan-out is under way.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = platform.stats("fanout").unwrap();
+        if stats
+            .iter()
+            .any(|s| s.function == "version_after" && s.busy > 0)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the fan-out never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(deploy(&platform, FANOUT, "fanout", &[]).await, 2);
     assert!(
         !fan_out.is_finished(),

@@ -217,6 +217,31 @@ fn summary(server: &Server) -> Vec<(String, String, u64, u64)> {
         .collect()
 }
 
+/// Waits (ten seconds at most) until `n` calls of `function` of `app` run
+/// at once, each on an instance made for it: the function must have had
+/// no instance of its own before these calls.
+pub(crate) fn wait_running(server: &Server, app: &str, function: &str, n: u64) {
+    let token = server.token();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let detail = Http::blocking_get_json(&server.addr, &token, &format!("/api/v1/apps/{app}"));
+        let pool = detail["pools"]
+            .as_array()
+            .and_then(|pools| pools.iter().find(|p| p["function"] == function))
+            .cloned()
+            .unwrap_or_default();
+        let (busy, created) = (pool["busy"].as_u64(), pool["created"].as_u64());
+        if busy == Some(n) && created.is_some_and(|c| c >= n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} calls of {app}.{function} never ran at once: {detail}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn live_version(server: &Server, app: &str) -> Option<u64> {
     let apps = server.json(&["app", "list", "--json"]);
     apps.as_array()?.iter().find(|a| a["name"] == app)?["live_version"].as_u64()
@@ -310,14 +335,17 @@ fn redeploy_under_load_fails_no_call() {
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));
+    // Clients that have had an answer from v3.
+    let on_v3 = Arc::new(AtomicU64::new(0));
     let path = "/api/v1/apps/counter/functions/slow/call";
     let clients: Vec<_> = (0..32)
         .map(|_| {
-            let (addr, token, stop, calls) = (
+            let (addr, token, stop, calls, on_v3) = (
                 server.addr.clone(),
                 token.clone(),
                 stop.clone(),
                 calls.clone(),
+                on_v3.clone(),
             );
             runtime.spawn(async move {
                 let mut http = Http::connect(&addr, &token).await;
@@ -336,6 +364,9 @@ fn redeploy_under_load_fails_no_call() {
                         version >= newest,
                         "a call went back from v{newest} to v{version}"
                     );
+                    if version == 3 && newest < 3 {
+                        on_v3.fetch_add(1, Ordering::Relaxed);
+                    }
                     newest = version;
                 }
                 (failures, newest)
@@ -357,7 +388,7 @@ fn redeploy_under_load_fails_no_call() {
     assert!(out.contains("v2, replacing v1"), "{out}");
     // The short calls still on v1 finish within moments (on a busy machine
     // the first listing may still count some); the long one stays.
-    let deadline = Instant::now() + Duration::from_millis(1500);
+    let deadline = Instant::now() + Duration::from_millis(2500);
     loop {
         let list = server.ok(&["app", "list"]);
         if list.contains("v1 draining (1 in flight)") {
@@ -375,7 +406,20 @@ fn redeploy_under_load_fails_no_call() {
         server.ok(&["call", "counter", "slow", r#"{"ms": 1}"#]),
         "{\"version\":\"3\"}\n"
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    // The load goes on until every client has had an answer from v3 and
+    // the load was real (or a client ended early: its panic is shown below).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (on_v3.load(Ordering::Relaxed) < 32 || calls.load(Ordering::Relaxed) <= 500)
+        && !clients.iter().any(|c| c.is_finished())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 32 clients reached v3 after {} calls",
+            on_v3.load(Ordering::Relaxed),
+            calls.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     stop.store(true, Ordering::Relaxed);
     let mut total_failures = Vec::new();
     for client in clients {
@@ -458,7 +502,7 @@ fn restarts_keep_apps_and_do_not_recompile() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_running(&server, "counter", "slow", 1);
     assert!(server.terminate().success());
     let out = slow.wait_with_output().unwrap();
     assert_eq!(
@@ -688,7 +732,7 @@ fn calls_still_running_at_the_drain_deadline_are_cancelled() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_running(&server, "counter", "slow", 1);
     let start = Instant::now();
     server.ok(&["deploy", COUNTER]);
     let out = straggler.wait_with_output().unwrap();
