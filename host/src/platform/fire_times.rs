@@ -50,25 +50,24 @@ impl Compiled {
     }
 }
 
-/// The fire times after `last` that are more than a second before `now`:
-/// how many, the first, and the last (`last` itself when there are none).
-/// Past [`MAX_MISSED`] of them the rest up to a second ago are counted as
-/// one span, so a long outage of a frequent schedule costs no long loop.
-pub(crate) fn missed_since(compiled: &Compiled, last: u64, now: u64) -> (u64, Option<u64>, u64) {
-    let cutoff = now.saturating_sub(1000);
-    let (mut count, mut first, mut at) = (0u64, None, last);
+/// The fire times after `after`, up to `until` (inclusive): how many, the
+/// first, and the last (`after` itself when there are none). Past
+/// [`MAX_MISSED`] of them the rest up to `until` are counted as one span,
+/// so a long outage of a frequent schedule costs no long loop.
+pub(crate) fn passed(compiled: &Compiled, after: u64, until: u64) -> (u64, Option<u64>, u64) {
+    let (mut count, mut first, mut at) = (0u64, None, after);
     while let Some(t) = compiled.next_after(at) {
-        if t > cutoff {
+        if t > until {
             break;
         }
         if count >= MAX_MISSED {
-            // Jump to the last fire time at or before the cutoff.
+            // Jump to the last fire time at or before `until`.
             if let Compiled::Period(p) = compiled {
-                let end = cutoff / p * p;
+                let end = until / p * p;
                 count += (end - at) / p;
                 at = end;
             } else {
-                at = cutoff;
+                at = until;
                 count += 1;
             }
             break;
@@ -88,20 +87,20 @@ mod tests {
     #[test]
     fn no_fire_time_is_lost_across_a_restart() {
         let every_second = Compiled::Period(1000);
-        // Last fired at 10 s, restarted at 15.5 s: 11..=14 are missed and
-        // 15 (half a second ago) runs now.
-        let (count, first, at) = missed_since(&every_second, 10_000, 15_500);
+        // Last fired at 10 s, restarted at 15.5 s: 11..=14 (more than a
+        // second ago) are missed and 15 runs now.
+        let (count, first, at) = passed(&every_second, 10_000, 14_500);
         assert_eq!((count, first, at), (4, Some(11_000), 14_000));
         assert_eq!(every_second.next_after(at), Some(15_000));
         // Restarted right after the last fire: nothing missed, the next
         // one runs when due.
-        let (count, first, at) = missed_since(&every_second, 10_000, 10_200);
+        let (count, first, at) = passed(&every_second, 10_000, 9_200);
         assert_eq!((count, first, at), (0, None, 10_000));
         assert_eq!(every_second.next_after(at), Some(11_000));
         // A long outage of a frequent schedule is counted without a loop
         // over every fire time.
         let every_ms = Compiled::Period(1);
-        let (count, _, at) = missed_since(&every_ms, 0, 10_000_000);
+        let (count, _, at) = passed(&every_ms, 0, 9_999_000);
         assert_eq!((count, at), (9_999_000, 9_999_000));
     }
 

@@ -6,8 +6,9 @@
 //! without a skipped or doubled fire. Before a fire time runs it is
 //! recorded in the registry (one transaction per batch of due fires); a
 //! recorded fire time is never run again, across restarts too. Fire times
-//! missed while the host was down are recorded once as missed, not
-//! replayed. A fire time that comes while the previous run (with its
+//! missed while the host was down, or while the loop was held up past
+//! them (an overloaded or paused host: only the first due one runs), are
+//! recorded once as missed, not replayed. A fire time that comes while the previous run (with its
 //! retries) is still going is skipped and recorded as skipped.
 //!
 //! Hosts on the same stores all keep the table (for what `schedule list`
@@ -18,7 +19,7 @@
 //! stored fire times, like a host that starts.
 
 use super::backoff::Backoff;
-use super::fire_times::{Compiled, missed_since};
+use super::fire_times::{Compiled, passed};
 use super::now_ms;
 use super::registry::{Fire, Registry};
 use crate::app::{Execution, Trigger};
@@ -43,6 +44,15 @@ const LEASE: &str = "scheduler";
 
 /// A schedule's owner: (app, function).
 pub(crate) type Key = (String, String);
+
+/// A fire time due now, taken off the queue.
+struct Due {
+    key: Key,
+    at: u64,
+    /// The fire times after it that the loop woke too late for: how many,
+    /// the first and the last.
+    late: Option<(u64, u64, u64)>,
+}
 
 /// A scheduled function of a live version, as the scheduler wants it.
 pub(crate) struct Wanted {
@@ -277,8 +287,10 @@ impl Scheduler {
     }
 
     /// Takes the fire times due at `now` off the queue, with the time the
-    /// loop next wakes.
-    fn take_due(&self, now: u64) -> (Vec<(Key, u64)>, Option<u64>) {
+    /// loop next wakes. Each due fire time comes with the later ones the
+    /// loop woke too late for, if any (how many, the first, the last):
+    /// those are not run but recorded as missed.
+    fn take_due(&self, now: u64) -> (Vec<Due>, Option<u64>) {
         let mut state = self.state();
         let mut due = Vec::new();
         while let Some(first) = state.queue.first().cloned() {
@@ -288,13 +300,17 @@ impl Scheduler {
             state.queue.pop_first();
             let key = (first.1.clone(), first.2.clone());
             if let Some(entry) = state.entries.get_mut(&key) {
-                entry.next = entry
-                    .compiled
-                    .next_after(first.0.max(now.saturating_sub(1)));
+                let (count, from, to) = passed(&entry.compiled, first.0, now.saturating_sub(1));
+                entry.next = entry.compiled.next_after(to.max(now.saturating_sub(1)));
                 if let Some(next) = entry.next {
                     state.queue.insert((next, key.0.clone(), key.1.clone()));
                 }
-                due.push((key, first.0));
+                let late = from.map(|from| (count, from, to));
+                due.push(Due {
+                    key,
+                    at: first.0,
+                    late,
+                });
             }
         }
         (due, state.queue.first().map(|f| f.0))
@@ -353,7 +369,7 @@ impl Scheduler {
                 // Every fire time since the last recorded one either runs or
                 // is recorded as missed: those older than a second are
                 // missed; a more recent one (the host just started) runs now.
-                let (count, first, at) = missed_since(&compiled, l, now);
+                let (count, first, at) = passed(&compiled, l, now.saturating_sub(1000));
                 if let Some(first) = first {
                     let message = format!(
                         "missed {count} fire time(s) while the host was down, from {} to {}; they are not replayed",
@@ -405,14 +421,18 @@ impl Scheduler {
     }
 
     /// Takes the due fire times: records them, then starts their runs.
-    async fn fire(self: &Arc<Self>, due: Vec<(Key, u64)>) {
+    async fn fire(self: &Arc<Self>, due: Vec<Due>) {
         let Some(fence) = self.fence() else {
             // Another host fires them.
             return;
         };
         let fires: Vec<Fire> = due
             .iter()
-            .map(|((a, f), t)| (a.clone(), f.clone(), *t))
+            .map(|d| (d.key.0.clone(), d.key.1.clone(), d.at))
+            .collect();
+        let late: HashMap<Key, (u64, u64, u64)> = due
+            .into_iter()
+            .filter_map(|d| Some((d.key, d.late?)))
             .collect();
         let taken = match self.registry.record_fires(&fires, fence).await {
             Ok(taken) => taken,
@@ -443,6 +463,16 @@ impl Scheduler {
             };
             if paused {
                 continue;
+            }
+            if let Some((count, from, to)) = late.get(&key) {
+                let version = self.runner.live_version(&app).unwrap_or(0);
+                let message = format!(
+                    "missed {count} fire time(s) while the scheduler was held up (an overloaded or paused host), from {} to {}; they are not replayed",
+                    rfc3339(*from),
+                    rfc3339(*to)
+                );
+                tracing::warn!(app, function, "{message}");
+                self.record_skip(&app, &function, version, &message);
             }
             if busy {
                 let version = self.runner.live_version(&app).unwrap_or(0);
