@@ -5,7 +5,9 @@
 //! `greet`; the same through a `LoadedApp` with no recording, which
 //! shows what recording an execution costs; and the same request in a
 //! bare `wasi:http` host (`bare/http.rs`: a warm instance, nothing else),
-//! the least any host on this wasmtime spends.
+//! the least any host on this wasmtime spends. Last, the storing half of
+//! recording alone: SQLite inserting such executions, with and without
+//! the two indexes the pages read an app's executions by.
 //!
 //! Run it with `cargo bench -p modal-host --bench serve` (release build).
 //! `host/benches/web.sh` measures the whole path over loopback HTTP.
@@ -15,6 +17,12 @@ use http_body_util::{BodyExt, Empty};
 use modal_host::{AppMeta, DeployRequest, Host, HostConfig, Platform, PlatformConfig};
 use modal_test_support::{HELLO, HTTP_PLAIN, wasm};
 use std::time::{Duration, Instant};
+
+/// The allocator of the `modal` binary, so that the figures are those of
+/// a server (the record writer frees on another thread what the call
+/// path allocated, which glibc's allocator makes several times dearer).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "bare/http.rs"]
 #[allow(dead_code)] // `time_calls` is for examples/bare_wasi_http.rs
@@ -171,4 +179,64 @@ async fn run() {
         }
     }
     platform.shutdown(Duration::from_secs(5)).await;
+    for (what, drop) in [
+        ("as shipped", ""),
+        (
+            "without the by-app indexes",
+            "DROP INDEX executions_by_app; DROP INDEX executions_by_app_time;",
+        ),
+    ] {
+        let (wall, cpu) = store_alone(drop).await;
+        println!(
+            "{:<56} {:>10.2} {:>10.2}",
+            format!("storing a web execution, SQLite {what}"),
+            wall.as_secs_f64() * 1e6,
+            cpu.as_secs_f64() * 1e6
+        );
+    }
+}
+
+/// Wall and CPU time per record of `SqliteRecords::insert_executions`
+/// for records like those of the plain example's web requests, in batches
+/// as the writer sends them under load: the storing half of recording.
+/// `drop` is run on the fresh database first (to show what an index
+/// costs).
+async fn store_alone(drop: &str) -> (Duration, Duration) {
+    use modal_host::platform::{ExecutionRecord, RecordStore, SqliteRecords};
+    let state = tempfile::tempdir().expect("temp dir");
+    let store = SqliteRecords::open(&state.path().join("executions.db")).expect("opens");
+    let (batches, size) = (200u64, 1000u64);
+    let batch = |b: u64| -> Vec<ExecutionRecord> {
+        (0..size)
+            .map(|i| ExecutionRecord {
+                id: b * size + i + 1,
+                app: "plain".into(),
+                version: 1,
+                function: "web".into(),
+                trigger: modal_host::Trigger::Web,
+                started_at: 1_700_000_000_000 + (b * size + i) / 40,
+                duration_ms: 0.01,
+                outcome: modal_host::Outcome::Ok,
+                error: None,
+                logs: String::new(),
+                memory: 1 << 20,
+                run_id: None,
+                call_id: None,
+                http_status: Some(200),
+                parent_call_id: None,
+                root_call_id: None,
+                depth: 0,
+            })
+            .collect()
+    };
+    rusqlite::Connection::open(state.path().join("executions.db"))
+        .and_then(|c| c.execute_batch(drop))
+        .expect("drops");
+    let all: Vec<Vec<ExecutionRecord>> = (0..batches).map(batch).collect();
+    let (start, cpu) = (Instant::now(), cpu_time());
+    for records in all {
+        store.insert_executions(records).await.expect("stores");
+    }
+    let n = (batches * size) as u32;
+    (start.elapsed() / n, (cpu_time() - cpu) / n)
 }
