@@ -156,6 +156,14 @@ fn tick_runs_once(server: &Server, ready: impl Fn(&[Value]) -> Result<(), String
     }
 }
 
+/// The fire times of `tick` after `at` that ran or were skipped (none
+/// should once it is stopped or paused).
+fn fired_after(server: &Server, at: u64) -> Vec<u64> {
+    let fates = Fates::of(&runs(server, "tick"));
+    let fired = fates.ran.into_iter().chain(fates.skipped);
+    fired.filter(|&t| t > at).collect()
+}
+
 fn ok_count(runs: &[Value], accept: impl Fn(&Value) -> bool) -> usize {
     runs.iter()
         .filter(|r| r["outcome"] == "ok" && accept(r))
@@ -226,13 +234,7 @@ fn tick_runs_every_second_and_redeploys_neither_skip_nor_double_a_fire() {
     server.ok(&["app", "stop", "cron"]);
     let stopped_at = now_ms();
     sleep_ms(1500);
-    let fates = Fates::of(&runs(&server, "tick"));
-    let after: Vec<&u64> = fates
-        .ran
-        .iter()
-        .chain(&fates.skipped)
-        .filter(|&&t| t > stopped_at)
-        .collect();
+    let after = fired_after(&server, stopped_at);
     assert!(
         after.is_empty(),
         "stop ends the schedule: fire times {after:?} after {stopped_at}"
@@ -247,13 +249,7 @@ fn pause_resume_and_run_now() {
     server.ok(&["schedule", "pause", "cron", "tick"]);
     let paused_at = now_ms();
     sleep_ms(1500);
-    let fates = Fates::of(&runs(&server, "tick"));
-    let after: Vec<&u64> = fates
-        .ran
-        .iter()
-        .chain(&fates.skipped)
-        .filter(|&&t| t > paused_at)
-        .collect();
+    let after = fired_after(&server, paused_at);
     assert!(
         after.is_empty(),
         "no runs while paused: fire times {after:?} after {paused_at}"
