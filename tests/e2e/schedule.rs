@@ -164,6 +164,18 @@ fn fired_after(server: &Server, at: u64) -> Vec<u64> {
     fired.filter(|&t| t > at).collect()
 }
 
+/// A server on `state` with the `cron` example deployed, once `tick` has
+/// run.
+fn cron_after_a_tick(state: &std::path::Path) -> Server {
+    let server = Server::start(state);
+    server.ok(&["deploy", CRON]);
+    tick_runs_once(&server, |runs| match ok_count(runs, |_| true) {
+        0 => Err(format!("tick never ran: {runs:?}")),
+        _ => Ok(()),
+    });
+    server
+}
+
 fn ok_count(runs: &[Value], accept: impl Fn(&Value) -> bool) -> usize {
     runs.iter()
         .filter(|r| r["outcome"] == "ok" && accept(r))
@@ -425,12 +437,7 @@ fn a_failing_run_is_retried_then_reported_to_the_webhook() {
 #[test]
 fn a_restart_resumes_schedules_without_running_a_fire_time_twice() {
     let state = tempfile::tempdir().unwrap();
-    let server = Server::start(state.path());
-    server.ok(&["deploy", CRON]);
-    tick_runs_once(&server, |runs| match ok_count(runs, |_| true) {
-        0 => Err(format!("tick never ran: {runs:?}")),
-        _ => Ok(()),
-    });
+    let server = cron_after_a_tick(state.path());
     let server = server.restart();
     sleep_ms(100);
     // Down for a while: those fire times are recorded as missed.
@@ -485,12 +492,7 @@ fn a_restart_resumes_schedules_without_running_a_fire_time_twice() {
 #[test]
 fn fire_times_passed_while_the_host_was_paused_are_recorded_missed() {
     let state = tempfile::tempdir().unwrap();
-    let server = Server::start(state.path());
-    server.ok(&["deploy", CRON]);
-    tick_runs_once(&server, |runs| match ok_count(runs, |_| true) {
-        0 => Err(format!("tick never ran: {runs:?}")),
-        _ => Ok(()),
-    });
+    let server = cron_after_a_tick(state.path());
     // Stopped for three seconds (a paused VM, an overloaded host): the
     // scheduler wakes well past several fire times.
     let signal = |name: &str| {

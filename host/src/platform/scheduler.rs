@@ -8,8 +8,9 @@
 //! recorded fire time is never run again, across restarts too. Fire times
 //! missed while the host was down, or while the loop was held up past
 //! them (an overloaded or paused host: only the first due one runs), are
-//! recorded once as missed, not replayed. A fire time that comes while the previous run (with its
-//! retries) is still going is skipped and recorded as skipped.
+//! recorded once as missed, not replayed. A fire time that comes while
+//! the previous run (with its retries) is still going is skipped and
+//! recorded as skipped.
 //!
 //! Hosts on the same stores all keep the table (for what `schedule list`
 //! shows), but only the holder of the scheduler lease fires: it renews
@@ -300,8 +301,9 @@ impl Scheduler {
             state.queue.pop_first();
             let key = (first.1.clone(), first.2.clone());
             if let Some(entry) = state.entries.get_mut(&key) {
-                let (count, from, to) = passed(&entry.compiled, first.0, now.saturating_sub(1));
-                entry.next = entry.compiled.next_after(to.max(now.saturating_sub(1)));
+                let until = now.saturating_sub(1);
+                let (count, from, to) = passed(&entry.compiled, first.0, until);
+                entry.next = entry.compiled.next_after(first.0.max(until));
                 if let Some(next) = entry.next {
                     state.queue.insert((next, key.0.clone(), key.1.clone()));
                 }
@@ -371,11 +373,7 @@ impl Scheduler {
                 // missed; a more recent one (the host just started) runs now.
                 let (count, first, at) = passed(&compiled, l, now.saturating_sub(1000));
                 if let Some(first) = first {
-                    let message = format!(
-                        "missed {count} fire time(s) while the host was down, from {} to {}; they are not replayed",
-                        rfc3339(first),
-                        rfc3339(at)
-                    );
+                    let message = missed_message(count, first, at, "the host was down");
                     tracing::warn!(app = %key.0, function = %key.1, "{message}");
                     missed.push((key.0.clone(), key.1.clone(), want.version, message));
                 }
@@ -466,11 +464,8 @@ impl Scheduler {
             }
             if let Some((count, from, to)) = late.get(&key) {
                 let version = self.runner.live_version(&app).unwrap_or(0);
-                let message = format!(
-                    "missed {count} fire time(s) while the scheduler was held up (an overloaded or paused host), from {} to {}; they are not replayed",
-                    rfc3339(*from),
-                    rfc3339(*to)
-                );
+                let why = "the scheduler was held up (an overloaded or paused host)";
+                let message = missed_message(*count, *from, *to, why);
                 tracing::warn!(app, function, "{message}");
                 self.record_skip(&app, &function, version, &message);
             }
@@ -663,6 +658,16 @@ struct Failure<'a> {
     attempts: u32,
     error: &'a str,
     log_tail: &'a str,
+}
+
+/// The record of `count` fire times, `first` to `last`, missed while
+/// `why`.
+fn missed_message(count: u64, first: u64, last: u64, why: &str) -> String {
+    format!(
+        "missed {count} fire time(s) while {why}, from {} to {}; they are not replayed",
+        rfc3339(first),
+        rfc3339(last)
+    )
 }
 
 fn rfc3339(ms: u64) -> String {
