@@ -38,11 +38,6 @@ fn not_found(what: &str) -> Response<Body> {
     )
 }
 
-/// Bytes of an oversized upload read (and discarded) before answering 413:
-/// a client still sending its body would otherwise see a broken pipe
-/// instead of the answer.
-const DRAIN_CAP: u64 = 1 << 30;
-
 async fn read_body(req: Request<RequestBody>, limit: usize) -> Result<bytes::Bytes, Error> {
     let declared = req
         .headers()
@@ -70,13 +65,7 @@ async fn read_body(req: Request<RequestBody>, limit: usize) -> Result<bytes::Byt
             }
         }
     }
-    let mut drained = 0u64;
-    while drained < DRAIN_CAP {
-        match body.frame().await {
-            Some(Ok(frame)) => drained += frame.data_ref().map_or(0, |d| d.len() as u64),
-            _ => break,
-        }
-    }
+    crate::web::discard(body).await;
     Err(Error::TooLarge { limit })
 }
 

@@ -12,6 +12,27 @@ use std::task::{Context, Poll};
 /// Largest finished body sent with its length rather than chunked.
 const SETTLE_LIMIT: usize = 256 * 1024;
 
+/// Bytes of an oversized request body read (and discarded) before
+/// answering 413.
+const DISCARD_CAP: u64 = 1 << 30;
+
+/// Reads and discards `body`, up to [`DISCARD_CAP`] bytes: a client still
+/// sending a body too large to take would otherwise see a broken pipe
+/// instead of the 413.
+pub(crate) async fn discard<B>(mut body: B)
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    use http_body_util::BodyExt;
+    let mut discarded = 0u64;
+    while discarded < DISCARD_CAP {
+        match body.frame().await {
+            Some(Ok(frame)) => discarded += frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => break,
+        }
+    }
+}
+
 /// The body of a handler that has returned: its frames are all waiting in
 /// the channel, so they are taken now and sent as one buffer with a
 /// `content-length` (hyper adds it for a body of known size). Anything

@@ -20,6 +20,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 mod body;
 
+pub(crate) use body::discard;
 use body::{CappedBody, settle};
 
 /// The header in which the host tells the guest which web function a
@@ -91,6 +92,7 @@ impl LoadedApp {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
+            discard(request.into_body()).await;
             return Err((
                 Error::TooLarge {
                     limit: limit as usize,
