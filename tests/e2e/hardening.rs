@@ -906,7 +906,10 @@ fn host_routing_is_case_insensitive_and_strict() {
         "GET http://hello--greet.localhost/?name=Abs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         wait,
     );
-    assert!(answer.ends_with("Hello, Abs!"), "{answer}");
+    // (The body may come chunked when the guest's answer is not complete
+    // by the time its head is sent.)
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert!(answer.contains("Hello, Abs!"), "{answer}");
 }
 
 // 16. Public errors say what the client needs and no more.
