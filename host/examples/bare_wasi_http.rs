@@ -1,11 +1,13 @@
 //! The floor of a `wasi:http` host on this wasmtime, for
-//! `host/benches/web.sh`: the bare hyper server of `bare_hyper.rs` that
-//! answers each request by calling a component's `wasi:http` handler, on
-//! an instance kept warm for the next request (one per request in flight),
-//! and nothing else: no routing, no limits, no timeouts (so no epoch
-//! checks), no recording, no metrics (`benches/bare/http.rs`). Imports the
-//! `wasi:http/proxy` world lacks (the SDK's `modal:app/*`) trap when
-//! called.
+//! `host/benches/web.sh`: hyper answering each request by calling a
+//! component's `wasi:http` handler, on an instance kept warm for the next
+//! request (one per request in flight), and nothing else: no routing, no
+//! limits, no timeouts (so no epoch checks), no recording, no metrics
+//! (`benches/bare/http.rs`). It is served in the shape of modal's web
+//! front (one pinned single-threaded lane per core, `TCP_NODELAY`,
+//! keep-alive, mimalloc), so that modal's req/s beside it is what modal's
+//! own work costs. Imports the `wasi:http/proxy` world lacks (the SDK's
+//! `modal:app/*`) trap when called.
 //!
 //! With `--calls N` instead of an address it serves no socket: it prints
 //! the CPU time of one of N requests handed straight to a warm instance
@@ -23,6 +25,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
+
+/// The `modal` binary's allocator, so that the two differ only in the
+/// host's own work.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> wasmtime::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,12 +49,42 @@ fn main() -> wasmtime::Result<()> {
         println!("{:.2}", one.as_secs_f64() * 1e6);
         return Ok(());
     }
-    let addr = args[0].clone();
-    tokio::runtime::Builder::new_multi_thread()
+    // modal's serving shape: one thread per core, pinned to it, each with
+    // a single-threaded runtime, its own listener on the shared port
+    // (`SO_REUSEPORT`: the kernel spreads connections) and its own warm
+    // instances, so that a request never leaves the core it arrived on.
+    let addr: std::net::SocketAddr = args[0].parse()?;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let wasm = std::fs::read(wasm)?;
+    let threads: Vec<_> = cores
+        .into_iter()
+        .map(|core| {
+            let server = http::BareHttp::new(&wasm).map(Arc::new);
+            std::thread::spawn(move || {
+                core_affinity::set_for_current(core);
+                serve_lane(addr, server?)
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| wasmtime::format_err!("a lane panicked"))??;
+    }
+    Ok(())
+}
+
+/// Accepts and serves connections on this thread until an error.
+fn serve_lane(addr: std::net::SocketAddr, server: Arc<http::BareHttp>) -> wasmtime::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(async move {
-            let listener = tokio::net::TcpListener::bind(&addr).await?;
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseport(true)?;
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            let listener = socket.listen(1024)?;
             loop {
                 let (stream, _) = listener.accept().await?;
                 let _ = stream.set_nodelay(true);
@@ -59,6 +96,7 @@ fn main() -> wasmtime::Result<()> {
                     });
                     let _ = http1::Builder::new()
                         .keep_alive(true)
+                        .writev(false)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
