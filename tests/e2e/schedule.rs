@@ -517,8 +517,8 @@ fn fire_times_passed_while_the_host_was_paused_are_recorded_missed() {
             Err(format!("{after} runs after the pause: {fates:?}"))
         }
     });
-    // Only the first fire time due on waking ran; the others in the pause
-    // are in one missed span, which says why.
+    // Only the latest fire time passed on waking ran; the earlier ones of
+    // the pause are in one missed span, which says why.
     let fates = Fates::of(&all);
     assert_eq!(fates.missed.len(), 1, "{fates:?}");
     let (first, last, count) = fates.missed[0];
@@ -532,6 +532,58 @@ fn fire_times_passed_while_the_host_was_paused_are_recorded_missed() {
             .is_some_and(|e| e.contains("while the scheduler was held up"))),
         "{all:?}"
     );
+    assert_no_double_fire(
+        &all.iter()
+            .filter(|r| r["outcome"] == "ok")
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+}
+
+#[test]
+fn a_host_killed_after_recording_a_missed_span_does_not_record_it_again() {
+    let state = tempfile::tempdir().unwrap();
+    let server = cron_after_a_tick(state.path());
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name}");
+    };
+    signal("-STOP");
+    sleep_ms(3000);
+    // Woken just after a whole second, and killed as soon as the missed
+    // span is stored: before the next fire time (a second later) is.
+    sleep_ms(1050 - now_ms() % 1000);
+    signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !runs(&server, "tick").iter().any(|r| {
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("while the scheduler was held up"))
+    }) {
+        assert!(Instant::now() < deadline, "no missed span was recorded");
+        sleep_ms(5);
+    }
+    let state_dir = server.state.clone();
+    server.kill();
+    let restarted = now_ms();
+    let server = Server::start(&state_dir);
+    let all = tick_runs_once(&server, |runs| {
+        let after = ok_count(runs, |r| fire_time(r).is_some_and(|t| t > restarted));
+        if after >= 1 {
+            Ok(())
+        } else {
+            Err(format!("no run after the restart: {:?}", Fates::of(runs)))
+        }
+    });
+    // The restart records what passed while the host was down, not again
+    // the fire times the held-up span already holds.
+    let fates = Fates::of(&all);
+    if let Err(e) = fates.consistent() {
+        panic!("{e}");
+    }
     assert_no_double_fire(
         &all.iter()
             .filter(|r| r["outcome"] == "ok")

@@ -7,8 +7,8 @@
 //! recorded in the registry (one transaction per batch of due fires); a
 //! recorded fire time is never run again, across restarts too. Fire times
 //! missed while the host was down, or while the loop was held up past
-//! them (an overloaded or paused host: only the first due one runs), are
-//! recorded once as missed, not replayed. A fire time that comes while
+//! them (an overloaded or paused host: only the latest of those runs),
+//! are recorded once as missed, not replayed. A fire time that comes while
 //! the previous run (with its retries) is still going is skipped and
 //! recorded as skipped.
 //!
@@ -50,8 +50,8 @@ pub(crate) type Key = (String, String);
 struct Due {
     key: Key,
     at: u64,
-    /// The fire times after it that the loop woke too late for: how many,
-    /// the first and the last.
+    /// The fire times before it that the loop woke too late for: how
+    /// many, the first and the last.
     late: Option<(u64, u64, u64)>,
 }
 
@@ -288,9 +288,9 @@ impl Scheduler {
     }
 
     /// Takes the fire times due at `now` off the queue, with the time the
-    /// loop next wakes. Each due fire time comes with the later ones the
-    /// loop woke too late for, if any (how many, the first, the last):
-    /// those are not run but recorded as missed.
+    /// loop next wakes. When the loop woke too late for several fire times
+    /// of a schedule, only the latest runs; the earlier ones come with it
+    /// (how many, the first, the last), to be recorded as missed.
     fn take_due(&self, now: u64) -> (Vec<Due>, Option<u64>) {
         let mut state = self.state();
         let mut due = Vec::new();
@@ -302,15 +302,23 @@ impl Scheduler {
             let key = (first.1.clone(), first.2.clone());
             if let Some(entry) = state.entries.get_mut(&key) {
                 let until = now.saturating_sub(1);
-                let (count, from, to) = passed(&entry.compiled, first.0, until);
+                // The latest fire time passed runs (as after a restart);
+                // the ones before it, from the first due, are missed. It
+                // is also the one stored as fired, so a restart does not
+                // find those again.
+                let (count, _, latest) = passed(&entry.compiled, first.0, until);
+                let late = (count > 0).then(|| {
+                    let before = latest.saturating_sub(1);
+                    let (between, _, last) = passed(&entry.compiled, first.0, before);
+                    (between + 1, first.0, last)
+                });
                 entry.next = entry.compiled.next_after(first.0.max(until));
                 if let Some(next) = entry.next {
                     state.queue.insert((next, key.0.clone(), key.1.clone()));
                 }
-                let late = from.map(|from| (count, from, to));
                 due.push(Due {
                     key,
-                    at: first.0,
+                    at: latest,
                     late,
                 });
             }
