@@ -5,8 +5,8 @@
 //! limits, no timeouts (so no epoch checks), no recording, no metrics
 //! (`benches/bare/http.rs`). It is served in the shape of modal's web
 //! front (one pinned single-threaded lane per core, `TCP_NODELAY`,
-//! keep-alive, mimalloc), so that modal's req/s beside it is what modal's
-//! own work costs. Imports the `wasi:http/proxy` world lacks (the SDK's
+//! keep-alive, mimalloc, a finished answer sent with its length in one
+//! write), so that modal's req/s beside it is what modal's own work costs. Imports the `wasi:http/proxy` world lacks (the SDK's
 //! `modal:app/*`) trap when called.
 //!
 //! With `--calls N` instead of an address it serves no socket: it prints
@@ -21,6 +21,7 @@
 #[path = "../benches/bare/http.rs"]
 mod http;
 
+use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -92,7 +93,17 @@ fn serve_lane(addr: std::net::SocketAddr, server: Arc<http::BareHttp>) -> wasmti
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let server = server.clone();
-                        async move { server.handle(request).await }
+                        async move {
+                            // The handler has returned, so its whole answer
+                            // is waiting: it goes out with its length in one
+                            // write, as modal sends a finished answer.
+                            let (parts, body) = server.handle(request).await?.into_parts();
+                            let body = body.collect().await?.to_bytes();
+                            Ok::<_, wasmtime::Error>(hyper::Response::from_parts(
+                                parts,
+                                Full::new(body),
+                            ))
+                        }
                     });
                     let _ = http1::Builder::new()
                         .keep_alive(true)
