@@ -6,7 +6,8 @@
 //! (`benches/bare/http.rs`). It is served in the shape of modal's web
 //! front (one pinned single-threaded lane per core, `TCP_NODELAY`,
 //! keep-alive, mimalloc, a finished answer sent with its length in one
-//! write), so that modal's req/s beside it is what modal's own work costs. Imports the `wasi:http/proxy` world lacks (the SDK's
+//! write, answers batched with modal's own `Batched`), so that modal's
+//! req/s beside it is what modal's own work costs. Imports the `wasi:http/proxy` world lacks (the SDK's
 //! `modal:app/*`) trap when called.
 //!
 //! With `--calls N` instead of an address it serves no socket: it prints
@@ -18,6 +19,8 @@
 //! You can execute this example with
 //! `cargo run --release --example bare_wasi_http -- (127.0.0.1:18187 | --calls N) app.wasm`.
 
+#[path = "../src/server/batched.rs"]
+mod batched;
 #[path = "../benches/bare/http.rs"]
 mod http;
 
@@ -108,7 +111,7 @@ fn serve_lane(addr: std::net::SocketAddr, server: Arc<http::BareHttp>) -> wasmti
                     let _ = http1::Builder::new()
                         .keep_alive(true)
                         .writev(false)
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection(TokioIo::new(batched::Batched::new(stream)), service)
                         .await;
                 });
             }

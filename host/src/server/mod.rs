@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod batched;
 mod conn;
 mod cpus;
 mod pages;
@@ -413,8 +414,8 @@ async fn serve_connection(
             Ok::<_, std::convert::Infallible>(response)
         }
     });
-    let served =
-        builder.serve_connection_with_upgrades(TokioIo::new(conn::Batched::new(stream)), service);
+    let served = builder
+        .serve_connection_with_upgrades(TokioIo::new(batched::Batched::new(stream)), service);
     tokio::select! {
         result = watcher.watch(served.into_owned()) => {
             if let Err(e) = result {
