@@ -66,7 +66,7 @@ fn main() -> wasmtime::Result<()> {
             let server = http::BareHttp::new(&wasm).map(Arc::new);
             std::thread::spawn(move || {
                 core_affinity::set_for_current(core);
-                serve_lane(addr, server?)
+                serve_lane(addr, core.id, server?)
             })
         })
         .collect();
@@ -78,17 +78,28 @@ fn main() -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// Accepts and serves connections on this thread until an error.
-fn serve_lane(addr: std::net::SocketAddr, server: Arc<http::BareHttp>) -> wasmtime::Result<()> {
+/// Accepts and serves connections on this thread (pinned to `cpu`) until
+/// an error. Its listener asks for the connections whose packets arrive on
+/// `cpu` (`SO_INCOMING_CPU` in a `SO_REUSEPORT` group), as modal's acceptor
+/// hands a connection to the lane on its packets' CPU.
+fn serve_lane(
+    addr: std::net::SocketAddr,
+    cpu: usize,
+    server: Arc<http::BareHttp>,
+) -> wasmtime::Result<()> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_port(true)?;
+    socket.set_reuse_address(true)?;
+    socket.set_cpu_affinity(cpu)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(async move {
-            let socket = tokio::net::TcpSocket::new_v4()?;
-            socket.set_reuseport(true)?;
-            socket.set_reuseaddr(true)?;
-            socket.bind(addr)?;
-            let listener = socket.listen(1024)?;
+            let listener = tokio::net::TcpListener::from_std(socket.into())?;
             loop {
                 let (stream, _) = listener.accept().await?;
                 let _ = stream.set_nodelay(true);
