@@ -489,23 +489,25 @@ fn a_restart_resumes_schedules_without_running_a_fire_time_twice() {
     }));
 }
 
+/// Sends the server the signal `name` (`-STOP`, `-CONT`) with `kill`.
+fn signal(server: &Server, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([name, &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {name}");
+}
+
 #[test]
 fn fire_times_passed_while_the_host_was_paused_are_recorded_missed() {
     let state = tempfile::tempdir().unwrap();
     let server = cron_after_a_tick(state.path());
     // Stopped for three seconds (a paused VM, an overloaded host): the
     // scheduler wakes well past several fire times.
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill")
-            .args([name, &server.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {name}");
-    };
-    signal("-STOP");
+    signal(&server, "-STOP");
     let stopped = now_ms();
     sleep_ms(3000);
-    signal("-CONT");
+    signal(&server, "-CONT");
     let resumed = now_ms();
     let all = tick_runs_once(&server, |runs| {
         let fates = Fates::of(runs);
@@ -544,19 +546,12 @@ fn fire_times_passed_while_the_host_was_paused_are_recorded_missed() {
 fn a_host_killed_after_recording_a_missed_span_does_not_record_it_again() {
     let state = tempfile::tempdir().unwrap();
     let server = cron_after_a_tick(state.path());
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill")
-            .args([name, &server.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {name}");
-    };
-    signal("-STOP");
+    signal(&server, "-STOP");
     sleep_ms(3000);
     // Woken just after a whole second, and killed as soon as the missed
     // span is stored: before the next fire time (a second later) is.
     sleep_ms(1050 - now_ms() % 1000);
-    signal("-CONT");
+    signal(&server, "-CONT");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !runs(&server, "tick").iter().any(|r| {
         r["error"]
