@@ -19,10 +19,11 @@
 # (host/examples/bare_hyper.rs: no WebAssembly, no recording) joins the
 # rounds of the Rust endpoints as the machine's limit, and two more show
 # what the WebAssembly call alone costs: `bare-wasi-http`, the least a
-# wasi:http host does, served in modal's shape (host/examples/
-# bare_wasi_http.rs: a pinned single-threaded lane per core, mimalloc, a
-# warm instance per request in flight, nothing else: no routing, limits,
-# timeouts or recording), and `hyper+call`, bare hyper spinning before
+# wasi:http host does, served with every technique of modal's web front
+# (host/examples/bare_wasi_http.rs: a pinned single-threaded lane per core
+# taking the connections of its CPU, batched answers sent with their
+# length, mimalloc; a warm instance per request in flight, nothing else:
+# no routing, limits, timeouts or recording), and `hyper+call`, bare hyper spinning before
 # each answer for the CPU time one request takes in that bare host,
 # measured in process just before. `hyper+call` is a model: under load a
 # real call costs more than in a hot loop (cold caches, the wake-ups of a
