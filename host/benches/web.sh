@@ -118,7 +118,7 @@ results=() calls=()
 # compare NAME WASM PATH: modal (and wasmtime reuse) in alternation.
 compare() {
     [ -z "$only" ] || [ "$only" = "$1" ] || return 0
-    local name="$1" wasm="$2" path="$3" port_modal=18181 port_wt=18182 port_base=18184 port_bare=18185 port_timeout=18186 port_floor=18187 port_ceiling=18188
+    local name="$1" wasm="$2" path="$3" port_modal=18181 port_wt=18182 port_base=18184 port_bare=18185 port_timeout=18186 port_floor=18187 port_model=18188
     host="bench--$4.localhost"
     local labels=(modal) ports=($port_modal)
     launch_modal "$modal" $port_modal "$wasm" && wait_ready $port_modal "$path" \
@@ -148,9 +148,9 @@ compare() {
             call_us=$(PATH_AND_QUERY="$path" target/release/examples/bare_wasi_http --calls 50000 "$wasm")
             echo "$name: one request in the bare wasi:http host, in process: $call_us us CPU" >&2
             calls+=("$name $call_us")
-            launch target/release/examples/bare_hyper "127.0.0.1:$port_ceiling" \
+            launch target/release/examples/bare_hyper "127.0.0.1:$port_model" \
                 --spin-ns "$(python3 -c "print(round($call_us * 1000))")"
-            wait_ready $port_ceiling "$path" && { labels+=(hyper+call); ports+=($port_ceiling); }
+            wait_ready $port_model "$path" && { labels+=(hyper+call); ports+=($port_model); }
         else
             # modal enforces a timeout on every execution, which needs
             # wasmtime's epoch checks in the guest code; wasmtime serve
@@ -272,22 +272,18 @@ for name in dict.fromkeys(n for n, _ in runs):
             f"  target >= {target:.2f}: " + ("met" if statistics.median(ratios) >= target else "NOT met"))
         print(f"{name}: req/s modal / {label} = {statistics.median(ratios):.2f} "
               f"({spread(ratios, lambda v: f'{v:.2f}')} of {len(ratios)} rounds){verdict}")
-    bare, ceiling = runs.get((name, "bare-hyper")), runs.get((name, "hyper+call"))
-    if bare and ceiling:
+    bare, model = runs.get((name, "bare-hyper")), runs.get((name, "hyper+call"))
+    if bare and model:
         words = os.environ["CALLS"].split()
         call = dict(zip(words[::2], words[1::2])).get(name, "?")
-        limits = [ceiling[r][0] / bare[r][0] for r in ceiling if r in bare]
-        print(f"{name}: req/s ceiling of any wasi:http host (bare hyper spinning {call} us, "
-              f"one bare wasi:http call's CPU) "
-              f"/ bare hyper = {statistics.median(limits):.2f} ({spread(limits, lambda v: f'{v:.2f}')})")
-        if ours:
-            mine = [ours[r][0] / ceiling[r][0] for r in ours if r in ceiling]
-            print(f"{name}: req/s modal / that ceiling = {statistics.median(mine):.2f} "
-                  f"({spread(mine, lambda v: f'{v:.2f}')})")
+        limits = [model[r][0] / bare[r][0] for r in model if r in bare]
+        print(f"{name}: req/s model (bare hyper spinning {call} us, one bare wasi:http call's CPU "
+              f"in a hot loop) / bare hyper = {statistics.median(limits):.2f} "
+              f"({spread(limits, lambda v: f'{v:.2f}')})")
     floor = runs.get((name, "bare-wasi-http"))
     if bare and floor:
         limits = [floor[r][0] / bare[r][0] for r in floor if r in bare]
-        print(f"{name}: req/s bare wasi:http host (modal's serving shape; the call and nothing else) "
+        print(f"{name}: req/s bare wasi:http host (modal's serving techniques; the call and nothing else) "
               f"/ bare hyper = {statistics.median(limits):.2f} ({spread(limits, lambda v: f'{v:.2f}')})")
         if ours:
             mine = [ours[r][0] / floor[r][0] for r in ours if r in floor]
