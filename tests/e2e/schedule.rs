@@ -182,6 +182,23 @@ fn ok_count(runs: &[Value], accept: impl Fn(&Value) -> bool) -> usize {
         .count()
 }
 
+/// The runs that succeeded.
+fn ok_runs(runs: &[Value]) -> Vec<Value> {
+    runs.iter()
+        .filter(|r| r["outcome"] == "ok")
+        .cloned()
+        .collect()
+}
+
+/// Whether a span missed while the scheduler was held up is recorded.
+fn held_up_recorded(runs: &[Value]) -> bool {
+    runs.iter().any(|r| {
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("while the scheduler was held up"))
+    })
+}
+
 /// Asserts the fire times of `tick`'s runs are distinct whole seconds.
 fn assert_no_double_fire(runs: &[Value]) -> Vec<u64> {
     let times: Vec<u64> = runs.iter().filter_map(fire_time).collect();
@@ -206,7 +223,7 @@ fn tick_runs_every_second_and_redeploys_neither_skip_nor_double_a_fire() {
         2.. => Ok(()),
         n => Err(format!("{n} runs: {runs:?}")),
     });
-    let first: Vec<Value> = first.into_iter().filter(|r| r["outcome"] == "ok").collect();
+    let first = ok_runs(&first);
     assert!(
         first[0]["logs"]
             .as_str()
@@ -233,7 +250,7 @@ fn tick_runs_every_second_and_redeploys_neither_skip_nor_double_a_fire() {
     });
     // (A machine busy enough to hold the scheduler up past a fire time
     // has it recorded missed, which `complete` accounts for.)
-    let all: Vec<Value> = all.into_iter().filter(|r| r["outcome"] == "ok").collect();
+    let all = ok_runs(&all);
     assert_no_double_fire(&all);
     let versions: HashSet<u64> = all.iter().map(|r| r["version"].as_u64().unwrap()).collect();
     assert_eq!(versions, HashSet::from([1, 2]), "the schedule moved to v2");
@@ -455,12 +472,7 @@ fn a_restart_resumes_schedules_without_running_a_fire_time_twice() {
             Err(format!("{after} runs after the restart: {fates:?}"))
         }
     });
-    let ok: Vec<Value> = all
-        .iter()
-        .filter(|r| r["outcome"] == "ok")
-        .cloned()
-        .collect();
-    assert_no_double_fire(&ok);
+    assert_no_double_fire(&ok_runs(&all));
     // A SIGKILL may take the record of a run with it, so fire times may
     // be unaccounted for; none ran twice or both ran and was missed.
     let fates = Fates::of(&all);
@@ -528,18 +540,8 @@ fn fire_times_passed_while_the_host_was_paused_are_recorded_missed() {
         first > stopped && last < resumed && count >= 1,
         "the missed span {first}..={last} lies within the pause {stopped}..{resumed}"
     );
-    assert!(
-        all.iter().any(|r| r["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("while the scheduler was held up"))),
-        "{all:?}"
-    );
-    assert_no_double_fire(
-        &all.iter()
-            .filter(|r| r["outcome"] == "ok")
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
+    assert!(held_up_recorded(&all), "{all:?}");
+    assert_no_double_fire(&ok_runs(&all));
 }
 
 #[test]
@@ -553,11 +555,7 @@ fn a_host_killed_after_recording_a_missed_span_does_not_record_it_again() {
     sleep_ms(1050 - now_ms() % 1000);
     signal(&server, "-CONT");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !runs(&server, "tick").iter().any(|r| {
-        r["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("while the scheduler was held up"))
-    }) {
+    while !held_up_recorded(&runs(&server, "tick")) {
         assert!(Instant::now() < deadline, "no missed span was recorded");
         sleep_ms(5);
     }
@@ -579,12 +577,7 @@ fn a_host_killed_after_recording_a_missed_span_does_not_record_it_again() {
     if let Err(e) = fates.consistent() {
         panic!("{e}");
     }
-    assert_no_double_fire(
-        &all.iter()
-            .filter(|r| r["outcome"] == "ok")
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
+    assert_no_double_fire(&ok_runs(&all));
 }
 
 #[test]
