@@ -42,8 +42,9 @@ fn main() -> wasmtime::Result<()> {
         [_, wasm] => (None, wasm),
         _ => wasmtime::bail!("usage: bare_wasi_http (ADDR | --calls N) COMPONENT.wasm"),
     };
-    let server = Arc::new(http::BareHttp::new(&std::fs::read(wasm)?)?);
+    let wasm = std::fs::read(wasm)?;
     if let Some(calls) = calls {
+        let server = http::BareHttp::new(&wasm)?;
         let host = std::env::var("HOST").unwrap_or_else(|_| "localhost".into());
         let path = std::env::var("PATH_AND_QUERY").unwrap_or_else(|_| "/".into());
         let one = tokio::runtime::Builder::new_current_thread()
@@ -54,12 +55,13 @@ fn main() -> wasmtime::Result<()> {
         return Ok(());
     }
     // modal's serving shape: one thread per core, pinned to it, each with
-    // a single-threaded runtime, its own listener on the shared port
-    // (`SO_REUSEPORT`: the kernel spreads connections) and its own warm
-    // instances, so that a request never leaves the core it arrived on.
+    // a single-threaded runtime, its own listener on the shared port and
+    // its own warm instances, so that a request never leaves the core it
+    // arrived on.
     let addr: std::net::SocketAddr = args[0].parse()?;
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let wasm = std::fs::read(wasm)?;
+    let cores = core_affinity::get_core_ids()
+        .filter(|cores| !cores.is_empty())
+        .ok_or_else(|| wasmtime::format_err!("could not read this process's CPU set"))?;
     let threads: Vec<_> = cores
         .into_iter()
         .map(|core| {
