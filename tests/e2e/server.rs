@@ -55,6 +55,21 @@ impl Server {
         Server::start_in(command, state, "127.0.0.1:0", extra, None)
     }
 
+    /// A server whose process may run on one CPU only (the first this
+    /// test may use), so it has a single connection thread.
+    pub fn start_on_one_cpu(state: &Path, extra: &[&str]) -> Server {
+        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        let cpu = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .and_then(|list| list.trim().split([',', '-']).next())
+            .expect("the CPUs this test may use")
+            .to_string();
+        let mut command = Command::new("taskset");
+        command.args(["-c", &cpu]).arg(env!("CARGO_BIN_EXE_modal"));
+        Server::start_in(command, state, "127.0.0.1:0", extra, None)
+    }
+
     fn start_in(
         mut command: Command,
         state: &Path,

@@ -154,6 +154,51 @@ impl hyper::body::Body for Chunks {
 }
 
 #[test]
+fn a_computing_guest_does_not_hold_up_the_requests_of_its_connection_thread() {
+    // One CPU, so one connection thread: every request below shares it
+    // with `hang`, which computes until its 1 s timeout, and one after
+    // another keeps the thread computing throughout.
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start_on_one_cpu(state.path(), &[]);
+    server.ok(&["deploy", FAULTY]);
+    server.ok(&["deploy", HTTP_PLAIN, "--name", "plain"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let (addr, stop) = (server.addr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(get(&addr, "faulty--hang.localhost", "/").0, 504);
+                }
+            })
+        })
+        .collect();
+    crate::server::wait_running(&server, "faulty", "hang", 1);
+    // Each on a new connection: handed to the thread, registered with its
+    // poller, read and answered while the guest computes.
+    let mut times: Vec<Duration> = (0..8)
+        .map(|_| {
+            let start = Instant::now();
+            let (status, body) = get(&server.addr, "plain--web.localhost", "/");
+            assert_eq!(status, 200, "{body}");
+            start.elapsed()
+        })
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    for spinner in spinners {
+        spinner.join().unwrap();
+    }
+    times.sort();
+    // A guest yields every epoch tick (10 ms); a thread that ran it again
+    // before looking at its sockets would leave these waiting for many
+    // ticks (~0.6 s with tokio's defaults).
+    assert!(
+        times[times.len() / 2] < Duration::from_millis(150),
+        "requests beside a computing guest took {times:?}"
+    );
+}
+
+#[test]
 fn bodies_of_several_mib_stream_intact_both_ways() {
     let state = tempfile::tempdir().unwrap();
     let server = Server::start(state.path());

@@ -320,9 +320,6 @@ type Handover = (Watcher, conn::Admitted, cpus::Seat);
 /// Where the acceptor hands a lane its connections.
 type LaneSender = tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, Handover)>;
 
-/// Scheduler ticks between two looks at timers and sockets on a lane.
-const LANE_EVENT_INTERVAL: u32 = 4;
-
 /// A thread with its own single-threaded runtime serving the connections
 /// handed to it: each request is parsed, run and answered on one thread,
 /// with no work stealing and no wake-ups across threads.
@@ -337,13 +334,12 @@ const LANE_STOP: Duration = Duration::from_secs(2);
 
 impl Lane {
     fn start(i: usize, state: Arc<State>, placement: Arc<cpus::Placement>) -> Option<Lane> {
+        // tokio's default event interval: a lane looks at its sockets after
+        // up to 61 task polls, so under load one look finds many ready
+        // connections. A computing guest does not stretch that to 61 epoch
+        // ticks: its yield lets the lane look first (see `sandbox`).
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            // A guest that computes yields every epoch tick (10 ms) and is
-            // at once ready again: look at timers and sockets every few
-            // ticks (tokio's default is 61, i.e. ~0.6 s), or the lane's
-            // other connections and their timeouts would wait that long.
-            .event_interval(LANE_EVENT_INTERVAL)
             .build()
             .map_err(|e| tracing::warn!("could not start connection thread {i}: {e}"))
             .ok()?;
