@@ -23,9 +23,9 @@
 # (host/examples/bare_wasi_http.rs: a pinned single-threaded lane per core
 # taking the connections of its CPU, batched answers sent with their
 # length, mimalloc; a warm instance per request in flight, nothing else:
-# no routing, limits, timeouts or recording), and `hyper+call`, bare hyper spinning before
-# each answer for the CPU time one request takes in that bare host,
-# measured in process just before. `hyper+call` is a model: under load a
+# no routing, limits, timeouts or recording), and `hyper+call`, bare
+# hyper spinning before each answer for the CPU time one request takes in
+# that bare host, measured in process just before. `hyper+call` is a model: under load a
 # real call costs more than in a hot loop (cold caches, the wake-ups of a
 # slower server), so `bare-wasi-http` is the measured limit.
 #

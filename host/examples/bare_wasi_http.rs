@@ -7,8 +7,9 @@
 //! front (one pinned single-threaded lane per core, `TCP_NODELAY`,
 //! keep-alive, mimalloc, a finished answer sent with its length in one
 //! write, answers batched with modal's own `Batched`), so that modal's
-//! req/s beside it is what modal's own work costs. Imports the `wasi:http/proxy` world lacks (the SDK's
-//! `modal:app/*`) trap when called.
+//! req/s beside it is what modal's own work costs. Imports the
+//! `wasi:http/proxy` world lacks (the SDK's `modal:app/*`) trap when
+//! called.
 //!
 //! With `--calls N` instead of an address it serves no socket: it prints
 //! the CPU time of one of N requests handed straight to a warm instance

@@ -403,10 +403,6 @@ fn deploy_source(server: &Server, state: &std::path::Path, source: &std::path::P
     );
 }
 
-/// Python web functions see the whole request (method, path, query as
-/// `parse_qs` decodes it, headers, a body of several reads) and shape
-/// their answer; one that never looks at a body does not stall the
-/// connection, and a request kept past its function cannot read its body.
 /// The HTTP/1.1 answers in `text`, each chunked body decoded (an answer
 /// whose body is not complete when its head is sent streams chunked,
 /// which a busy machine makes likely): heads as sent, then bodies whole.
@@ -450,6 +446,10 @@ fn unchunked_decodes_chunked_answers_and_keeps_the_others() {
     );
 }
 
+/// Python web functions see the whole request (method, path, query as
+/// `parse_qs` decodes it, headers, a body of several reads) and shape
+/// their answer; one that never looks at a body does not stall the
+/// connection, and a request kept past its function cannot read its body.
 #[test]
 fn python_web_functions_see_the_whole_request_and_shape_their_answer() {
     let dir = tempfile::tempdir().unwrap();
