@@ -377,11 +377,12 @@ fn states_in_tables_are_coloured_on_request_and_plain_when_piped() {
     server.ok(&["call", "hello", "square", "3"]);
     let forced = [("CLICOLOR_FORCE", "1")];
     // Records are written in the background: wait for the call's.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while server.json(&["app", "logs", "hello", "--json"]) == serde_json::json!([]) {
-        assert!(std::time::Instant::now() < deadline, "the call is recorded");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    crate::eventually(std::time::Duration::from_secs(10), || {
+        match server.json(&["app", "logs", "hello", "--json"]) {
+            logs if logs == serde_json::json!([]) => Err("the call is not recorded".into()),
+            _ => Ok(()),
+        }
+    });
     // Each command: coloured when forced, plain and otherwise the same
     // when piped (but for the rows of the schedules that still run, whose
     // counts may widen their columns meanwhile).
@@ -458,15 +459,13 @@ fn every_command_that_prints_data_prints_json_with_rfc3339_times() {
     let parsed = chrono::DateTime::parse_from_rfc3339(text).unwrap();
     assert_eq!(parsed.timestamp_millis(), at, "the same time: {text}");
     // Records are written in the background: wait for both calls'.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let logs = loop {
+    let logs = crate::eventually(std::time::Duration::from_secs(10), || {
         let logs = server.json(&["app", "logs", "hello", "--json"]);
-        if logs.as_array().unwrap().len() >= 2 {
-            break logs;
+        match logs.as_array().unwrap().len() {
+            2.. => Ok(logs),
+            _ => Err(logs.to_string()),
         }
-        assert!(std::time::Instant::now() < deadline, "{logs}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    });
     let logs = logs.as_array().unwrap();
     assert_eq!(logs.len(), 2, "{logs:?}");
     assert!(

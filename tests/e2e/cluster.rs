@@ -2,6 +2,7 @@
 //! private server the tests start), on loopback. Each test gets a fresh
 //! database.
 
+use crate::eventually;
 use crate::http;
 use crate::server::Server;
 use modal_test_support::{COUNTER, CRON, HELLO};
@@ -146,15 +147,6 @@ fn cli(server: Option<&str>, token: &str, args: &[&str]) -> Output {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Waits up to `limit` for `check`.
-fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn serves(host: &Value, app: &str) -> Option<u64> {
@@ -367,8 +359,9 @@ fn tick_runs(c: &Cluster, i: usize) -> Vec<String> {
 fn each_fire_time_runs_once_and_another_host_takes_over_from_a_dead_leader() {
     let mut c = Cluster::start(2);
     c.ok(0, &["deploy", CRON, "--name", "cron"]);
-    eventually(Duration::from_secs(10), "ticks", || {
-        tick_runs(&c, 1).len() >= 3
+    eventually(Duration::from_secs(10), || match tick_runs(&c, 1) {
+        runs if runs.len() >= 3 => Ok(()),
+        runs => Err(format!("ticks: {runs:?}")),
     });
     let hosts = c.hosts(0);
     let leader = hosts
@@ -384,8 +377,9 @@ fn each_fire_time_runs_once_and_another_host_takes_over_from_a_dead_leader() {
     c.kill(leader);
     let killed = Instant::now();
     let before = tick_runs(&c, other).len();
-    eventually(Duration::from_secs(10), "the other host fires", || {
-        tick_runs(&c, other).len() >= before + 3
+    eventually(Duration::from_secs(10), || match tick_runs(&c, other) {
+        runs if runs.len() >= before + 3 => Ok(()),
+        runs => Err(format!("the other host fires: {runs:?}")),
     });
     // Lease (2 s) + one renewal period + the next fire second.
     assert!(
@@ -399,11 +393,10 @@ fn each_fire_time_runs_once_and_another_host_takes_over_from_a_dead_leader() {
     unique.dedup();
     assert_eq!(unique.len(), runs.len(), "no fire time ran twice: {runs:?}");
     // The dead host leaves the list once its heartbeat is 10 s old.
-    eventually(
-        Duration::from_secs(15),
-        "the dead host leaves the list",
-        || c.hosts(other).len() == 1,
-    );
+    eventually(Duration::from_secs(15), || match c.hosts(other) {
+        hosts if hosts.len() == 1 => Ok(()),
+        hosts => Err(format!("the dead host leaves the list: {hosts:?}")),
+    });
     assert_eq!(c.hosts(other)[0]["leads_schedules"], true);
 }
 
@@ -466,16 +459,17 @@ fn while_the_database_is_down_loaded_apps_keep_serving_and_records_wait() {
     pg.start_again();
     // The hosts reconnect by themselves: writes work again, and what was
     // recorded meanwhile is stored.
-    eventually(Duration::from_secs(30), "a deploy after the outage", || {
-        c.modal(1, &["deploy", HELLO, "--name", "hello"])
-            .status
-            .success()
+    eventually(Duration::from_secs(30), || {
+        let out = c.modal(1, &["deploy", HELLO, "--name", "hello"]);
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(format!("a deploy after the outage: {}", stderr(&out))),
+        }
     });
-    eventually(
-        Duration::from_secs(30),
-        "the calls of the outage stored",
-        || squares(&c, 0) == 4,
-    );
+    eventually(Duration::from_secs(30), || match squares(&c, 0) {
+        4 => Ok(()),
+        n => Err(format!("{n} of the 4 calls of the outage stored")),
+    });
     for i in 0..2 {
         assert_eq!(c.greet(i), (200, "Hello, Ada!".to_string()));
     }

@@ -36,22 +36,16 @@ fn status_of(answer: &str) -> u16 {
 
 /// The newest recorded execution of `function` once `accept` holds for it.
 fn record_of(server: &Server, app: &str, function: &str, accept: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = executions(server, app)
-            .into_iter()
+    crate::eventually(Duration::from_secs(10), || {
+        let all = executions(server, app);
+        let found = all
+            .iter()
             .rev()
             .find(|e| e["function"] == function && accept(e));
-        if let Some(e) = found {
-            return e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no matching record of {app}.{function} in {:?}",
-            executions(server, app)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        found
+            .cloned()
+            .ok_or_else(|| format!("no matching record of {app}.{function} in {all:?}"))
+    })
 }
 
 // 1. Idle connections are closed and cannot lock clients out.
@@ -276,19 +270,15 @@ fn memory_of_dropped_bombs_is_returned_while_idle() {
     }
     // Six bombs of 128 MiB ran; with nothing running, their memory must
     // not stay resident (the host idles: nothing else would free it).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let grown = rss(server.pid()).saturating_sub(before);
-        if grown < 300 << 20 {
-            break;
+    crate::eventually(Duration::from_secs(30), || {
+        match rss(server.pid()).saturating_sub(before) {
+            grown if grown < 300 << 20 => Ok(()),
+            grown => Err(format!(
+                "{} MiB still resident after the bombs were dropped",
+                grown >> 20
+            )),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} MiB still resident after the bombs were dropped",
-            grown >> 20
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    });
 }
 
 // 5. Nothing in the state directory is readable by others.
@@ -645,16 +635,14 @@ fn shutdown_keeps_to_the_grace_and_records_what_it_cuts() {
         })
     };
     // Wait until the call runs.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    crate::eventually(Duration::from_secs(20), || {
         let list = cli(&["app", "list", "--json"]);
         let apps: Value = serde_json::from_slice(&list.stdout).unwrap_or_default();
-        if apps[0]["in_flight"].as_u64() == Some(1) {
-            break;
+        match apps[0]["in_flight"].as_u64() {
+            Some(1) => Ok(()),
+            _ => Err(format!("the call never started: {apps}")),
         }
-        assert!(Instant::now() < deadline, "the call never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     let asked = Instant::now();
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -730,11 +718,12 @@ fn every_fire_time_across_a_restart_runs_or_is_recorded_missed() {
     let state = tempfile::tempdir().unwrap();
     let server = Server::start(state.path());
     server.ok(&["deploy", CRON]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Fates::of(&runs(&server, "tick")).ran.len() < 2 {
-        assert!(Instant::now() < deadline, "tick never ran twice");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::eventually(Duration::from_secs(15), || {
+        match Fates::of(&runs(&server, "tick")) {
+            fates if fates.ran.len() >= 2 => Ok(()),
+            fates => Err(format!("tick never ran twice: {fates:?}")),
+        }
+    });
     // Down for more than two seconds after the last fire time it took:
     // the gap always holds a fire time older than a second (missed) and,
     // at start-up, one from the last second (which must run, late).
@@ -744,20 +733,17 @@ fn every_fire_time_across_a_restart_runs_or_is_recorded_missed() {
     let server = Server::start(state.path());
     // Every fire time from the first to the last that ran either ran once,
     // was skipped while the previous run went on, or is recorded missed.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    crate::eventually(Duration::from_secs(15), || {
         let fates = Fates::of(&runs(&server, "tick"));
         let after = fates.ran.iter().filter(|&&t| t > restarted).count();
         let complete = fates.complete();
         if complete.is_ok() && after >= 2 && !fates.missed.is_empty() {
-            break;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
+        Err(format!(
             "{complete:?}; {after} runs after the restart; {fates:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        ))
+    });
 }
 
 // 11. A rejected deploy leaves nothing behind.
@@ -989,17 +975,12 @@ fn the_cli_ends_quietly_on_a_closed_pipe() {
         server.ok(&["call", "counter", "incr"]);
         std::thread::sleep(Duration::from_millis(300));
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = piped.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the CLI kept running after its pipe closed"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = crate::eventually(Duration::from_secs(10), || {
+        piped
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "the CLI kept running after its pipe closed".into())
+    });
     let mut stderr = String::new();
     piped
         .stderr

@@ -131,16 +131,15 @@ async fn waiting_callers_hold_no_thread() {
         })
         .collect();
     // Wait until all eight callees run, so that all eight callers wait.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    crate::eventually_async(Duration::from_secs(10), || async {
         let stats = platform.stats("fanout").unwrap();
         let callees = stats.iter().find(|s| s.function == "version_after");
-        if callees.is_some_and(|s| s.busy == 8 && s.created >= 8) {
-            break;
+        match callees {
+            Some(s) if s.busy == 8 && s.created >= 8 => Ok(()),
+            _ => Err(format!("{stats:?}")),
         }
-        assert!(Instant::now() < deadline, "{stats:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await;
     assert_eq!(ok(&platform, "sum_squares", "[3]").await, "9");
     assert!(
         waiting.iter().all(|w| !w.is_finished()),
@@ -216,18 +215,17 @@ async fn a_redeploy_during_a_fan_out_mixes_no_versions() {
         tokio::spawn(async move { ok(&platform, "versions", r#"{"n": 10000, "ms": 1}"#).await })
     };
     // Redeploy once the fan-out is under way.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    crate::eventually_async(Duration::from_secs(10), || async {
         let stats = platform.stats("fanout").unwrap();
-        if stats
+        match stats
             .iter()
             .any(|s| s.function == "version_after" && s.busy > 0)
         {
-            break;
+            true => Ok(()),
+            false => Err(format!("the fan-out never started: {stats:?}")),
         }
-        assert!(Instant::now() < deadline, "the fan-out never started");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await;
     assert_eq!(deploy(&platform, FANOUT, "fanout", &[]).await, 2);
     assert!(
         !fan_out.is_finished(),
@@ -298,15 +296,13 @@ fn fanout_through_the_server() {
         "1",
     ]);
     assert!(logs.contains("via_hello [call] ok"), "{logs}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let logs = loop {
+    let logs = crate::eventually(Duration::from_secs(10), || {
         let logs = server.ok(&["app", "logs", "fanout", "-n", "3"]);
-        if logs.contains("squared [web]") {
-            break logs;
+        match logs.contains("squared [web]") {
+            true => Ok(logs),
+            false => Err(logs),
         }
-        assert!(Instant::now() < deadline, "{logs}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    });
     let lines: Vec<&str> = logs.lines().collect();
     let web = lines
         .iter()

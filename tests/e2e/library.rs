@@ -41,19 +41,16 @@ async fn get(app: &modal_host::LoadedApp, function: &str, path: &str) -> (u16, S
 /// each on an instance made for it: the function must have had no
 /// instance before these calls.
 async fn running(app: &modal_host::LoadedApp, function: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    crate::eventually_async(Duration::from_secs(10), || async {
         let stats = app.stats();
-        let pool = stats.iter().find(|s| s.function == function);
-        if pool.is_some_and(|p| p.busy == n && p.created >= n as u64) {
-            return;
+        match stats.iter().find(|s| s.function == function) {
+            Some(p) if p.busy == n && p.created >= n as u64 => Ok(()),
+            _ => Err(format!(
+                "{n} calls of `{function}` never ran at once: {stats:?}"
+            )),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{n} calls of `{function}` never ran at once: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,11 +458,13 @@ async fn drain_waits_for_calls_in_flight_then_refuses_new_ones() {
         let app = app.clone();
         tokio::spawn(async move { app.call("slow", br#"{"ms": 300}"#).await })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.in_flight() != 1 {
-        assert!(Instant::now() < deadline, "the call never started");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    crate::eventually_async(Duration::from_secs(10), || async {
+        match app.in_flight() {
+            1 => Ok(()),
+            n => Err(format!("the call never started: {n} in flight")),
+        }
+    })
+    .await;
     app.drain().await;
     assert_eq!(
         ok(running.await.unwrap()),

@@ -91,3 +91,42 @@ fn lines_of(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Rec
     });
     rx
 }
+
+/// How often [`eventually`] looks again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Looks at `check` every 50 ms until it gives a value, and returns it;
+/// once `within` has passed, fails with its last complaint (which says
+/// what it saw).
+fn eventually<T>(within: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(why) if std::time::Instant::now() >= deadline => {
+                panic!("still not so after {within:?}: {why}")
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// [`eventually`] for a check that awaits, in an async test: it waits
+/// without blocking the runtime that serves what it looks at, and looks
+/// every 5 ms (its checks are in-process and cheap, and some catch a
+/// state that lasts little longer than that).
+async fn eventually_async<T, F>(within: Duration, mut check: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(why) if std::time::Instant::now() >= deadline => {
+                panic!("still not so after {within:?}: {why}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}

@@ -197,11 +197,12 @@ fn serve_mounts_a_directory_and_packs_it_again_at_each_redeploy() {
     std::fs::write(assets.join("index.html"), "second").unwrap();
     // A change of the component redeploys, and packs the directory again.
     std::fs::copy(SITE, &file).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while get(&addr, &addr, "/assets/").1 != "second" {
-        assert!(std::time::Instant::now() < deadline, "no redeploy");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    crate::eventually(std::time::Duration::from_secs(20), || {
+        match get(&addr, &addr, "/assets/") {
+            (_, body) if body == "second" => Ok(()),
+            answer => Err(format!("no redeploy: {answer:?}")),
+        }
+    });
     let _ = child.kill();
     let _ = child.wait();
 }

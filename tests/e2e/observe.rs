@@ -336,11 +336,10 @@ fn metrics_forget_a_version_once_it_drained() {
     server.ok(&["deploy", COUNTER]);
     server.ok(&["call", "counter", "incr"]);
     // v1 had nothing in flight: it drains at once, and its series go.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while metrics().contains(r#"version="1""#) {
-        assert!(Instant::now() < deadline, "{}", metrics());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::eventually(Duration::from_secs(5), || match metrics() {
+        now if now.contains(r#"version="1""#) => Err(now),
+        _ => Ok(()),
+    });
     let now = metrics();
     assert!(
         now.contains(r#"app="counter",version="2",function="incr""#),

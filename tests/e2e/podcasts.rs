@@ -10,7 +10,7 @@ use modal_test_support::{PODCASTS, PODCASTS_FEED, PODCASTS_FRONTEND};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const KEY: &str = "pk-live-7f3a9c1e5b20";
 const NEW_KEY: &str = "pk-live-rotated-93d1c0";
@@ -33,21 +33,16 @@ pub(crate) fn run_schedule(server: &Server, function: &str) -> Value {
         .trim()
         .to_string();
     let path = format!("/api/v1/apps/podcasts/logs?limit=100&function={function}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    crate::eventually(Duration::from_secs(60), || {
         let logs = crate::http::Http::blocking_get_json(&server.addr, &server.token(), &path);
-        let done = logs["executions"]
+        logs["executions"]
             .as_array()
             .unwrap()
             .iter()
             .find(|e| e["run_id"] == run.as_str())
-            .cloned();
-        if let Some(execution) = done {
-            return execution;
-        }
-        assert!(Instant::now() < deadline, "run {run} did not end: {logs}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            .cloned()
+            .ok_or_else(|| format!("run {run} did not end: {logs}"))
+    })
 }
 
 /// Creates the secret, deploys the app with its mounts and fills its

@@ -9,7 +9,7 @@ use modal_test_support::HELLO;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -78,22 +78,17 @@ fn python_functions_deploy_run_fail_and_call_each_other_like_rust_ones() {
         server.err(&["call", "py", "fail"]),
         "error: function `fail` failed: ValueError: fail raises on purpose"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let logs = crate::eventually(Duration::from_secs(5), || {
         let logs = server.ok(&["app", "logs", "py", "--function", "fail"]);
-        if logs.contains("Traceback (most recent call last)") {
-            assert!(
-                logs.contains("ValueError: fail raises on purpose"),
-                "{logs}"
-            );
-            break;
+        match logs.contains("Traceback (most recent call last)") {
+            true => Ok(logs),
+            false => Err(format!("no traceback in the logs: {logs}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "no traceback in the logs: {logs}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
+    assert!(
+        logs.contains("ValueError: fail raises on purpose"),
+        "{logs}"
+    );
 
     // sys.exit ends the instance: that call fails, the next one runs fresh.
     let err = server.err(&["call", "py", "leave", "true"]);
@@ -101,27 +96,23 @@ fn python_functions_deploy_run_fail_and_call_each_other_like_rust_ones() {
     assert_eq!(server.ok(&["call", "py", "leave", "false"]), "\"stayed\"\n");
 
     // tick fires on its schedule and sees its run id.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let run = crate::eventually(Duration::from_secs(10), || {
         let body = Http::blocking_get_json(
             &server.addr,
             &server.token(),
             "/api/v1/apps/py/logs?function=tick&limit=5",
         );
         let runs = body["executions"].as_array().unwrap();
-        if let Some(run) = runs.iter().find(|r| r["outcome"] == "ok") {
-            assert!(
-                run["logs"]
-                    .as_str()
-                    .unwrap()
-                    .contains("tick (run run-py-tick-"),
-                "{run}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "tick never ran: {body}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        let ran = runs.iter().find(|r| r["outcome"] == "ok").cloned();
+        ran.ok_or_else(|| format!("tick never ran: {body}"))
+    });
+    assert!(
+        run["logs"]
+            .as_str()
+            .unwrap()
+            .contains("tick (run run-py-tick-"),
+        "{run}"
+    );
 
     // `modal.Dict`: durable state, shared with `modal dict`.
     assert_eq!(
@@ -595,18 +586,16 @@ def keep(request):
         stream.read_exact(&mut head).unwrap();
         assert_eq!(&head, b"HTTP/1.1 405");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let logs = crate::eventually(Duration::from_secs(10), || {
         let logs = server.ok(&["app", "logs", "pyweb", "--function", "hello", "-n", "1"]);
         // The latest execution is the GET's (200) until the aborted one's
         // record lands.
-        if logs.lines().next().is_some_and(|l| l.contains("HTTP 405")) {
-            assert!(logs.contains(" [web] ok "), "{logs}");
-            break;
+        match logs.lines().next().is_some_and(|l| l.contains("HTTP 405")) {
+            true => Ok(logs),
+            false => Err(logs),
         }
-        assert!(Instant::now() < deadline, "{logs}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
+    assert!(logs.contains(" [web] ok "), "{logs}");
 
     // An app with one web function reads the headers only when asked.
     let one = dir.path().join("one.py");

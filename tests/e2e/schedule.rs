@@ -145,15 +145,10 @@ impl Fates {
 /// The scheduled records of `tick` once `ready` accepts them; its error
 /// says what is still missing when fifteen seconds pass.
 fn tick_runs_once(server: &Server, ready: impl Fn(&[Value]) -> Result<(), String>) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    crate::eventually(Duration::from_secs(15), || {
         let runs = runs(server, "tick");
-        match ready(&runs) {
-            Ok(()) => return runs,
-            Err(why) => assert!(Instant::now() < deadline, "{why}"),
-        }
-        sleep_ms(100);
-    }
+        ready(&runs).map(|()| runs)
+    })
 }
 
 /// The fire times of `tick` after `at` that ran or were skipped (none
@@ -291,19 +286,15 @@ fn pause_resume_and_run_now() {
     );
 
     // A run from before the pause may still be going on a busy machine.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let run_id = loop {
+    let run_id = crate::eventually(Duration::from_secs(10), || {
         let out = server.modal(&["schedule", "run", "cron", "tick"]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         if out.status.success() {
-            break String::from_utf8_lossy(&out.stdout).trim().to_string();
+            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
         }
-        assert!(
-            stderr.contains("has a run in progress") && Instant::now() < deadline,
-            "{stderr}"
-        );
-        sleep_ms(100);
-    };
+        assert!(stderr.contains("has a run in progress"), "{stderr}");
+        Err(stderr)
+    });
     assert!(run_id.ends_with("-now"), "{run_id}");
     let of_run_now = |runs: &[Value]| -> Vec<Value> {
         runs.iter()
@@ -330,16 +321,14 @@ fn pause_resume_and_run_now() {
         }
     });
     // The latest two: the newest may be a skip while a run goes on.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    crate::eventually(Duration::from_secs(15), || {
         let history = server.ok(&["schedule", "history", "cron", "tick", "-n", "2"]);
         assert_eq!(history.matches("[schedule] ").count(), 2, "{history}");
-        if history.matches("[schedule] ok").count() == 2 {
-            break;
+        match history.matches("[schedule] ok").count() {
+            2 => Ok(()),
+            _ => Err(history),
         }
-        assert!(Instant::now() < deadline, "{history}");
-        sleep_ms(100);
-    }
+    });
     assert_eq!(
         of_run_now(&runs(&server, "tick")).len(),
         1,
@@ -402,12 +391,10 @@ fn a_failing_run_is_retried_then_reported_to_the_webhook() {
         "--notify",
         &format!("http://127.0.0.1:{port}/hook"),
     ]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while received.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "no webhook within 15 s");
-        sleep_ms(100);
-    }
-    let hook = received.lock().unwrap()[0].clone();
+    let hook = crate::eventually(Duration::from_secs(15), || {
+        let received = received.lock().unwrap();
+        received.first().cloned().ok_or_else(|| "no webhook".into())
+    });
     assert_eq!(hook["app"], "cron");
     assert_eq!(hook["version"], 1);
     assert_eq!(hook["function"], "flaky");
@@ -427,19 +414,19 @@ fn a_failing_run_is_retried_then_reported_to_the_webhook() {
     assert!(hook["fire_time"].as_str().unwrap().ends_with('Z'));
     // Each attempt is recorded (records are written in batches, so allow
     // them a moment), and so are the fire times skipped meanwhile.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let flaky = loop {
-        let flaky = runs(&server, "flaky");
-        let attempts = flaky
-            .iter()
+    let attempts = |runs: &[Value]| {
+        runs.iter()
             .filter(|r| r["run_id"] == hook["run_id"])
-            .count();
-        if attempts >= 3 || Instant::now() > deadline {
-            assert_eq!(attempts, 3);
-            break flaky;
-        }
-        sleep_ms(50);
+            .count()
     };
+    let flaky = crate::eventually(Duration::from_secs(5), || {
+        let flaky = runs(&server, "flaky");
+        match attempts(&flaky) {
+            3.. => Ok(flaky),
+            n => Err(format!("{n} attempts recorded: {flaky:?}")),
+        }
+    });
+    assert_eq!(attempts(&flaky), 3);
     assert!(flaky.iter().any(|r| {
         r["outcome"] == "rejected"
             && r["error"]

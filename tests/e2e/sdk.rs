@@ -273,18 +273,14 @@ fn async_functions_fetch_concurrently_await_calls_and_run_on_schedules() {
     );
 
     // An async scheduled function runs every second and awaits a timer.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let runs = loop {
+    let runs = crate::eventually(Duration::from_secs(10), || {
         let runs = heartbeats(&server);
-        if !runs.is_empty() || Instant::now() > deadline {
-            break runs;
+        match runs.is_empty() {
+            true => Err("no successful heartbeat".into()),
+            false => Ok(runs),
         }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let logs = runs
-        .first()
-        .and_then(|r| r["logs"].as_str())
-        .unwrap_or_else(|| panic!("no successful heartbeat within 10 s"));
+    });
+    let logs = runs[0]["logs"].as_str().unwrap_or_default();
     assert!(
         logs.contains("heartbeat after an awaited timer (run run-async-fetch-heartbeat-"),
         "{logs}"

@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use modal_test_support::STATE;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn state_outlives_calls_instances_deploys_and_restarts() {
@@ -151,15 +151,12 @@ fn every_acknowledged_put_survives_a_sigkill() {
     std::thread::sleep(Duration::from_millis(1500));
     // The writes go on until there were enough of them (a busy machine
     // acknowledges fewer).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while acknowledged.lock().unwrap().len() <= 50 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} puts acknowledged",
-            acknowledged.lock().unwrap().len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::eventually(Duration::from_secs(20), || {
+        match acknowledged.lock().unwrap().len() {
+            51.. => Ok(()),
+            n => Err(format!("only {n} puts acknowledged")),
+        }
+    });
     let server = {
         let restarted = server.restart();
         runtime.block_on(async {

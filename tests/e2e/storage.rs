@@ -7,7 +7,7 @@ use modal_host::{AppMeta, Platform, PlatformConfig};
 use modal_test_support::{CRON, HELLO, wasm};
 use rusqlite::{Connection, params};
 use sha2::Digest;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -159,25 +159,16 @@ async fn a_state_directory_from_before_versioned_schemas_opens_with_everything()
     let square = platform.function("hello", "square").unwrap();
     let execution = square.call(b"7").await.unwrap();
     assert_eq!(execution.outcome.unwrap(), b"49");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ids: Vec<u64> = platform
-            .logs("hello", None, 10)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
-        if ids.len() >= 5 {
-            assert!(ids[..3] == [1, 2, 3] && ids[3] > 3, "{ids:?}");
-            break;
+    let ids = crate::eventually_async(Duration::from_secs(10), || async {
+        let logs = platform.logs("hello", None, 10).await.unwrap();
+        let ids: Vec<u64> = logs.iter().map(|e| e.id).collect();
+        match ids.len() {
+            5.. => Ok(ids),
+            _ => Err(format!("new executions never stored: {ids:?}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "new executions never stored: {ids:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    assert!(ids[..3] == [1, 2, 3] && ids[3] > 3, "{ids:?}");
     for db in ["registry.db", "executions.db"] {
         let version: u32 = Connection::open(dir.path().join(db))
             .unwrap()
@@ -255,17 +246,12 @@ async fn a_spawn_whose_caller_stops_waiting_still_runs() {
         }
         assert!(spawns < 5, "every spawn answered in its first poll");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    crate::eventually_async(Duration::from_secs(10), || async {
         let logs = platform.logs("hello", None, 10).await.unwrap();
-        let ran = logs.iter().filter(|e| e.trigger == Trigger::Spawn).count();
-        if ran == spawns {
-            break;
+        match logs.iter().filter(|e| e.trigger == Trigger::Spawn).count() {
+            ran if ran == spawns => Ok(()),
+            ran => Err(format!("{ran} of {spawns} accepted spawns ran: {logs:?}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{ran} of {spawns} accepted spawns ran: {logs:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
