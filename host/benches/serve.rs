@@ -198,23 +198,29 @@ async fn run() {
 
 /// Wall and CPU time per record of `SqliteRecords::insert_executions`
 /// for records like those of the plain example's web requests, in batches
-/// as the writer sends them under load: the storing half of recording.
+/// as the writer sends them under load (of varying size: what gathered
+/// in its 20 ms): the storing half of recording.
 /// `drop` is run on the fresh database first (to show what an index
 /// costs).
 async fn store_alone(drop: &str) -> (Duration, Duration) {
     use modal_host::platform::{ExecutionRecord, RecordStore, SqliteRecords};
     let state = tempfile::tempdir().expect("temp dir");
     let store = SqliteRecords::open(&state.path().join("executions.db")).expect("opens");
-    let (batches, size) = (200u64, 1000u64);
-    let batch = |b: u64| -> Vec<ExecutionRecord> {
-        (0..size)
+    // 200 batches of 400 to 599 records, 100,000 in all.
+    let sizes: Vec<u64> = (0..200u64).map(|b| 400 + (b * 37) % 200).collect();
+    let firsts: Vec<u64> = sizes
+        .iter()
+        .scan(0, |next, size| Some(std::mem::replace(next, *next + size)))
+        .collect();
+    let batch = |(first, size): (u64, u64)| -> Vec<ExecutionRecord> {
+        (first..first + size)
             .map(|i| ExecutionRecord {
-                id: b * size + i + 1,
+                id: i + 1,
                 app: "plain".into(),
                 version: 1,
                 function: "web".into(),
                 trigger: modal_host::Trigger::Web,
-                started_at: 1_700_000_000_000 + (b * size + i) / 40,
+                started_at: 1_700_000_000_000 + i / 40,
                 duration_ms: 0.01,
                 outcome: modal_host::Outcome::Ok,
                 error: None,
@@ -232,11 +238,11 @@ async fn store_alone(drop: &str) -> (Duration, Duration) {
     rusqlite::Connection::open(state.path().join("executions.db"))
         .and_then(|c| c.execute_batch(drop))
         .expect("drops");
-    let all: Vec<Vec<ExecutionRecord>> = (0..batches).map(batch).collect();
+    let all: Vec<Vec<ExecutionRecord>> = firsts.into_iter().zip(sizes).map(batch).collect();
+    let n = all.iter().map(Vec::len).sum::<usize>() as u32;
     let (start, cpu) = (Instant::now(), cpu_time());
     for records in all {
         store.insert_executions(records).await.expect("stores");
     }
-    let n = (batches * size) as u32;
     (start.elapsed() / n, (cpu_time() - cpu) / n)
 }

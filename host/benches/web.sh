@@ -32,6 +32,8 @@
 # With --baseline BIN, another modal binary (e.g. built from an earlier
 # commit) serves the same component in the same alternating rounds, and
 # the ratio modal / baseline is printed: what a change costs.
+# MODAL_BIN=BIN serves as modal instead of the freshly built binary (to
+# compare two experiments with each other).
 #
 # With --only NAME, only that endpoint (greet, plain or py-greet) runs.
 #
@@ -56,7 +58,7 @@ done
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release -q -p modal-host --bins --example bare_hyper --example bare_wasi_http
 cargo build --release -q --target wasm32-wasip2 --manifest-path examples/Cargo.toml --target-dir target/guests
-modal=target/release/modal
+modal=${MODAL_BIN:-target/release/modal}
 guests=target/guests/wasm32-wasip2/release
 wasmtime=.cache/wasmtime/bin/wasmtime
 if [ "$with_wasmtime" = 1 ]; then
