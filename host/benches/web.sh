@@ -25,9 +25,10 @@
 # length, mimalloc; a warm instance per request in flight, nothing else:
 # no routing, limits, timeouts or recording), and `hyper+call`, bare
 # hyper spinning before each answer for the CPU time one request takes in
-# that bare host, measured in process just before. `hyper+call` is a model: under load a
-# real call costs more than in a hot loop (cold caches, the wake-ups of a
-# slower server), so `bare-wasi-http` is the measured limit.
+# that bare host, measured in process just before. `hyper+call` is a
+# model: under load a real call costs more than in a hot loop (cold
+# caches, the wake-ups of a slower server), so `bare-wasi-http` is the
+# measured limit.
 #
 # With --baseline BIN, another modal binary (e.g. built from an earlier
 # commit) serves the same component in the same alternating rounds, and

@@ -153,13 +153,16 @@ fn insert_statement(rows: usize) -> String {
 }
 
 fn insert(conn: &mut rusqlite::Connection, records: &[ExecutionRecord]) -> rusqlite::Result<()> {
+    static STATEMENTS: std::sync::LazyLock<[String; 3]> =
+        std::sync::LazyLock::new(|| ROWS.map(insert_statement));
     let tx = conn.transaction()?;
     let mut rest = records;
     while !rest.is_empty() {
-        let rows = ROWS.into_iter().find(|&n| n <= rest.len()).unwrap_or(1);
-        let (chunk, after) = rest.split_at(rows);
+        // The last size is one row, so some size fits.
+        let size = ROWS.iter().position(|&n| n <= rest.len()).unwrap_or(2);
+        let (chunk, after) = rest.split_at(ROWS[size]);
         rest = after;
-        let mut stmt = tx.prepare_cached(&insert_statement(chunk.len()))?;
+        let mut stmt = tx.prepare_cached(&STATEMENTS[size])?;
         let labels: Vec<(&str, &str)> = chunk
             .iter()
             .map(|r| (r.trigger.as_str(), r.outcome.as_str()))
