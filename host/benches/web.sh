@@ -18,17 +18,17 @@
 # With --with-wasmtime, a bare hyper hello server of the same shape
 # (host/examples/bare_hyper.rs: no WebAssembly, no recording) joins the
 # rounds of the Rust endpoints as the machine's limit, and two more show
-# what the WebAssembly call alone costs: `bare-wasi-http`, the least a
-# wasi:http host does, served with every technique of modal's web front
-# (host/examples/bare_wasi_http.rs: a pinned single-threaded lane per core
-# taking the connections of its CPU, batched answers sent with their
-# length, mimalloc; a warm instance per request in flight, nothing else:
-# no routing, limits, timeouts or recording), and `hyper+call`, bare
-# hyper spinning before each answer for the CPU time one request takes in
-# that bare host, measured in process just before. `hyper+call` is a
-# model: under load a real call costs more than in a hot loop (cold
-# caches, the wake-ups of a slower server), so `bare-wasi-http` is the
-# measured limit.
+# what the WebAssembly call and recording cost at the least:
+# `bare-wasi-http`, the least a wasi:http host does, served with every
+# technique of modal's web front (host/examples/bare_wasi_http.rs: a
+# pinned single-threaded lane per core taking the connections of its CPU,
+# batched answers sent with their length, mimalloc; a warm instance per
+# request in flight, nothing else: no routing, limits, timeouts or
+# recording), and `bare-wasi-http+rec`, the same host also recording every
+# request in modal's SQLite store as modal's record writer does (one
+# transaction per 20 ms): the most a host that records each execution in
+# that store reaches here. The CPU time of one request in the bare host,
+# in process (no sockets), is printed as well.
 #
 # With --baseline BIN, another modal binary (e.g. built from an earlier
 # commit) serves the same component in the same alternating rounds, and
@@ -117,11 +117,11 @@ stop_all() {
     servers=()
 }
 
-results=() calls=()
+results=()
 # compare NAME WASM PATH: modal (and wasmtime reuse) in alternation.
 compare() {
     [ -z "$only" ] || [ "$only" = "$1" ] || return 0
-    local name="$1" wasm="$2" path="$3" port_modal=18181 port_wt=18182 port_base=18184 port_bare=18185 port_timeout=18186 port_floor=18187 port_model=18188
+    local name="$1" wasm="$2" path="$3" port_modal=18181 port_wt=18182 port_base=18184 port_bare=18185 port_timeout=18186 port_floor=18187 port_rec=18188
     host="bench--$4.localhost"
     local labels=(modal) ports=($port_modal)
     launch_modal "$modal" $port_modal "$wasm" && wait_ready $port_modal "$path" \
@@ -147,13 +147,13 @@ compare() {
             wait_ready $port_bare "$path" && { labels+=(bare-hyper); ports+=($port_bare); }
             launch target/release/examples/bare_wasi_http "127.0.0.1:$port_floor" "$wasm"
             wait_ready $port_floor "$path" && { labels+=(bare-wasi-http); ports+=($port_floor); }
-            local call_us
-            call_us=$(PATH_AND_QUERY="$path" target/release/examples/bare_wasi_http --calls 50000 "$wasm")
-            echo "$name: one request in the bare wasi:http host, in process: $call_us us CPU" >&2
-            calls+=("$name $call_us")
-            launch target/release/examples/bare_hyper "127.0.0.1:$port_model" \
-                --spin-ns "$(python3 -c "print(round($call_us * 1000))")"
-            wait_ready $port_model "$path" && { labels+=(hyper+call); ports+=($port_model); }
+            local record
+            record=$(mktemp -d)
+            states+=("$record")
+            launch target/release/examples/bare_wasi_http "127.0.0.1:$port_rec" --record "$record" "$wasm"
+            wait_ready $port_rec "$path" && { labels+=(bare-wasi-http+rec); ports+=($port_rec); }
+            echo "$name: one request in the bare wasi:http host, in process: $(PATH_AND_QUERY="$path" \
+                target/release/examples/bare_wasi_http --calls 50000 "$wasm") us CPU" >&2
         else
             # modal enforces a timeout on every execution, which needs
             # wasmtime's epoch checks in the guest code; wasmtime serve
@@ -236,7 +236,7 @@ LUA
 fi
 
 printf '%s\n' "${results[@]}" >/tmp/modal-web-bench.txt
-CALLS="${calls[*]}" HEADER="endpoint / server (wrk -t2 -c$connections, ${duration} s x $rounds rounds)" python3 - /tmp/modal-web-bench.txt <<'PY'
+HEADER="endpoint / server (wrk -t2 -c$connections, ${duration} s x $rounds rounds)" python3 - /tmp/modal-web-bench.txt <<'PY'
 import os, statistics, sys
 from collections import defaultdict
 
@@ -275,19 +275,15 @@ for name in dict.fromkeys(n for n, _ in runs):
             f"  target >= {target:.2f}: " + ("met" if statistics.median(ratios) >= target else "NOT met"))
         print(f"{name}: req/s modal / {label} = {statistics.median(ratios):.2f} "
               f"({spread(ratios, lambda v: f'{v:.2f}')} of {len(ratios)} rounds){verdict}")
-    bare, model = runs.get((name, "bare-hyper")), runs.get((name, "hyper+call"))
-    if bare and model:
-        words = os.environ["CALLS"].split()
-        call = dict(zip(words[::2], words[1::2])).get(name, "?")
-        limits = [model[r][0] / bare[r][0] for r in model if r in bare]
-        print(f"{name}: req/s model (bare hyper spinning {call} us, one bare wasi:http call's CPU "
-              f"in a hot loop) / bare hyper = {statistics.median(limits):.2f} "
-              f"({spread(limits, lambda v: f'{v:.2f}')})")
-    floor = runs.get((name, "bare-wasi-http"))
-    if bare and floor:
+    bare = runs.get((name, "bare-hyper"))
+    for host, what in (("bare-wasi-http", "bare wasi:http host (modal's serving techniques; the call and nothing else)"),
+                       ("bare-wasi-http+rec", "bare wasi:http host recording each request in modal's SQLite store")):
+        floor = runs.get((name, host))
+        if not bare or not floor:
+            continue
         limits = [floor[r][0] / bare[r][0] for r in floor if r in bare]
-        print(f"{name}: req/s bare wasi:http host (modal's serving techniques; the call and nothing else) "
-              f"/ bare hyper = {statistics.median(limits):.2f} ({spread(limits, lambda v: f'{v:.2f}')})")
+        print(f"{name}: req/s {what} / bare hyper = {statistics.median(limits):.2f} "
+              f"({spread(limits, lambda v: f'{v:.2f}')})")
         if ours:
             mine = [ours[r][0] / floor[r][0] for r in ours if r in floor]
             print(f"{name}: req/s modal / that host = {statistics.median(mine):.2f} "
