@@ -9,7 +9,10 @@
 # Both servers of a component run side by side on their own ports and are
 # measured in alternation, ROUNDS times (the order flips every round), so
 # that both see the same state of a shared, noisy machine; the figures are
-# medians, and the ratio is the median of the per-round ratios.
+# medians, and the ratio is the median of the per-round ratios. Each row
+# also gives the server's CPU time per request (user and system, all its
+# threads, read from /proc around each wrk run): what a request costs,
+# beside the req/s it reaches on a machine it shares with wrk.
 #
 # With --with-wasmtime, the Python greet also runs under `wasmtime serve
 # -W timeout=60s`: the epoch checks a timeout needs, which modal always
@@ -82,14 +85,28 @@ wait_ready() {
     return 1
 }
 
-# Prints "REQ_PER_S P50 P99" for a wrk run of $2 seconds against $1, with
-# the Host header $host (modal routes by it; the others ignore it).
+# Prints "REQ_PER_S P50 P99 CPU_US" for a wrk run of $2 seconds against
+# $1, with the Host header $host (modal routes by it; the others ignore
+# it). CPU_US is the CPU time (user and system, all threads) the server
+# with pid $3 spent per request, or - without one.
 measure() {
-    local out
+    local out before after
+    before=$(ticks "${3:-}")
     out=$(wrk -t2 -c"$connections" -d"$2s" --latency -H "Host: $host" "$1")
+    after=$(ticks "${3:-}")
     errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
     [ -z "$errors" ] || echo "  wrk reported: $errors" >&2
-    echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1 == "50%" {print $2}' <<<"$out") $(awk '$1 == "99%" {print $2}' <<<"$out")"
+    local rps
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    echo "$rps $(awk '$1 == "50%" {print $2}' <<<"$out") $(awk '$1 == "99%" {print $2}' <<<"$out") $(
+        python3 -c "import sys; b, a, r, d = sys.argv[1:]; print('-' if b == '-' else f'{(int(a) - int(b)) * 1e4 / (float(r) * float(d)):.1f}')" \
+            "$before" "$after" "$rps" "$2")"
+}
+
+# The CPU time (user and system, in clock ticks of 10 ms) process $1 has
+# used so far, or - without a pid.
+ticks() {
+    if [ -n "$1" ]; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo -; fi
 }
 
 # Starts a server (the command line given) and registers it for cleanup.
@@ -123,12 +140,13 @@ compare() {
     [ -z "$only" ] || [ "$only" = "$1" ] || return 0
     local name="$1" wasm="$2" path="$3" port_modal=18181 port_wt=18182 port_base=18184 port_bare=18185 port_timeout=18186 port_floor=18187 port_rec=18188
     host="bench--$4.localhost"
-    local labels=(modal) ports=($port_modal)
+    local labels=(modal) ports=($port_modal) pids=()
     launch_modal "$modal" $port_modal "$wasm" && wait_ready $port_modal "$path" \
         || { echo "modal could not serve $name" >&2; return 1; }
+    pids+=("${servers[-1]}")
     if [ -n "$baseline" ]; then
         if launch_modal "$baseline" $port_base "$wasm" && wait_ready $port_base "$path"; then
-            labels+=(baseline); ports+=($port_base)
+            labels+=(baseline); ports+=($port_base); pids+=("${servers[-1]}")
         else
             echo "the baseline could not serve $name" >&2
         fi
@@ -138,20 +156,20 @@ compare() {
         launch "$wasmtime" serve -S cli=y -W unknown-imports-trap=y \
             --addr "127.0.0.1:$port_wt" --max-instance-reuse-count 1000 "$wasm"
         if wait_ready $port_wt "$path"; then
-            labels+=(wasmtime-reuse); ports+=($port_wt)
+            labels+=(wasmtime-reuse); ports+=($port_wt); pids+=("${servers[-1]}")
         else
             echo "wasmtime serve could not serve $name" >&2
         fi
         if [ "$name" != py-greet ]; then
             launch target/release/examples/bare_hyper "127.0.0.1:$port_bare"
-            wait_ready $port_bare "$path" && { labels+=(bare-hyper); ports+=($port_bare); }
+            wait_ready $port_bare "$path" && { labels+=(bare-hyper); ports+=($port_bare); pids+=("${servers[-1]}"); }
             launch target/release/examples/bare_wasi_http "127.0.0.1:$port_floor" "$wasm"
-            wait_ready $port_floor "$path" && { labels+=(bare-wasi-http); ports+=($port_floor); }
+            wait_ready $port_floor "$path" && { labels+=(bare-wasi-http); ports+=($port_floor); pids+=("${servers[-1]}"); }
             local record
             record=$(mktemp -d)
             states+=("$record")
             launch target/release/examples/bare_wasi_http "127.0.0.1:$port_rec" --record "$record" "$wasm"
-            wait_ready $port_rec "$path" && { labels+=(bare-wasi-http+rec); ports+=($port_rec); }
+            wait_ready $port_rec "$path" && { labels+=(bare-wasi-http+rec); ports+=($port_rec); pids+=("${servers[-1]}"); }
             echo "$name: one request in the bare wasi:http host, in process: $(PATH_AND_QUERY="$path" \
                 target/release/examples/bare_wasi_http --calls 50000 "$wasm") us CPU" >&2
         else
@@ -162,7 +180,7 @@ compare() {
             launch "$wasmtime" serve -S cli=y -W unknown-imports-trap=y,timeout=60s \
                 --addr "127.0.0.1:$port_timeout" --max-instance-reuse-count 1000 "$wasm"
             if wait_ready $port_timeout "$path"; then
-                labels+=(wasmtime-reuse-timeout); ports+=($port_timeout)
+                labels+=(wasmtime-reuse-timeout); ports+=($port_timeout); pids+=("${servers[-1]}")
             fi
         fi
     fi
@@ -172,7 +190,7 @@ compare() {
         order=$(seq 0 $((${#ports[@]} - 1)))
         [ $((round % 2)) = 0 ] && order=$(tac <<<"$order")
         for i in $order; do
-            runs+=("$round ${labels[$i]} $(measure "http://127.0.0.1:${ports[$i]}$path" "$duration")")
+            runs+=("$round ${labels[$i]} $(measure "http://127.0.0.1:${ports[$i]}$path" "$duration" "${pids[$i]}")")
         done
     done
     stop_all
@@ -181,7 +199,7 @@ compare() {
         launch "$wasmtime" serve -S cli=y -W unknown-imports-trap=y \
             --addr "127.0.0.1:$port_wt" "$wasm"
         if wait_ready $port_wt "$path"; then
-            runs+=("1 wasmtime-fresh $(measure "http://127.0.0.1:$port_wt$path" "$duration")")
+            runs+=("1 wasmtime-fresh $(measure "http://127.0.0.1:$port_wt$path" "$duration" "${servers[-1]}")")
         fi
         stop_all
     fi
@@ -229,7 +247,7 @@ wrk.headers["Authorization"] = "Bearer $token"
 LUA
         out=$(wrk -t2 -c"$connections" -d"${duration}s" --latency -s /tmp/modal-post.lua \
             "http://127.0.0.1:$port/api/v1/apps/$app/functions/square/call")
-        results+=("call-square-$app 1 modal $(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1 == "50%" {print $2}' <<<"$out") $(awk '$1 == "99%" {print $2}' <<<"$out")")
+        results+=("call-square-$app 1 modal $(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1 == "50%" {print $2}' <<<"$out") $(awk '$1 == "99%" {print $2}' <<<"$out") -")
     done
     stop_all
     rm -rf "$state"
@@ -242,13 +260,15 @@ from collections import defaultdict
 
 runs = defaultdict(dict)  # (name, server) -> round -> (rps, p50, p99)
 for line in open(sys.argv[1]):
-    name, rnd, server, rps, p50, p99 = line.split()
-    runs[(name, server)][int(rnd)] = (float(rps), p50, p99)
-print(f"{os.environ['HEADER']:<58} {'req/s':>9} {'p50':>9} {'p99':>9}")
+    name, rnd, server, rps, p50, p99, cpu = line.split()
+    runs[(name, server)][int(rnd)] = (float(rps), p50, p99, cpu)
+print(f"{os.environ['HEADER']:<58} {'req/s':>9} {'p50':>9} {'p99':>9} {'cpu µs/req':>11}")
 for (name, server), by_round in runs.items():
     rps = statistics.median(r[0] for r in by_round.values())
     mid = sorted(by_round.values(), key=lambda r: r[0])[len(by_round) // 2]
-    print(f"{name + ' / ' + server:<58} {rps:>9.0f} {mid[1]:>9} {mid[2]:>9}")
+    cpus = [float(r[3]) for r in by_round.values() if r[3] != "-"]
+    cpu = f"{statistics.median(cpus):.1f}" if cpus else "-"
+    print(f"{name + ' / ' + server:<58} {rps:>9.0f} {mid[1]:>9} {mid[2]:>9} {cpu:>11}")
 def ms(text):
     """wrk's latency (`812.00us`, `1.20ms`, `2.00s`) in ms."""
     for unit, factor in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
