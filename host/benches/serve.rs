@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "bare/record.rs"]
+mod record;
+
 #[path = "bare/http.rs"]
 #[allow(dead_code)] // `time_calls` is for examples/bare_wasi_http.rs
 mod bare_http;
@@ -214,25 +217,7 @@ async fn store_alone(drop: &str) -> (Duration, Duration) {
         .collect();
     let batch = |(first, size): (u64, u64)| -> Vec<ExecutionRecord> {
         (first..first + size)
-            .map(|i| ExecutionRecord {
-                id: i + 1,
-                app: "plain".into(),
-                version: 1,
-                function: "web".into(),
-                trigger: modal_host::Trigger::Web,
-                started_at: 1_700_000_000_000 + i / 40,
-                duration_ms: 0.01,
-                outcome: modal_host::Outcome::Ok,
-                error: None,
-                logs: String::new(),
-                memory: 1 << 20,
-                run_id: None,
-                call_id: None,
-                http_status: Some(200),
-                parent_call_id: None,
-                root_call_id: None,
-                depth: 0,
-            })
+            .map(|i| record::web_execution(i + 1, "plain", 1_700_000_000_000 + i / 40, 0.01, 200))
             .collect()
     };
     rusqlite::Connection::open(state.path().join("executions.db"))

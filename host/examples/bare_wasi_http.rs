@@ -32,6 +32,8 @@
 mod batched;
 #[path = "../benches/bare/http.rs"]
 mod http;
+#[path = "../benches/bare/record.rs"]
+mod record;
 
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
@@ -155,30 +157,14 @@ fn serve_lane(
         })
 }
 
-/// The record of one web execution, as modal stores a successful one.
+/// The record of a web execution that started at `started_at` (and
+/// `start`) and answered `status`; the writer numbers it.
 fn execution(started_at: SystemTime, start: Instant, status: hyper::StatusCode) -> ExecutionRecord {
     let started_at = started_at
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    ExecutionRecord {
-        id: 0,
-        app: "bench".into(),
-        version: 1,
-        function: "web".into(),
-        trigger: modal_host::Trigger::Web,
-        started_at,
-        duration_ms: start.elapsed().as_secs_f64() * 1e3,
-        outcome: modal_host::Outcome::Ok,
-        error: None,
-        logs: String::new(),
-        memory: 1 << 20,
-        run_id: None,
-        call_id: None,
-        http_status: Some(status.as_u16()),
-        parent_call_id: None,
-        root_call_id: None,
-        depth: 0,
-    }
+    let duration_ms = start.elapsed().as_secs_f64() * 1e3;
+    record::web_execution(0, "bench", started_at, duration_ms, status.as_u16())
 }
 
 /// Starts the thread that stores the records sent to the returned sender
