@@ -672,7 +672,9 @@ impl Pool {
         }
         let (instance, fresh) = match warm {
             Some(i) => (i, false),
-            None => match self.create(slot_wait).await {
+            // Boxed: creating an instance is the cold path, and its large
+            // future would otherwise grow every caller's state.
+            None => match Box::pin(self.create(slot_wait)).await {
                 Ok(i) => (i, true),
                 Err(e) => {
                     self.counters.busy.fetch_sub(1, Ordering::AcqRel);
