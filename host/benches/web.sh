@@ -140,13 +140,15 @@ compare() {
     [ -z "$only" ] || [ "$only" = "$1" ] || return 0
     local name="$1" wasm="$2" path="$3" port_modal=18181 port_wt=18182 port_base=18184 port_bare=18185 port_timeout=18186 port_floor=18187 port_rec=18188
     host="bench--$4.localhost"
-    local labels=(modal) ports=($port_modal) pids=()
+    local labels=() ports=() pids=()
+    # add LABEL PORT: the server launched last joins the rounds.
+    add() { labels+=("$1"); ports+=("$2"); pids+=("${servers[-1]}"); }
     launch_modal "$modal" $port_modal "$wasm" && wait_ready $port_modal "$path" \
         || { echo "modal could not serve $name" >&2; return 1; }
-    pids+=("${servers[-1]}")
+    add modal $port_modal
     if [ -n "$baseline" ]; then
         if launch_modal "$baseline" $port_base "$wasm" && wait_ready $port_base "$path"; then
-            labels+=(baseline); ports+=($port_base); pids+=("${servers[-1]}")
+            add baseline $port_base
         else
             echo "the baseline could not serve $name" >&2
         fi
@@ -156,20 +158,20 @@ compare() {
         launch "$wasmtime" serve -S cli=y -W unknown-imports-trap=y \
             --addr "127.0.0.1:$port_wt" --max-instance-reuse-count 1000 "$wasm"
         if wait_ready $port_wt "$path"; then
-            labels+=(wasmtime-reuse); ports+=($port_wt); pids+=("${servers[-1]}")
+            add wasmtime-reuse $port_wt
         else
             echo "wasmtime serve could not serve $name" >&2
         fi
         if [ "$name" != py-greet ]; then
             launch target/release/examples/bare_hyper "127.0.0.1:$port_bare"
-            wait_ready $port_bare "$path" && { labels+=(bare-hyper); ports+=($port_bare); pids+=("${servers[-1]}"); }
+            wait_ready $port_bare "$path" && add bare-hyper $port_bare
             launch target/release/examples/bare_wasi_http "127.0.0.1:$port_floor" "$wasm"
-            wait_ready $port_floor "$path" && { labels+=(bare-wasi-http); ports+=($port_floor); pids+=("${servers[-1]}"); }
+            wait_ready $port_floor "$path" && add bare-wasi-http $port_floor
             local record
             record=$(mktemp -d)
             states+=("$record")
             launch target/release/examples/bare_wasi_http "127.0.0.1:$port_rec" --record "$record" "$wasm"
-            wait_ready $port_rec "$path" && { labels+=(bare-wasi-http+rec); ports+=($port_rec); pids+=("${servers[-1]}"); }
+            wait_ready $port_rec "$path" && add bare-wasi-http+rec $port_rec
             echo "$name: one request in the bare wasi:http host, in process: $(PATH_AND_QUERY="$path" \
                 target/release/examples/bare_wasi_http --calls 50000 "$wasm") us CPU" >&2
         else
@@ -180,7 +182,7 @@ compare() {
             launch "$wasmtime" serve -S cli=y -W unknown-imports-trap=y,timeout=60s \
                 --addr "127.0.0.1:$port_timeout" --max-instance-reuse-count 1000 "$wasm"
             if wait_ready $port_timeout "$path"; then
-                labels+=(wasmtime-reuse-timeout); ports+=($port_timeout); pids+=("${servers[-1]}")
+                add wasmtime-reuse-timeout $port_timeout
             fi
         fi
     fi
