@@ -153,13 +153,16 @@ fn insert_statement(rows: usize) -> String {
 }
 
 fn insert(conn: &mut rusqlite::Connection, records: &[ExecutionRecord]) -> rusqlite::Result<()> {
-    static STATEMENTS: std::sync::LazyLock<[String; 3]> =
+    static STATEMENTS: std::sync::LazyLock<[String; ROWS.len()]> =
         std::sync::LazyLock::new(|| ROWS.map(insert_statement));
     let tx = conn.transaction()?;
     let mut rest = records;
     while !rest.is_empty() {
         // The last size is one row, so some size fits.
-        let size = ROWS.iter().position(|&n| n <= rest.len()).unwrap_or(2);
+        let size = ROWS
+            .iter()
+            .position(|&n| n <= rest.len())
+            .unwrap_or(ROWS.len() - 1);
         let (chunk, after) = rest.split_at(ROWS[size]);
         rest = after;
         let mut stmt = tx.prepare_cached(&STATEMENTS[size])?;
