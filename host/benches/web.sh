@@ -99,14 +99,14 @@ measure() {
     local rps
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     echo "$rps $(awk '$1 == "50%" {print $2}' <<<"$out") $(awk '$1 == "99%" {print $2}' <<<"$out") $(
-        python3 -c "import sys; b, a, r, d = sys.argv[1:]; print('-' if b == '-' else f'{(int(a) - int(b)) * 1e4 / (float(r) * float(d)):.1f}')" \
+        python3 -c "import sys; b, a, r, d = sys.argv[1:]; print('-' if '-' in (b, a) or not r else f'{(int(a) - int(b)) * 1e4 / (float(r) * float(d)):.1f}')" \
             "$before" "$after" "$rps" "$2")"
 }
 
 # The CPU time (user and system, in clock ticks of 10 ms) process $1 has
-# used so far, or - without a pid.
+# used so far, or - without a pid (or once it has exited).
 ticks() {
-    if [ -n "$1" ]; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo -; fi
+    { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null; } || echo -
 }
 
 # Starts a server (the command line given) and registers it for cleanup.

@@ -59,7 +59,7 @@ fn main() -> wasmtime::Result<()> {
             "usage: bare_wasi_http (ADDR [--record DIR] | --calls N) COMPONENT.wasm"
         ),
     };
-    let wasm = std::fs::read(wasm)?;
+    let wasm = std::fs::read(wasm).map_err(|e| wasmtime::format_err!("reading {wasm}: {e}"))?;
     if let Some(calls) = calls {
         let server = http::BareHttp::new(&wasm)?;
         let host = std::env::var("HOST").unwrap_or_else(|_| "localhost".into());
@@ -171,7 +171,8 @@ fn execution(started_at: SystemTime, start: Instant, status: hyper::StatusCode) 
 /// in `dir/executions.db`: what gathered in 20 ms, in one transaction,
 /// numbered in order (as modal's record writer does).
 fn start_writer(dir: std::path::PathBuf) -> wasmtime::Result<mpsc::Sender<ExecutionRecord>> {
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| wasmtime::format_err!("creating {}: {e}", dir.display()))?;
     let store = SqliteRecords::open(&dir.join("executions.db"))?;
     let (sender, receiver) = mpsc::channel::<ExecutionRecord>();
     let runtime = tokio::runtime::Builder::new_current_thread()
